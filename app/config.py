@@ -1,0 +1,55 @@
+"""All configuration, read once from the environment (prefix ``SHARDTRAIN_``)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHARDTRAIN_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./.shardtrain")
+    # Empty means "SQLite file inside data_dir", resolved below so that changing
+    # DATA_DIR alone moves the database with it.
+    database_url: str = ""
+    # Unset means: the local Redis if one answers, else `make run` starts its own.
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    max_upload_bytes: int = Field(default=10 * 1024**3, gt=0)
+    upload_chunk_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_predict_rows: int = Field(default=10_000, gt=0)
+    model_cache_size: int = Field(default=8, gt=0)
+    log_format: str = "plain"
+
+    # Celery: a shard task must finish well inside the visibility timeout, or
+    # Redis hands the unacknowledged message to a second worker.
+    visibility_timeout_s: int = Field(default=6 * 3600, gt=0)
+    worker_concurrency: int = Field(default=2, gt=0)
+    # Parameter blobs above this size are split across several Redis keys.
+    param_chunk_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    param_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+
+    @model_validator(mode="after")
+    def _default_database(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'shardtrain.db').resolve()}"
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or DEFAULT_REDIS_URL
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

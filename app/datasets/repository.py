@@ -1,0 +1,24 @@
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Dataset
+from app.pagination import fetch_page
+
+
+class DatasetRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, dataset: Dataset) -> Dataset:
+        self.session.add(dataset)
+        self.session.flush()
+        return dataset
+
+    def get(self, dataset_id: str, *, for_update: bool = False) -> Dataset | None:
+        statement = select(Dataset).where(Dataset.id == dataset_id)
+        if for_update:
+            statement = statement.with_for_update()
+        return self.session.scalars(statement).one_or_none()
+
+    def page(self, *, limit: int, after: str | None) -> tuple[list[Dataset], bool]:
+        return fetch_page(self.session, select(Dataset), Dataset, limit=limit, after=after)

@@ -1,0 +1,78 @@
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from app.datasets import service
+from app.datasets.schemas import DatasetOut
+from app.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
+from app.errors import ErrorResponse
+from app.schemas import ListResponse
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorResponse, "description": "No such dataset."},
+}
+
+
+@router.post(
+    "",
+    operation_id="datasets-create",
+    summary="Upload a dataset",
+    status_code=201,
+    response_model=DatasetOut,
+    responses={
+        413: {"model": ErrorResponse, "description": "The file is over the upload limit."},
+        415: {"model": ErrorResponse, "description": "Not CSV, Parquet or JSON Lines."},
+        422: {"model": ErrorResponse, "description": "Empty file or bad form fields."},
+    },
+)
+def create_dataset(
+    session: SessionDep,
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="CSV (header row), Parquet or JSON Lines.")],
+    name: Annotated[str | None, Form(max_length=255)] = None,
+) -> DatasetOut:
+    """Store the file and queue its ingest; the dataset is `processing` until a worker
+    has parsed it into Parquet (`ready`) or found it unusable (`failed`, with `error`)."""
+    dataset = service.store_upload(
+        session,
+        store,
+        dispatcher,
+        stream=file.file,
+        filename=file.filename or "",
+        name=name,
+        max_bytes=settings.max_upload_bytes,
+        chunk_bytes=settings.upload_chunk_bytes,
+    )
+    return DatasetOut.model_validate(dataset)
+
+
+@router.get(
+    "",
+    operation_id="datasets-list",
+    summary="List datasets",
+    response_model=ListResponse[DatasetOut],
+)
+def list_datasets(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> ListResponse[DatasetOut]:
+    rows, has_more = service.list_datasets(session, limit=limit, after=after)
+    return ListResponse[DatasetOut](
+        data=[DatasetOut.model_validate(r) for r in rows], has_more=has_more
+    )
+
+
+@router.get(
+    "/{dataset_id}",
+    operation_id="datasets-get",
+    summary="Read a dataset",
+    response_model=DatasetOut,
+    responses=_ERRORS,
+)
+def get_dataset(session: SessionDep, dataset_id: str) -> DatasetOut:
+    return DatasetOut.model_validate(service.get_dataset(session, dataset_id))

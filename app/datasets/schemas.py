@@ -1,0 +1,42 @@
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ColumnSchema(BaseModel):
+    name: str
+    dtype: Literal["int", "float", "bool", "string"]
+    missing: int = Field(description="Rows with no value in this column.")
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
+                "object": "dataset",
+                "name": "iris.csv",
+                "format": "csv",
+                "bytes": 4551,
+                "sha256": "6f1ed002ab5595859014ebf0951522d9d6a6f3e4a6b5c8e3d4b9c2e1f0a1b2c3",
+                "status": "ready",
+                "rows": 150,
+                "columns": [{"name": "sepal_length", "dtype": "float", "missing": 0}],
+                "error": None,
+                "created_at": 1767225600,
+            }
+        },
+    )
+
+    id: str
+    object: Literal["dataset"] = "dataset"
+    name: str
+    format: str
+    bytes: int
+    sha256: str
+    status: Literal["processing", "ready", "failed"]
+    rows: int | None
+    columns: list[ColumnSchema] | None
+    error: str | None
+    created_at: int

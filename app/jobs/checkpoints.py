@@ -1,0 +1,32 @@
+"""Where a job's files live in blob storage, and the round checkpoints written there."""
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+
+from app.storage import BlobStore
+from app.training.loop import StateDict
+
+
+def checkpoint_key(job_id: str, round_: int) -> str:
+    return f"jobs/{job_id}/checkpoints/round-{round_}.safetensors"
+
+
+def save_checkpoint(store: BlobStore, job_id: str, round_: int, state: StateDict) -> None:
+    with store.temporary_path(checkpoint_key(job_id, round_)) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+
+
+def load_checkpoint(store: BlobStore, job_id: str, round_: int) -> StateDict | None:
+    path = store.path(checkpoint_key(job_id, round_))
+    return load_file(str(path)) if path.exists() else None
+
+
+def load_part(store: BlobStore, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features and encoded targets of a shard, memory-mapped, never unpickled."""
+    path = store.path(key)
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:
+        # An empty part has no bytes to map.
+        data = np.load(path, allow_pickle=False)
+    return data[:, :-1], data[:, -1]

@@ -1,0 +1,82 @@
+"""The last stage: score the kept round on the holdout, register the model, apply the gate."""
+
+from sqlalchemy.orm import Session
+
+from app.jobs.checkpoints import load_checkpoint, load_part
+from app.jobs.lifecycle import fail, transition
+from app.jobs.repository import JobRepository
+from app.jobs.spec import JobSpec
+from app.models import RegisteredModel
+from app.models.base import new_id
+from app.registry.artifact import write_artifact
+from app.registry.repository import ModelRepository
+from app.storage import BlobStore
+from app.training.loop import evaluate
+from app.training.networks import NetworkConfig
+from app.training.preprocessing import Preprocessor
+
+
+def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
+    """Returns True when this call registered the model (False: nothing to do)."""
+    job = JobRepository(session).get(job_id, for_update=True)
+    if job is None or job.status != "running" or job.model_id is not None:
+        return False
+    assert job.plan is not None and job.task is not None
+    spec = JobSpec.model_validate(job.spec)
+    # Early stopping keeps the best round, not the last one trained.
+    kept_round = job.best_round if job.best_round is not None else job.current_round
+    state = load_checkpoint(store, job_id, kept_round)
+    if state is None:
+        fail(job, "checkpoint_lost", f"the checkpoint of round {kept_round} is missing")
+        return False
+    network = NetworkConfig.from_dict(job.plan["network"])
+    preprocessor = Preprocessor.from_dict(job.plan["preprocessor"])
+    features, targets = load_part(store, job.plan["holdout_key"])
+    evaluation = evaluate(
+        network,
+        state,
+        features,
+        targets,
+        job.task,
+        target_scale=(preprocessor.target.mean, preprocessor.target.std),
+    )
+    metrics = evaluation.metrics if evaluation else {}
+
+    gate = None
+    status = "deployed"
+    if spec.deploy_if is not None:
+        value = metrics.get(spec.deploy_if.metric)
+        passed = spec.deploy_if.passes(value)
+        gate = {**spec.deploy_if.model_dump(), "value": value, "passed": passed}
+        status = "deployed" if passed else "rejected"
+
+    model_id = new_id("mdl")
+    artifact_key = f"models/{model_id}/model.safetensors"
+    with store.temporary_path(artifact_key) as tmp:
+        write_artifact(
+            tmp,
+            state=state,
+            network=network,
+            preprocessor=preprocessor,
+            task=job.task,
+            extra={"model_id": model_id, "job_id": job_id, "round": kept_round, "metrics": metrics},
+        )
+    ModelRepository(session).add(
+        RegisteredModel(
+            id=model_id,
+            job_id=job_id,
+            task=job.task,
+            type=network.type,
+            status=status,
+            metrics=metrics,
+            gate=gate,
+            features=preprocessor.feature_schema,
+            target=preprocessor.target.name,
+            classes=preprocessor.target.classes,
+            artifact_key=artifact_key,
+        )
+    )
+    job.model_id = model_id
+    job.metrics = {"round": kept_round, "split": "holdout", **metrics}
+    transition(job, "succeeded")
+    return True

@@ -1,0 +1,34 @@
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Job, JobRound
+from app.pagination import fetch_page
+
+
+class JobRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, job: Job) -> Job:
+        self.session.add(job)
+        self.session.flush()
+        return job
+
+    def get(self, job_id: str, *, for_update: bool = False) -> Job | None:
+        statement = select(Job).where(Job.id == job_id)
+        if for_update:
+            statement = statement.with_for_update()
+        return self.session.scalars(statement).one_or_none()
+
+    def page(self, *, limit: int, after: str | None) -> tuple[list[Job], bool]:
+        return fetch_page(self.session, select(Job), Job, limit=limit, after=after)
+
+    def rounds(self, job_id: str) -> list[JobRound]:
+        statement = select(JobRound).where(JobRound.job_id == job_id).order_by(JobRound.round)
+        return list(self.session.scalars(statement))
+
+    def add_round(self, job_round: JobRound) -> None:
+        # The unique (job_id, round) constraint makes a duplicate merge fail here
+        # and roll back whole, even if two slipped past the job-row check at once.
+        self.session.add(job_round)
+        self.session.flush()

@@ -1,0 +1,70 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from app.deps import DispatcherDep, SessionDep
+from app.errors import ErrorResponse
+from app.jobs import service
+from app.jobs.schemas import JobOut, RoundMetricsOut
+from app.jobs.spec import JobSpec
+from app.schemas import ListResponse
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorResponse, "description": "No such job."}
+}
+
+
+@router.post(
+    "",
+    operation_id="jobs-create",
+    summary="Create a training job",
+    status_code=201,
+    response_model=JobOut,
+    responses={
+        404: {"model": ErrorResponse, "description": "The dataset does not exist."},
+        409: {"model": ErrorResponse, "description": "The dataset failed ingest."},
+        422: {"model": ErrorResponse, "description": "The spec does not fit the dataset."},
+    },
+)
+def create_job(
+    session: SessionDep, dispatcher: DispatcherDep, spec: Annotated[JobSpec, Body()]
+) -> JobOut:
+    """Queue a job. Shards train in parallel on the workers, round after round;
+    the merged model is scored on the holdout and deployed if it passes `deploy_if`."""
+    return service.job_out(service.create_job(session, dispatcher, spec))
+
+
+@router.get("", operation_id="jobs-list", summary="List jobs", response_model=ListResponse[JobOut])
+def list_jobs(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> ListResponse[JobOut]:
+    rows, has_more = service.list_jobs(session, limit=limit, after=after)
+    return ListResponse[JobOut](data=[service.job_out(j) for j in rows], has_more=has_more)
+
+
+@router.get(
+    "/{job_id}",
+    operation_id="jobs-get",
+    summary="Read a job",
+    response_model=JobOut,
+    responses=_NOT_FOUND,
+)
+def get_job(session: SessionDep, job_id: str) -> JobOut:
+    return service.job_out(service.get_job(session, job_id))
+
+
+@router.get(
+    "/{job_id}/metrics",
+    operation_id="jobs-metrics",
+    summary="Per-round training metrics",
+    response_model=ListResponse[RoundMetricsOut],
+    responses=_NOT_FOUND,
+)
+def job_metrics(session: SessionDep, job_id: str) -> ListResponse[RoundMetricsOut]:
+    return ListResponse[RoundMetricsOut](
+        data=service.round_metrics(session, job_id), has_more=False
+    )

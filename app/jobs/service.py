@@ -1,0 +1,126 @@
+"""Job use cases on the API side: check a spec against its dataset, queue, read."""
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.datasets.repository import DatasetRepository
+from app.db import enqueue_after_commit
+from app.dispatch import Dispatcher
+from app.errors import APIError, NotFound
+from app.jobs.repository import JobRepository
+from app.jobs.schemas import JobError, JobOut, Progress, RoundMetricsOut
+from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
+from app.models import Job
+
+
+class SpecError(ValueError):
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+def check_spec(spec: JobSpec, columns: list[dict[str, Any]], rows: int) -> str:
+    """Check the spec against the dataset's columns; return the resolved task."""
+    dtypes = {c["name"]: c["dtype"] for c in columns}
+    if spec.target not in dtypes:
+        raise SpecError("target", f"target {spec.target!r} is not a column of the dataset")
+    if spec.features is not None:
+        for i, name in enumerate(spec.features):
+            if name not in dtypes:
+                raise SpecError(f"features.{i}", f"feature {name!r} is not a column of the dataset")
+        if spec.target in spec.features:
+            raise SpecError("features", f"the target {spec.target!r} cannot also be a feature")
+        if len(set(spec.features)) != len(spec.features):
+            raise SpecError("features", "features are listed more than once")
+    if not (
+        spec.features if spec.features is not None else [n for n in dtypes if n != spec.target]
+    ):
+        raise SpecError("features", "no feature columns are left to train on")
+    task = resolve_task(spec, dtypes[spec.target])
+    if spec.model.type == "logistic_regression" and task != "classification":
+        raise SpecError("model.type", "logistic_regression trains classification tasks only")
+    if spec.model.type == "linear_regression" and task != "regression":
+        raise SpecError("model.type", "linear_regression trains regression tasks only")
+    if task == "regression" and dtypes[spec.target] == "string":
+        raise SpecError("target", f"regression needs a numeric target; {spec.target!r} is text")
+    if spec.deploy_if is not None and not metric_fits_task(spec.deploy_if.metric, task):
+        raise SpecError(
+            "deploy_if.metric", f"metric {spec.deploy_if.metric!r} does not score a {task} task"
+        )
+    if rows < spec.distribution.shards:
+        raise SpecError(
+            "distribution.shards", f"{spec.distribution.shards} shards need at least as many rows"
+        )
+    return task
+
+
+def create_job(session: Session, dispatcher: Dispatcher, spec: JobSpec) -> Job:
+    dataset = DatasetRepository(session).get(spec.dataset_id)
+    if dataset is None:
+        raise NotFound("dataset", spec.dataset_id, param="dataset_id")
+    if dataset.status == "failed":
+        raise APIError(
+            409,
+            "dataset_failed",
+            f"Dataset {dataset.id} failed ingest: {dataset.error}",
+            "dataset_id",
+        )
+    task = None
+    # A dataset still being ingested has no columns yet: the prepare task checks it later.
+    if dataset.status == "ready":
+        try:
+            task = check_spec(spec, dataset.columns or [], dataset.rows or 0)
+        except SpecError as exc:
+            raise APIError(422, "invalid_spec", exc.message, exc.param) from exc
+    job = JobRepository(session).add(
+        Job(
+            dataset_id=dataset.id,
+            spec=spec.model_dump(mode="json"),
+            task=task,
+            rounds=spec.training.rounds,
+            status="queued",
+        )
+    )
+    job_id = job.id
+    enqueue_after_commit(session, lambda: dispatcher.prepare(job_id))
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = JobRepository(session).get(job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    return job
+
+
+def list_jobs(session: Session, *, limit: int, after: str | None) -> tuple[list[Job], bool]:
+    return JobRepository(session).page(limit=limit, after=after)
+
+
+def round_metrics(session: Session, job_id: str) -> list[RoundMetricsOut]:
+    get_job(session, job_id)
+    return [
+        RoundMetricsOut.model_validate(r, from_attributes=True)
+        for r in JobRepository(session).rounds(job_id)
+    ]
+
+
+def job_out(job: Job) -> JobOut:
+    error = None
+    if job.error_code:
+        error = JobError(code=job.error_code, message=job.error_message or "")
+    return JobOut(
+        id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        spec=JobSpec.model_validate(job.spec),
+        task=job.task,
+        progress=Progress(round=job.current_round, rounds=job.rounds),
+        metrics=job.metrics,
+        model_id=job.model_id,
+        error=error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )

@@ -1,0 +1,218 @@
+"""Split a dataset into holdout, validation and N training shards, fit preprocessing on
+the training rows only, and write each part once as a float32 `.npy` file.
+
+Two streaming passes over the Parquet file: the first fits the preprocessing, the
+second writes rows straight into memory-mapped outputs. Memory is one record batch
+plus a byte or two per row for the split.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from app.jobs.spec import JobSpec
+from app.storage import BlobStore
+from app.training.networks import NetworkConfig
+from app.training.preprocessing import PreprocessingFitter, Preprocessor
+from app.training.split import HOLDOUT, VALIDATION, assign_rows
+
+BATCH_ROWS = 65_536
+
+
+class ShardingError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    preprocessor: Preprocessor
+    network: NetworkConfig
+    shard_keys: list[str]
+    shard_rows: list[int]
+    validation_key: str
+    validation_rows: int
+    holdout_key: str
+    holdout_rows: int
+    dropped_rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "preprocessor": self.preprocessor.to_dict(),
+            "network": self.network.to_dict(),
+            "shard_keys": self.shard_keys,
+            "shard_rows": self.shard_rows,
+            "validation_key": self.validation_key,
+            "validation_rows": self.validation_rows,
+            "holdout_key": self.holdout_key,
+            "holdout_rows": self.holdout_rows,
+            "dropped_rows": self.dropped_rows,
+        }
+
+
+def _feature_columns(batch: pa.RecordBatch, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
+    columns: dict[str, np.ndarray] = {}
+    for name, dtype in dtypes.items():
+        column = batch.column(name)
+        if dtype == "string":
+            columns[name] = column.to_numpy(zero_copy_only=False)
+        else:
+            columns[name] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    return columns
+
+
+def _target_values(batch: pa.RecordBatch, name: str, task: str) -> np.ndarray:
+    column = batch.column(name)
+    if task == "regression":
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    return np.array(column.to_pylist(), dtype=object)
+
+
+def _batches(path: str, names: list[str]) -> Iterator[pa.RecordBatch]:
+    yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=names)
+
+
+def build_shards(
+    store: BlobStore,
+    *,
+    job_id: str,
+    data_key: str,
+    spec: JobSpec,
+    columns: list[dict[str, Any]],
+    task: str,
+) -> ShardPlan:
+    all_dtypes = {c["name"]: c["dtype"] for c in columns}
+    feature_names = spec.features or [n for n in all_dtypes if n != spec.target]
+    dtypes = {n: all_dtypes[n] for n in feature_names}
+    path = str(store.path(data_key))
+    n_rows = pq.ParquetFile(path).metadata.num_rows
+    try:
+        assignment = assign_rows(
+            n_rows,
+            seed=spec.training.seed,
+            holdout_fraction=spec.validation.holdout_fraction,
+            validation_fraction=spec.validation.validation_fraction,
+            shards=spec.distribution.shards,
+        )
+    except ValueError as exc:
+        raise ShardingError(str(exc)) from exc
+
+    fitter = PreprocessingFitter(
+        columns=list(dtypes.items()),
+        target=(spec.target, all_dtypes[spec.target]),
+        task=task,
+        standardize=spec.preprocessing.standardize,
+        impute=spec.preprocessing.impute,
+        seed=spec.training.seed,
+    )
+    names = [*feature_names, spec.target]
+    offset = 0
+    for batch in _batches(path, names):
+        rows = assignment[offset : offset + batch.num_rows]
+        # Rows without a target teach nothing and cannot be scored: they are dropped.
+        valid = batch.column(spec.target).is_valid().to_numpy(zero_copy_only=False)
+        if task == "regression":
+            valid &= ~np.isnan(_target_values(batch, spec.target, task))
+        assignment[offset : offset + batch.num_rows] = np.where(valid, rows, np.int16(-3))
+        train = np.nonzero(valid & (rows >= 0))[0]
+        if len(train):
+            picked = batch.take(pa.array(train))
+            fitter.update(
+                _feature_columns(picked, dtypes), _target_values(picked, spec.target, task)
+            )
+        offset += batch.num_rows
+    preprocessor = fitter.finish()
+    if task == "classification" and len(preprocessor.target.classes or []) < 2:
+        raise ShardingError(
+            f"target {spec.target!r} has fewer than two classes in the training rows"
+        )
+
+    n_outputs = len(preprocessor.target.classes or []) if task == "classification" else 1
+    network = NetworkConfig(
+        type=spec.model.type,
+        n_features=preprocessor.n_features,
+        n_outputs=n_outputs,
+        hidden_layers=list(spec.model.hidden_layers) if spec.model.type == "mlp" else [],
+        activation=spec.model.activation,
+        dropout=spec.model.dropout,
+    )
+    groups = [HOLDOUT, VALIDATION, *range(spec.distribution.shards)]
+    keys = {
+        HOLDOUT: f"jobs/{job_id}/holdout.npy",
+        VALIDATION: f"jobs/{job_id}/validation.npy",
+        **{s: f"jobs/{job_id}/shards/{s}.npy" for s in range(spec.distribution.shards)},
+    }
+    counts = {g: int(np.count_nonzero(assignment == g)) for g in groups}
+    empty = [s for s in range(spec.distribution.shards) if counts[s] == 0]
+    if empty:
+        raise ShardingError(f"shard(s) {empty} have no rows with a target value")
+    _write_parts(
+        store, path, names, assignment, preprocessor, dict(keys), counts, dtypes, spec, task
+    )
+    return ShardPlan(
+        preprocessor=preprocessor,
+        network=network,
+        shard_keys=[keys[s] for s in range(spec.distribution.shards)],
+        shard_rows=[counts[s] for s in range(spec.distribution.shards)],
+        validation_key=keys[VALIDATION],
+        validation_rows=counts[VALIDATION],
+        holdout_key=keys[HOLDOUT],
+        holdout_rows=counts[HOLDOUT],
+        dropped_rows=int(np.count_nonzero(assignment == -3)),
+    )
+
+
+def _write_parts(
+    store: BlobStore,
+    path: str,
+    names: list[str],
+    assignment: np.ndarray,
+    preprocessor: Preprocessor,
+    keys: dict[int, str],
+    counts: dict[int, int],
+    dtypes: dict[str, str],
+    spec: JobSpec,
+    task: str,
+) -> None:
+    width = preprocessor.n_features + 1  # the last column is the encoded target
+    outputs = {}
+    filled = dict.fromkeys(keys, 0)
+    for group, key in list(keys.items()):
+        target = store.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if counts[group] == 0:
+            # numpy cannot memory-map an empty file; an empty part is written whole.
+            np.save(target, np.empty((0, width), dtype=np.float32))
+            del keys[group]
+            continue
+        tmp = target.with_name(f".tmp-{target.name}")
+        outputs[group] = (
+            np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.float32, shape=(counts[group], width)
+            ),
+            tmp,
+            target,
+        )
+    offset = 0
+    for batch in _batches(path, names):
+        rows = assignment[offset : offset + batch.num_rows]
+        offset += batch.num_rows
+        features = preprocessor.transform(_feature_columns(batch, dtypes))
+        targets = preprocessor.encode_target(_target_values(batch, spec.target, task))
+        for group in keys:
+            picked = np.nonzero(rows == group)[0]
+            if len(picked) == 0:
+                continue
+            out = outputs[group][0]
+            start = filled[group]
+            out[start : start + len(picked), :-1] = features[picked]
+            out[start : start + len(picked), -1] = targets[picked]
+            filled[group] += len(picked)
+    for array, tmp, target in outputs.values():
+        array.flush()
+        del array
+        tmp.replace(target)

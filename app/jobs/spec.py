@@ -1,0 +1,135 @@
+"""The job spec: every field but `dataset_id` and `target` has a default."""
+
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.training.metrics import HIGHER_IS_BETTER
+
+CLASSIFICATION_METRICS = ("accuracy", "log_loss", "f1_macro", "roc_auc")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+MetricName = Literal["accuracy", "log_loss", "f1_macro", "roc_auc", "rmse", "mae", "r2"]
+
+
+class _Strict(BaseModel):
+    # A misspelt field is an error, not a silently ignored default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    type: Literal["logistic_regression", "linear_regression", "mlp"] = "logistic_regression"
+    hidden_layers: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [64], max_length=16, description="Widths of an mlp's hidden layers."
+    )
+    activation: Literal["relu", "tanh", "gelu"] = "relu"
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class PreprocessingSpec(_Strict):
+    standardize: bool = True
+    impute: Literal["mean", "median", "most_frequent"] = "mean"
+    categorical: Literal["one_hot"] = "one_hot"
+
+
+class EarlyStoppingSpec(_Strict):
+    patience: int = Field(default=3, ge=1, le=1000)
+    min_delta: float = Field(default=1e-4, ge=0.0)
+
+
+class TrainingSpec(_Strict):
+    optimizer: Literal["sgd", "momentum", "adam"] = "adam"
+    learning_rate: float = Field(default=0.01, gt=0.0, le=10.0)
+    batch_size: int = Field(default=256, ge=1, le=1_000_000)
+    local_epochs: int = Field(default=1, ge=1, le=1000)
+    rounds: int = Field(default=10, ge=1, le=1000)
+    l1: float = Field(default=0.0, ge=0.0, le=1e3)
+    l2: float = Field(default=0.0, ge=0.0, le=1e3)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    early_stopping: EarlyStoppingSpec | None = Field(default_factory=EarlyStoppingSpec)
+
+
+class DistributionSpec(_Strict):
+    shards: int = Field(default=4, ge=1, le=256)
+    aggregation: Literal["fedavg", "mean", "median", "trimmed_mean"] = "fedavg"
+    trim_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ValidationSpec(_Strict):
+    holdout_fraction: float = Field(
+        default=0.2, ge=0.0, le=0.8, description="Rows kept out of training for the final score."
+    )
+    validation_fraction: float = Field(
+        default=0.1, ge=0.0, le=0.8, description="Rows scored after every round."
+    )
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> Self:
+        if self.holdout_fraction + self.validation_fraction > 0.9:
+            raise ValueError("holdout_fraction + validation_fraction must leave training rows")
+        return self
+
+
+class DeployGate(_Strict):
+    metric: MetricName
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError("deploy_if needs `min` or `max`")
+        return self
+
+    def passes(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        if self.min is not None and value < self.min:
+            return False
+        return not (self.max is not None and value > self.max)
+
+
+class JobSpec(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
+                "target": "species",
+                "model": {"type": "logistic_regression"},
+                "training": {"optimizer": "adam", "learning_rate": 0.05, "rounds": 10},
+                "distribution": {"shards": 4},
+                "deploy_if": {"metric": "accuracy", "min": 0.9},
+            }
+        },
+    )
+
+    dataset_id: str = Field(min_length=1, max_length=64)
+    target: str = Field(min_length=1, max_length=255)
+    features: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
+        default=None, max_length=10_000, description="Columns to train on; default all but target."
+    )
+    task: Literal["auto", "classification", "regression"] = "auto"
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    distribution: DistributionSpec = Field(default_factory=DistributionSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    deploy_if: DeployGate | None = None
+
+
+def resolve_task(spec: JobSpec, target_dtype: str | None) -> str:
+    """The task a spec trains: stated, implied by the model, or read off the target's dtype."""
+    if spec.task != "auto":
+        return spec.task
+    if spec.model.type == "logistic_regression":
+        return "classification"
+    if spec.model.type == "linear_regression":
+        return "regression"
+    # An mlp follows its target: floats are regressed, anything else is a label.
+    return "regression" if target_dtype == "float" else "classification"
+
+
+def metric_fits_task(metric: str, task: str) -> bool:
+    names = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    return metric in names and metric in HIGHER_IS_BETTER

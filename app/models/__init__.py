@@ -1,0 +1,9 @@
+"""SQLAlchemy tables, one per file. Importing this package registers all of them."""
+
+from app.models.base import Base
+from app.models.dataset import Dataset
+from app.models.job import Job
+from app.models.job_round import JobRound
+from app.models.registered_model import RegisteredModel
+
+__all__ = ["Base", "Dataset", "Job", "JobRound", "RegisteredModel"]

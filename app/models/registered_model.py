@@ -1,0 +1,25 @@
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, new_id, now_s
+
+
+class RegisteredModel(Base):
+    __tablename__ = "models"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id("mdl"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    task: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The gate's decision: {metric, min, max, value, passed}.
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    features: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    target: Mapped[str] = mapped_column(String(255))
+    classes: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    artifact_key: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)

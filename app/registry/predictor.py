@@ -1,0 +1,78 @@
+"""Loaded models kept in memory, least recently used evicted first."""
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from app.registry.artifact import read_artifact
+from app.registry.inputs import records_to_columns
+from app.training.networks import build_network
+from app.training.preprocessing import Preprocessor
+
+
+@dataclass(frozen=True)
+class Prediction:
+    predictions: list[Any]
+    probabilities: list[dict[str, float]] | None
+
+
+class Predictor:
+    def __init__(self, artifact_path: Path) -> None:
+        artifact = read_artifact(artifact_path)
+        self.task = artifact.task
+        self.preprocessor: Preprocessor = artifact.preprocessor
+        network: nn.Module = build_network(artifact.network)
+        network.load_state_dict(artifact.state)
+        network.eval()
+        self._network = network
+
+    def predict(self, records: Sequence[dict[str, Any]]) -> Prediction:
+        features = self.preprocessor.transform(records_to_columns(records, self.preprocessor))
+        with torch.inference_mode():
+            outputs = self._network(torch.from_numpy(features)).double()
+        if self.task == "regression":
+            values = self.preprocessor.decode_regression(outputs.squeeze(-1).numpy())
+            return Prediction(predictions=values.tolist(), probabilities=None)
+        classes = self.preprocessor.target.classes or []
+        proba = torch.softmax(outputs, dim=-1).numpy()
+        labels = [classes[i] for i in np.argmax(proba, axis=1).tolist()]
+        names = [str(c) for c in classes]
+        return Prediction(
+            predictions=labels,
+            probabilities=[dict(zip(names, row, strict=True)) for row in proba.tolist()],
+        )
+
+
+class PredictorCache:
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, Predictor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str, artifact_path: Path) -> Predictor:
+        with self._lock:
+            predictor = self._items.get(model_id)
+            if predictor is not None:
+                self._items.move_to_end(model_id)
+                return predictor
+        # Loaded outside the lock: a slow load must not stall requests for other models.
+        predictor = Predictor(artifact_path)
+        with self._lock:
+            self._items[model_id] = predictor
+            self._items.move_to_end(model_id)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return predictor
+
+    def __contains__(self, model_id: str) -> bool:
+        return model_id in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,29 @@
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import RegisteredModel
+from app.pagination import fetch_page
+
+
+class ModelRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, model: RegisteredModel) -> RegisteredModel:
+        self.session.add(model)
+        self.session.flush()
+        return model
+
+    def get(self, model_id: str) -> RegisteredModel | None:
+        statement = select(RegisteredModel).where(RegisteredModel.id == model_id)
+        return self.session.scalars(statement).one_or_none()
+
+    def page(
+        self, *, limit: int, after: str | None, job_id: str | None, status: str | None
+    ) -> tuple[list[RegisteredModel], bool]:
+        statement = select(RegisteredModel)
+        if job_id is not None:
+            statement = statement.where(RegisteredModel.job_id == job_id)
+        if status is not None:
+            statement = statement.where(RegisteredModel.status == status)
+        return fetch_page(self.session, statement, RegisteredModel, limit=limit, after=after)

@@ -1,0 +1,55 @@
+"""Registry use cases: read and list models, predict from a deployed one."""
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.errors import APIError, NotFound
+from app.models import RegisteredModel
+from app.registry.inputs import InputError
+from app.registry.predictor import Prediction, PredictorCache
+from app.registry.repository import ModelRepository
+from app.storage import BlobStore
+
+
+def get_model(session: Session, model_id: str) -> RegisteredModel:
+    model = ModelRepository(session).get(model_id)
+    if model is None:
+        raise NotFound("model", model_id)
+    return model
+
+
+def list_models(
+    session: Session, *, limit: int, after: str | None, job_id: str | None, status: str | None
+) -> tuple[list[RegisteredModel], bool]:
+    return ModelRepository(session).page(limit=limit, after=after, job_id=job_id, status=status)
+
+
+def predict(
+    session: Session,
+    store: BlobStore,
+    predictors: PredictorCache,
+    model_id: str,
+    records: list[dict[str, Any]],
+    *,
+    max_rows: int,
+) -> Prediction:
+    if len(records) > max_rows:
+        raise APIError(
+            413, "too_many_rows", f"{len(records)} rows exceed the limit of {max_rows}.", "inputs"
+        )
+    model = get_model(session, model_id)
+    if model.status != "deployed":
+        gate = model.gate or {}
+        raise APIError(
+            409,
+            "model_not_deployed",
+            f"Model {model_id} is {model.status}: its {gate.get('metric', 'score')} of "
+            f"{gate.get('value')} did not pass the job's deploy_if gate.",
+            "model_id",
+        )
+    predictor = predictors.get(model.id, store.path(model.artifact_key))
+    try:
+        return predictor.predict(records)
+    except InputError as exc:
+        raise APIError(422, "invalid_input", exc.message, exc.param) from exc

@@ -1,0 +1,3 @@
+from app.storage.local import BlobStore, BlobWriter
+
+__all__ = ["BlobStore", "BlobWriter"]

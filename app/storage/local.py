@@ -1,0 +1,86 @@
+"""Blob storage on a local (or shared, mounted) directory.
+
+Keys are relative POSIX paths made by the service, never from user input, so a
+file name like ``../../etc/passwd`` can only ever be a label.
+"""
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+
+class BlobWriter:
+    """Writes to a temporary file and hashes as it goes; the blob appears only on commit."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.sha256 = hashlib.sha256()
+        self.bytes_written = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._handle.write(chunk)
+        self.sha256.update(chunk)
+        self.bytes_written += len(chunk)
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        resolved = (self.root / key).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise ValueError(f"blob key escapes the store: {key!r}")
+        return resolved
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    @contextmanager
+    def writer(self, key: str) -> Iterator[BlobWriter]:
+        """Atomic write: readers never see a half-written blob, and a failure leaves none."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield BlobWriter(handle)
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        with self.writer(key) as out:
+            out.write(data)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    @contextmanager
+    def temporary_path(self, key: str) -> Iterator[Path]:
+        """A path to fill by a library that writes files itself (pyarrow, numpy)."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".tmp-{target.name}")
+        try:
+            yield tmp
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        target = self.path(prefix)
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)

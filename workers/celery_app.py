@@ -1,0 +1,44 @@
+"""The Celery application: Redis broker, late acks, one message prefetched at a time.
+
+Started as ``celery -A workers.celery_app worker``. The API imports this module
+only to send messages by task name; it never imports the tasks (or torch).
+"""
+
+from celery import Celery
+
+from app.config import Settings, get_settings
+
+QUEUES = ("ingest", "train", "merge")
+TASK_ROUTES = {
+    "shardtrain.ingest_dataset": {"queue": "ingest"},
+    "shardtrain.prepare_job": {"queue": "merge"},
+    "shardtrain.train_shard": {"queue": "train"},
+    "shardtrain.merge_round": {"queue": "merge"},
+    "shardtrain.finalize_job": {"queue": "merge"},
+}
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("shardtrain", broker=settings.broker_url, backend=settings.broker_url)
+    app.conf.update(
+        include=["workers.tasks"],
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A task is acknowledged after it finishes, and re-queued if its worker dies,
+        # so a killed worker loses nothing; tasks are idempotent for the redelivery.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_expires=24 * 3600,
+        task_routes=TASK_ROUTES,
+        task_default_queue="merge",
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+celery_app = create_celery(get_settings())

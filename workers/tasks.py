@@ -1,0 +1,129 @@
+"""Thin Celery tasks: ids in, state re-read in SQL, work done by `app.jobs` and
+`app.datasets`, next messages sent only after the commit."""
+
+import logging
+from functools import cache
+
+import redis
+import torch
+from celery import Task
+from celery.signals import worker_process_init
+from sqlalchemy.exc import IntegrityError
+
+from app.config import get_settings
+from app.datasets.service import ingest_dataset as ingest
+from app.db import enqueue_after_commit, session_scope
+from app.dispatch import Dispatcher
+from app.jobs import finalize, rounds
+from app.jobs.lifecycle import fail
+from app.jobs.repository import JobRepository
+from app.paramstore import ParamStore
+from app.storage import BlobStore
+from workers.celery_app import celery_app
+
+logger = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _one_thread_per_process(**_: object) -> None:
+    # Each pool process trains one shard; more threads per process only contend.
+    torch.set_num_threads(1)
+
+
+@cache
+def _store() -> BlobStore:
+    return BlobStore(get_settings().blob_dir)
+
+
+@cache
+def _params() -> ParamStore:
+    settings = get_settings()
+    return ParamStore(
+        redis.Redis.from_url(settings.broker_url),
+        chunk_bytes=settings.param_chunk_bytes,
+        ttl_s=settings.param_ttl_s,
+    )
+
+
+def _dispatcher() -> Dispatcher:
+    return Dispatcher(celery_app)
+
+
+def _fail_job(job_id: str, code: str, message: str) -> None:
+    with session_scope() as session:
+        job = JobRepository(session).get(job_id, for_update=True)
+        if job is not None:
+            fail(job, code, message)
+
+
+@celery_app.task(name="shardtrain.ingest_dataset")
+def ingest_dataset(dataset_id: str) -> None:
+    with session_scope() as session:
+        ingest(session, _store(), dataset_id)
+
+
+@celery_app.task(name="shardtrain.prepare_job", bind=True, max_retries=None)
+def prepare_job(self: Task, job_id: str) -> None:
+    with session_scope() as session:
+        step = rounds.begin_prepare(session, job_id)
+    if step == "wait":
+        # The dataset is still being ingested: look again shortly, without blocking a worker.
+        raise self.retry(countdown=2)
+    if step != "build":
+        return
+    try:
+        with session_scope() as session:
+            started = rounds.build_job_shards(session, _store(), _params(), job_id)
+            if started:
+                shards = len(JobRepository(session).get(job_id).plan["shard_keys"])  # type: ignore[union-attr,index]
+                enqueue_after_commit(session, lambda: _dispatcher().round(job_id, 1, shards))
+    except Exception as exc:
+        logger.exception("prepare failed for job %s", job_id)
+        _fail_job(job_id, "prepare_failed", f"{type(exc).__name__}: {exc}")
+
+
+@celery_app.task(name="shardtrain.train_shard")
+def train_shard(job_id: str, round_: int, shard: int) -> None:
+    try:
+        with session_scope() as session:
+            rounds.train_shard(session, _store(), _params(), job_id, round_, shard)
+    except rounds.DeviceUnavailable as exc:
+        _fail_job(job_id, "device_unavailable", str(exc))
+    except Exception as exc:
+        # Returning normally lets the chord's merge run; it sees the failed job and stops.
+        logger.exception("shard %s of round %s failed for job %s", shard, round_, job_id)
+        _fail_job(job_id, "shard_failed", f"shard {shard}, round {round_}: {exc}")
+
+
+@celery_app.task(name="shardtrain.merge_round")
+def merge_round(job_id: str, round_: int) -> None:
+    params = _params()
+    try:
+        with session_scope() as session:
+            decision = rounds.merge_round(session, _store(), params, job_id, round_)
+            if decision.next == "round":
+                enqueue_after_commit(
+                    session, lambda: _dispatcher().round(job_id, decision.round, decision.shards)
+                )
+            elif decision.next == "finalize":
+                enqueue_after_commit(session, lambda: _dispatcher().finalize(job_id))
+            if decision.next != "none":
+                # Shard results and the previous global are no longer needed once committed.
+                enqueue_after_commit(session, lambda: params.delete_round(job_id, round_ - 1))
+    except IntegrityError:
+        logger.info("round %s of job %s was already merged", round_, job_id)
+    except Exception as exc:
+        logger.exception("merge of round %s failed for job %s", round_, job_id)
+        _fail_job(job_id, "merge_failed", f"round {round_}: {exc}")
+
+
+@celery_app.task(name="shardtrain.finalize_job")
+def finalize_job(job_id: str) -> None:
+    params = _params()
+    try:
+        with session_scope() as session:
+            if finalize.finalize_job(session, _store(), job_id):
+                enqueue_after_commit(session, lambda: params.delete_job(job_id))
+    except Exception as exc:
+        logger.exception("finalize failed for job %s", job_id)
+        _fail_job(job_id, "finalize_failed", str(exc))
