@@ -2,7 +2,6 @@
 a real Redis (a database number of its own), and the app wired to them."""
 
 import os
-import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +11,9 @@ _TEST_DATA_DIR = tempfile.mkdtemp(prefix="shardtrain-test-")
 os.environ["SHARDTRAIN_DATA_DIR"] = _TEST_DATA_DIR
 os.environ.setdefault("SHARDTRAIN_REDIS_URL", "redis://127.0.0.1:6379/11")
 
-import psycopg  # noqa: E402
 import pytest  # noqa: E402
 import redis  # noqa: E402
-from alembic import command  # noqa: E402
-from alembic.config import Config  # noqa: E402
+from dbsetup import create_postgres_database, drop_postgres_database, migrate  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import Engine, create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
@@ -27,32 +24,7 @@ from app.models import Base  # noqa: E402
 from app.paramstore import ParamStore  # noqa: E402
 from app.storage import BlobStore  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_ADMIN_URL = os.environ.get(
-    "SHARDTRAIN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
 REDIS_URL = os.environ["SHARDTRAIN_REDIS_URL"]
-
-
-def migrate(database_url: str) -> None:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["database_url"] = database_url
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
-
-
-def create_postgres_database() -> tuple[str, str]:
-    """A fresh database per test session, so runs never see each other's rows."""
-    name = f"shardtrain_test_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    return name, f"{base}/{name}"
-
-
-def drop_postgres_database(name: str) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -64,27 +64,29 @@ def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
     with path.open("rb") as handle:
         delimiter = sniff_delimiter(handle.read(64 * 1024))
 
-    def reject_row(row: pacsv.InvalidRow) -> str:
-        line = f"line {row.number}" if row.number is not None else "a line"
-        raise IngestError(
-            f"{line}: expected {row.expected_columns} fields, found {row.actual_columns}"
-        )
-
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=reject_row),
-        convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
-    )
-    names = reader.schema.names
+    # open_csv parses the first block at once, so its errors need the same translation.
+    names: list[str] = []
     try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+        )
+        names = reader.schema.names
         yield from reader
     except pa.ArrowInvalid as exc:
-        raise IngestError(_name_csv_column(str(exc), names)) from exc
+        raise IngestError(_explain_csv_error(str(exc), names)) from exc
 
 
-def _name_csv_column(message: str, names: list[str]) -> str:
-    # pyarrow says "In CSV column #3: CSV conversion error to int64: invalid value 'x'".
+def _explain_csv_error(message: str, names: list[str]) -> str:
+    # pyarrow counts the header as row 1, so its row number is the file's line number
+    # (unless quoted fields span lines).
+    row = re.search(r"Row #(\d+): Expected (\d+) columns, got (\d+)", message)
+    if row:
+        line, expected, found = row.groups()
+        return f"line {line}: expected {expected} fields, found {found}"
+    # "In CSV column #3: CSV conversion error to int64: invalid value 'x'"
     match = re.search(r"column #(\d+): (.*)", message)
     if match and int(match.group(1)) < len(names):
         name = names[int(match.group(1))]

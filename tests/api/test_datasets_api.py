@@ -58,9 +58,7 @@ def test_empty_file_is_422(client: TestClient) -> None:
     assert response.json()["error"]["param"] == "file"
 
 
-def test_upload_over_the_limit_is_413_and_leaves_no_blob(
-    settings: Settings, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+def test_upload_over_the_limit_is_413_and_leaves_no_blob(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from app.main import create_app
 
     small = settings.model_copy(update={"max_upload_bytes": 10, "upload_chunk_bytes": 4})

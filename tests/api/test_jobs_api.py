@@ -102,9 +102,9 @@ def test_regression_model_on_text_target_is_rejected(
 
 
 def test_job_on_a_processing_dataset_is_queued_for_later_checks(client: TestClient) -> None:
-    dataset_id = client.post(
-        "/v1/datasets", files={"file": ("seed.csv", SEED_EXAMPLE_CSV)}
-    ).json()["id"]
+    dataset_id = client.post("/v1/datasets", files={"file": ("seed.csv", SEED_EXAMPLE_CSV)}).json()[
+        "id"
+    ]
     response = client.post("/v1/jobs", json={"dataset_id": dataset_id, "target": "label"})
     assert response.status_code == 201
     assert response.json()["task"] is None

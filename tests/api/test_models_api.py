@@ -1,0 +1,138 @@
+"""Model registry and predict, on models trained by the real stage functions."""
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+from inprocess import run_job
+from sample_data import SEED_EXAMPLE_CSV, iris_table, table_to_csv
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.paramstore import ParamStore
+from app.storage import BlobStore
+
+MakeDataset = Callable[[str, bytes], str]
+
+
+@pytest.fixture
+def train(
+    client: TestClient,
+    ready_dataset: MakeDataset,
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    params: ParamStore,
+) -> Callable[..., dict]:
+    def make(name: str, data: bytes, **spec: object) -> dict:
+        dataset_id = ready_dataset(name, data)
+        response = client.post("/v1/jobs", json={"dataset_id": dataset_id, **spec})
+        assert response.status_code == 201, response.text
+        run_job(sessions, store, params, response.json()["id"])
+        job = client.get(f"/v1/jobs/{response.json()['id']}").json()
+        assert job["status"] == "succeeded", job
+        return job
+
+    return make
+
+
+SEED_SPEC = {
+    "target": "label",
+    "distribution": {"shards": 1},
+    "validation": {"holdout_fraction": 0.0, "validation_fraction": 0.0},
+    "training": {"rounds": 30, "learning_rate": 0.1},
+}
+
+
+def test_seed_example_predicts_one_for_two_three(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    job = train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)
+    model = client.get(f"/v1/models/{job['model_id']}").json()
+    assert model["status"] == "deployed"
+    assert model["classes"] == [0, 1]
+    assert model["features"] == [{"name": "x1", "dtype": "int"}, {"name": "x2", "dtype": "int"}]
+    response = client.post(
+        f"/v1/models/{job['model_id']}/predict", json={"inputs": [{"x1": 2, "x2": 3}]}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "prediction"
+    assert body["predictions"] == [1]
+    probabilities = body["probabilities"][0]
+    assert set(probabilities) == {"0", "1"}
+    assert probabilities["1"] > 0.5
+    assert sum(probabilities.values()) == pytest.approx(1.0)
+
+
+def test_iris_multiclass_returns_label_strings(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    job = train(
+        "iris.csv",
+        table_to_csv(iris_table()),
+        target="species",
+        training={"rounds": 15, "learning_rate": 0.1},
+        deploy_if={"metric": "accuracy", "min": 0.8},
+    )
+    model = client.get(f"/v1/models/{job['model_id']}").json()
+    assert model["classes"] == ["setosa", "versicolor", "virginica"]
+    assert model["gate"]["passed"] is True
+    assert model["metrics"]["accuracy"] >= 0.8
+    rows = [
+        {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+        {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3},
+    ]
+    body = client.post(f"/v1/models/{job['model_id']}/predict", json={"inputs": rows}).json()
+    assert body["predictions"] == ["setosa", "virginica"]
+    rounds = client.get(f"/v1/jobs/{job['id']}/metrics").json()["data"]
+    assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1))
+    assert all(len(r["shards"]) == 4 for r in rounds)
+
+
+def test_failed_gate_rejects_and_predict_is_409(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    job = train(
+        "iris.csv",
+        table_to_csv(iris_table()),
+        target="species",
+        training={"rounds": 1, "learning_rate": 0.001},
+        deploy_if={"metric": "accuracy", "min": 0.999},
+    )
+    model = client.get(f"/v1/models/{job['model_id']}").json()
+    assert model["status"] == "rejected"
+    assert model["gate"]["passed"] is False
+    response = client.post(
+        f"/v1/models/{job['model_id']}/predict",
+        json={
+            "inputs": [{"sepal_length": 1, "sepal_width": 1, "petal_length": 1, "petal_width": 1}]
+        },
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "model_not_deployed"
+    rejected = client.get("/v1/models", params={"status": "rejected"}).json()["data"]
+    assert [m["id"] for m in rejected] == [job["model_id"]]
+    assert client.get("/v1/models", params={"status": "deployed"}).json()["data"] == []
+
+
+def test_predict_input_errors_name_column_and_row(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    job = train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)
+    url = f"/v1/models/{job['model_id']}/predict"
+    missing = client.post(url, json={"inputs": [{"x1": 1, "x2": 2}, {"x1": 1}]})
+    assert missing.status_code == 422
+    assert missing.json()["error"]["param"] == "inputs.1.x2"
+    assert "x2" in missing.json()["error"]["message"]
+    wrong_type = client.post(url, json={"inputs": [{"x1": "abc", "x2": 2}]})
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["error"]["param"] == "inputs.0.x1"
+    empty = client.post(url, json={"inputs": []})
+    assert empty.status_code == 422
+    missing_value = client.post(url, json={"inputs": [{"x1": None, "x2": 3}]})
+    assert missing_value.status_code == 200  # imputed like training's missing values
+
+
+def test_too_many_rows_is_413(client: TestClient, train, settings) -> None:  # type: ignore[no-untyped-def]
+    job = train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)
+    rows = [{"x1": 1, "x2": 2}] * (settings.max_predict_rows + 1)
+    response = client.post(f"/v1/models/{job['model_id']}/predict", json={"inputs": rows})
+    assert response.status_code == 413
+    assert response.json()["error"]["param"] == "inputs"
+
+
+def test_unknown_model_is_404(client: TestClient) -> None:
+    assert client.get("/v1/models/mdl_nope").status_code == 404
+    response = client.post("/v1/models/mdl_nope/predict", json={"inputs": [{"a": 1}]})
+    assert response.status_code == 404

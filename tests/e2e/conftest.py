@@ -1,0 +1,85 @@
+"""The whole system as real processes: uvicorn and a Celery worker (prefork pool)
+against the real Redis and a fresh, migrated PostgreSQL database."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+from dbsetup import ROOT, create_postgres_database, drop_postgres_database, migrate
+from e2e_system import System
+
+E2E_REDIS_URL = os.environ.get("SHARDTRAIN_E2E_REDIS_URL", "redis://127.0.0.1:6379/12")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    name, database_url = create_postgres_database()
+    migrate(database_url)
+    redis.Redis.from_url(E2E_REDIS_URL).flushdb()
+    workdir = tmp_path_factory.mktemp("e2e")
+    env = {
+        **os.environ,
+        "SHARDTRAIN_DATABASE_URL": database_url,
+        "SHARDTRAIN_REDIS_URL": E2E_REDIS_URL,
+        "SHARDTRAIN_DATA_DIR": str(workdir / "data"),
+    }
+    port = _free_port()
+    worker_log = workdir / "worker.log"
+    api_log = workdir / "api.log"
+    worker = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+            "-Q", "ingest,train,merge", "--pool", "prefork", "--concurrency", "2",
+            "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        ],
+        cwd=ROOT, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    api = subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(port),
+        ],
+        cwd=ROOT, env=env, stdout=api_log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=base_url, timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or api.poll() is not None:
+                raise RuntimeError(f"the API did not start:\n{api_log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield System(base_url=base_url, client=client, worker_log=worker_log)
+    finally:
+        client.close()
+        _stop(api)
+        _stop(worker)
+        redis.Redis.from_url(E2E_REDIS_URL).flushdb()
+        drop_postgres_database(name)
