@@ -4,6 +4,7 @@ Migrates the database, starts a Redis of its own when none is configured or
 answering, one Celery worker and uvicorn, and stops every child on Ctrl-C.
 """
 
+import argparse
 import os
 import signal
 import socket
@@ -69,7 +70,14 @@ def _migrate(database_url: str) -> None:
     command.upgrade(config, "head")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.runner", description=__doc__)
+    parser.add_argument(
+        "--embedded-redis",
+        action="store_true",
+        help="start a Redis of our own even when SHARDTRAIN_REDIS_URL is set or one answers",
+    )
+    args = parser.parse_args(argv)
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -96,9 +104,9 @@ def main() -> int:
     try:
         print(f"shardtrain: database {settings.database_url}", flush=True)
         _migrate(settings.database_url)
-        if settings.redis_url:
+        if settings.redis_url and not args.embedded_redis:
             env["SHARDTRAIN_REDIS_URL"] = settings.redis_url
-        elif _redis_answers(DEFAULT_REDIS_URL):
+        elif _redis_answers(DEFAULT_REDIS_URL) and not args.embedded_redis:
             env["SHARDTRAIN_REDIS_URL"] = DEFAULT_REDIS_URL
         else:
             redis_process, url = _start_embedded_redis(settings.data_dir)

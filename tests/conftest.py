@@ -3,7 +3,7 @@ a real Redis (a database number of its own), and the app wired to them."""
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Settings are read once per process: point them at test resources before any import.
@@ -19,6 +19,8 @@ from sqlalchemy import Engine, create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from app.config import Settings  # noqa: E402
+from app.datasets.service import ingest_dataset  # noqa: E402
+from app.db import session_scope  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base  # noqa: E402
 from app.paramstore import ParamStore  # noqa: E402
@@ -88,3 +90,20 @@ def redis_client() -> Iterator[redis.Redis]:
 @pytest.fixture
 def params(redis_client: redis.Redis) -> ParamStore:
     return ParamStore(redis_client, chunk_bytes=1024, ttl_s=600)
+
+
+@pytest.fixture
+def ready_dataset(
+    client: TestClient, sessions: sessionmaker[Session], store: BlobStore
+) -> Callable[[str, bytes], str]:
+    """Upload through the API, then run the worker's ingest step in-process."""
+
+    def make(name: str, data: bytes) -> str:
+        response = client.post("/v1/datasets", files={"file": (name, data)})
+        assert response.status_code == 201, response.text
+        dataset_id: str = response.json()["id"]
+        with session_scope(sessions) as session:
+            ingest_dataset(session, store, dataset_id)
+        return dataset_id
+
+    return make

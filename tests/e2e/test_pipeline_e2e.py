@@ -128,3 +128,23 @@ def test_job_with_bad_target_on_processing_dataset_fails_with_reason(system: Sys
     assert job["status"] == "failed"
     assert job["error"]["code"] == "invalid_spec"
     assert "target" in job["error"]["message"]
+
+
+def test_cuda_job_fails_clearly_on_a_worker_without_gpu(system: System) -> None:
+    import torch
+
+    dataset = upload(system, "seed.csv", SEED_EXAMPLE_CSV)
+    spec = {
+        "dataset_id": dataset["id"],
+        "target": "label",
+        "training": {"rounds": 2},
+        "distribution": {"shards": 1, "device": "cuda"},
+        "validation": {"holdout_fraction": 0.0, "validation_fraction": 0.0},
+    }
+    created = system.client.post("/v1/jobs", json=spec).json()
+    job = system.wait_for(f"/v1/jobs/{created['id']}", {"succeeded", "failed"})
+    if torch.cuda.is_available():  # a GPU machine trains it
+        assert job["status"] == "succeeded"
+    else:
+        assert job["status"] == "failed"
+        assert job["error"]["code"] == "device_unavailable"
