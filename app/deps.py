@@ -14,7 +14,7 @@ from app.storage import BlobStore
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -23,15 +23,15 @@ def _session(request: Request) -> Iterator[Session]:
 
 
 def _store(request: Request) -> BlobStore:
-    return request.app.state.store  # type: ignore[no-any-return]
+    return request.app.state.store
 
 
 def _dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher  # type: ignore[no-any-return]
+    return request.app.state.dispatcher
 
 
 def _predictors(request: Request) -> PredictorCache:
-    return request.app.state.predictors  # type: ignore[no-any-return]
+    return request.app.state.predictors
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

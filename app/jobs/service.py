@@ -113,7 +113,7 @@ def job_out(job: Job) -> JobOut:
         error = JobError(code=job.error_code, message=job.error_message or "")
     return JobOut(
         id=job.id,
-        status=job.status,  # type: ignore[arg-type]
+        status=job.status,
         spec=JobSpec.model_validate(job.spec),
         task=job.task,
         progress=Progress(round=job.current_round, rounds=job.rounds),

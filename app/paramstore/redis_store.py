@@ -46,7 +46,7 @@ class ParamStore:
             pipe.execute()
 
     def _get_blob(self, key: str) -> tuple[bytes, dict[str, float]] | None:
-        raw = self._redis.hgetall(key)
+        raw: dict[bytes, bytes] = self._redis.hgetall(key)  # type: ignore[assignment]
         if not raw:
             return None
         count = int(raw[b"chunks"])

@@ -55,7 +55,8 @@ class Preprocessor:
 
     @property
     def feature_schema(self) -> list[dict[str, str]]:
-        by_name = {f.name: f.dtype for f in [*self.numeric, *self.categorical]}
+        by_name = {f.name: f.dtype for f in self.numeric}
+        by_name.update({f.name: f.dtype for f in self.categorical})
         return [{"name": name, "dtype": by_name[name]} for name in self.columns]
 
     def transform(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -73,7 +74,7 @@ class Preprocessor:
                 position += 1
             else:
                 cat = categorical[name]
-                index = {value: i for i, value in enumerate(cat.categories)}
+                index: dict[str | None, int] = {v: i for i, v in enumerate(cat.categories)}
                 raw = columns[name]
                 # An unseen category leaves its row all-zero in this block.
                 codes = np.fromiter(
