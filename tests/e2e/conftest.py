@@ -2,25 +2,17 @@
 against the real Redis and a fresh, migrated PostgreSQL database."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
 from dbsetup import ROOT, create_postgres_database, drop_postgres_database, migrate
-from e2e_system import System
+from e2e_system import System, free_port, wait_until_ready
 
 E2E_REDIS_URL = os.environ.get("SHARDTRAIN_E2E_REDIS_URL", "redis://127.0.0.1:6379/12")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -45,7 +37,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         "SHARDTRAIN_REDIS_URL": E2E_REDIS_URL,
         "SHARDTRAIN_DATA_DIR": str(workdir / "data"),
     }
-    port = _free_port()
+    port = free_port()
     worker_log = workdir / "worker.log"
     api_log = workdir / "api.log"
     worker = subprocess.Popen(
@@ -66,16 +58,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     base_url = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base_url, timeout=30)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or api.poll() is not None:
-                raise RuntimeError(f"the API did not start:\n{api_log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_ready(client, api, api_log)
         yield System(base_url=base_url, client=client, worker_log=worker_log)
     finally:
         client.close()

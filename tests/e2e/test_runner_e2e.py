@@ -3,7 +3,6 @@ binary, one worker and uvicorn; a job goes through; Ctrl-C stops every child."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from dbsetup import ROOT
+from e2e_system import free_port, wait_until_ready
 from sample_data import SEED_EXAMPLE_CSV
 
 pytestmark = pytest.mark.e2e
@@ -38,9 +38,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDTRAIN_")}
     env.update({"SHARDTRAIN_DATA_DIR": str(tmp_path / "data"), "SHARDTRAIN_PORT": str(port)})
     log = tmp_path / "run.log"
@@ -53,16 +51,7 @@ def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert runner.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
+        wait_until_ready(client, runner, log)
         output = log.read_text()
         assert f"http://127.0.0.1:{port}/docs" in output
         assert "redis redis://127.0.0.1:" in output and ":6379/" not in output
