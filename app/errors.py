@@ -73,6 +73,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            # Its loc holds a character offset, not a field.
+            position = first.get("loc", ("", "?"))[-1]
+            message = f"The body is not valid JSON (at character {position})."
+            return error_response(422, "invalid_json", message, None)
         param = _param_from_loc(tuple(first.get("loc", ())))
         message = str(first.get("msg", "invalid request"))
         if param:

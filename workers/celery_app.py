@@ -1,7 +1,7 @@
 """The Celery application: Redis broker, late acks, one message prefetched at a time.
 
 Started as ``celery -A workers.celery_app worker``. The API imports this module
-only to send messages by task name; it never imports the tasks (or torch).
+only to send messages by task name; it never imports the task modules.
 """
 
 from celery import Celery

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
 from app.datasets.service import ingest_dataset as ingest
+from app.datasets.service import mark_failed
 from app.db import enqueue_after_commit, session_scope
 from app.dispatch import Dispatcher
 from app.jobs import finalize, rounds
@@ -58,8 +59,15 @@ def _fail_job(job_id: str, code: str, message: str) -> None:
 
 @celery_app.task(name="shardtrain.ingest_dataset")
 def ingest_dataset(dataset_id: str) -> None:
-    with session_scope() as session:
-        ingest(session, _store(), dataset_id)
+    try:
+        with session_scope() as session:
+            ingest(session, _store(), dataset_id)
+    except Exception as exc:
+        # Anything but a bad file (those are IngestError, handled inside) is our fault:
+        # the dataset still ends `failed`, never `processing` forever.
+        logger.exception("ingest crashed for dataset %s", dataset_id)
+        with session_scope() as session:
+            mark_failed(session, dataset_id, f"internal error during ingest: {type(exc).__name__}")
 
 
 @celery_app.task(name="shardtrain.prepare_job", bind=True, max_retries=None)
@@ -68,6 +76,7 @@ def prepare_job(self: Task, job_id: str) -> None:
         step = rounds.begin_prepare(session, job_id)
     if step == "wait":
         # The dataset is still being ingested: look again shortly, without blocking a worker.
+        # Ingest always ends ready or failed, so this stops.
         raise self.retry(countdown=2)
     if step != "build":
         return

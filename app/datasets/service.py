@@ -87,6 +87,12 @@ def list_datasets(session: Session, *, limit: int, after: str | None) -> tuple[l
     return DatasetRepository(session).page(limit=limit, after=after)
 
 
+def mark_failed(session: Session, dataset_id: str, message: str) -> None:
+    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
+    if dataset is not None and dataset.status == "processing":
+        dataset.status, dataset.error = "failed", message
+
+
 def ingest_dataset(session: Session, store: BlobStore, dataset_id: str) -> None:
     """Worker side. Idempotent: a dataset that is no longer processing is left alone."""
     dataset = DatasetRepository(session).get(dataset_id, for_update=True)

@@ -200,7 +200,10 @@ def merge_round(
             trim_fraction=spec.distribution.trim_fraction,
         )
     except NoUsableResultsError:
-        fail(job, "diverged", f"round {round_}: no shard returned usable parameters")
+        if not present:
+            fail(job, "worker_lost", f"round {round_}: every shard's result is missing")
+        else:
+            fail(job, "diverged", f"round {round_}: no shard returned usable parameters")
         return MergeDecision("none")
     excluded = sorted(missing + [present[i].shard for i in outcome.excluded])
     params.put_global(job_id, round_, outcome.state)

@@ -49,6 +49,10 @@ def check_spec(spec: JobSpec, columns: list[dict[str, Any]], rows: int) -> str:
         raise SpecError(
             "deploy_if.metric", f"metric {spec.deploy_if.metric!r} does not score a {task} task"
         )
+    if spec.deploy_if is not None and spec.validation.holdout_fraction == 0:
+        raise SpecError(
+            "validation.holdout_fraction", "deploy_if scores the holdout: it needs holdout rows"
+        )
     if rows < spec.distribution.shards:
         raise SpecError(
             "distribution.shards", f"{spec.distribution.shards} shards need at least as many rows"

@@ -3,7 +3,7 @@ the training rows only, and write each part once as a float32 `.npy` file.
 
 Two streaming passes over the Parquet file: the first fits the preprocessing, the
 second writes rows straight into memory-mapped outputs. Memory is one record batch
-plus a byte or two per row for the split.
+plus the split: an 8-byte permutation entry and a 2-byte assignment per row.
 """
 
 from collections.abc import Iterator
@@ -132,6 +132,10 @@ def build_shards(
         )
 
     n_outputs = len(preprocessor.target.classes or []) if task == "classification" else 1
+    if spec.deploy_if is not None and spec.deploy_if.metric == "roc_auc" and n_outputs != 2:
+        raise ShardingError(
+            f"deploy_if.metric roc_auc scores binary tasks; {spec.target!r} has {n_outputs} classes"
+        )
     network = NetworkConfig(
         type=spec.model.type,
         n_features=preprocessor.n_features,

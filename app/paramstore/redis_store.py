@@ -1,8 +1,8 @@
 """Model parameters in Redis, as safetensors bytes keyed by (job, round, shard).
 
 Writes are by key, so a shard task delivered twice overwrites its own result
-instead of adding a second one. Large blobs are split across several keys
-because a single huge Redis value blocks the server while it is copied.
+instead of adding a second one. Large blobs are split into chunks (hash fields)
+because one Redis value is capped at 512 MB (proto-max-bulk-len).
 """
 
 import json

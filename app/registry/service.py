@@ -34,11 +34,11 @@ def predict(
     *,
     max_rows: int,
 ) -> Prediction:
+    model = get_model(session, model_id)
     if len(records) > max_rows:
         raise APIError(
             413, "too_many_rows", f"{len(records)} rows exceed the limit of {max_rows}.", "inputs"
         )
-    model = get_model(session, model_id)
     if model.status != "deployed":
         gate = model.gate or {}
         raise APIError(

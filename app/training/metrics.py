@@ -16,7 +16,7 @@ __all__ = ["HIGHER_IS_BETTER", "classification_metrics", "regression_metrics"]
 # about 34.5 nats instead of an infinite loss that no comparison can rank.
 LOG_LOSS_FLOOR = 1e-15
 
-# Read by early stopping and the deploy gate to know which way is an improvement.
+# Which way each metric improves; the spec only accepts gate metrics listed here.
 HIGHER_IS_BETTER: dict[str, bool] = {
     "accuracy": True,
     "log_loss": False,

@@ -115,9 +115,26 @@ def test_malformed_json_is_a_4xx_error_object(client: TestClient) -> None:
         "/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
-    assert "error" in response.json()
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["param"] is None
 
 
 def test_unknown_job_and_metrics_are_404(client: TestClient) -> None:
     assert client.get("/v1/jobs/job_nope").status_code == 404
     assert client.get("/v1/jobs/job_nope/metrics").json()["error"]["code"] == "not_found"
+
+
+def test_gate_without_holdout_rows_is_rejected(
+    client: TestClient, ready_dataset: MakeDataset
+) -> None:
+    dataset_id = ready_dataset("seed.csv", SEED_EXAMPLE_CSV)
+    body = {
+        "dataset_id": dataset_id,
+        "target": "label",
+        "validation": {"holdout_fraction": 0.0},
+        "deploy_if": {"metric": "accuracy", "min": 0.5},
+    }
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "validation.holdout_fraction"

@@ -177,3 +177,22 @@ def test_device_choice_follows_the_hardware() -> None:
             rounds.choose_device("cuda")
     else:
         assert rounds.choose_device("cuda").type == "cuda"
+
+
+def test_roc_auc_gate_on_three_classes_fails_at_prepare(  # type: ignore[no-untyped-def]
+    client, ready_dataset, sessions, store, params
+) -> None:
+    dataset_id = ready_dataset("iris.csv", table_to_csv(iris_table()))
+    body = {
+        "dataset_id": dataset_id,
+        "target": "species",
+        "deploy_if": {"metric": "roc_auc", "min": 0.9},
+    }
+    job_id = client.post("/v1/jobs", json=body).json()["id"]
+    with session_scope(sessions) as session:
+        assert rounds.begin_prepare(session, job_id) == "build"
+    with session_scope(sessions) as session:
+        assert rounds.build_job_shards(session, store, params, job_id) is False
+    job = load_job(sessions, job_id)
+    assert job.status == "failed" and job.error_code == "invalid_data"
+    assert "roc_auc" in (job.error_message or "")
