@@ -198,7 +198,8 @@ class PreprocessingFitter:
             else:
                 counts = self._categories[name]
                 categories = sorted(v for v, _ in counts.most_common(MAX_CATEGORIES))
-                fill = counts.most_common(1)[0][0] if counts else None
+                # Ties go to the smallest value, so the fill never depends on batch order.
+                fill = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else None
                 categorical.append(CategoricalFeature(name, dtype, fill, categories))
         if self._task == "classification":
             target = TargetEncoding(
