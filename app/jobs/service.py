@@ -53,9 +53,17 @@ def check_spec(spec: JobSpec, columns: list[dict[str, Any]], rows: int) -> str:
         raise SpecError(
             "validation.holdout_fraction", "deploy_if scores the holdout: it needs holdout rows"
         )
-    if rows < spec.distribution.shards:
+    # The same arithmetic as the split, so a spec accepted here cannot fail it later.
+    train_rows = (
+        rows
+        - round(rows * spec.validation.holdout_fraction)
+        - round(rows * spec.validation.validation_fraction)
+    )
+    if train_rows < spec.distribution.shards:
         raise SpecError(
-            "distribution.shards", f"{spec.distribution.shards} shards need at least as many rows"
+            "distribution.shards",
+            f"{spec.distribution.shards} shards need at least as many training rows; "
+            f"the dataset leaves {train_rows} after holdout and validation",
         )
     return task
 
