@@ -74,4 +74,4 @@ RUN pip install --no-deps . && rm -rf build ./*.egg-info
 USER shardtrain
 # Solo pool: CUDA must not be initialised in a parent that then forks; run one
 # worker container (one process) per GPU.
-CMD ["celery", "-A", "workers.celery_app", "worker", "--pool", "solo", "--loglevel", "INFO", "-Q", "ingest,train,merge"]
+CMD ["celery", "-A", "workers.celery_app", "worker", "--pool", "solo", "--loglevel", "INFO", "-Q", "ingest,train,train_gpu,merge"]

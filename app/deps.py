@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import session_scope
 from app.dispatch import Dispatcher
+from app.fleet import WorkerRegistry
 from app.registry.predictor import PredictorCache
 from app.storage import BlobStore
 
@@ -30,6 +31,10 @@ def _dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
+def _fleet(request: Request) -> WorkerRegistry:
+    return request.app.state.fleet  # type: ignore[no-any-return]
+
+
 def _predictors(request: Request) -> PredictorCache:
     return request.app.state.predictors
 
@@ -41,3 +46,4 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 StoreDep = Annotated[BlobStore, Depends(_store)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 PredictorsDep = Annotated[PredictorCache, Depends(_predictors)]
+FleetDep = Annotated[WorkerRegistry, Depends(_fleet)]

@@ -13,10 +13,13 @@ class Dispatcher:
     def prepare(self, job_id: str) -> None:
         self._celery.send_task("shardtrain.prepare_job", args=[job_id])
 
-    def round(self, job_id: str, round_: int, shards: int) -> None:
+    def round(self, job_id: str, round_: int, shards: int, *, device: str = "auto") -> None:
         """One round as a chord: every shard trains, then one merge."""
+        queue = "train_gpu" if device == "cuda" else "train"
         header = [
-            self._celery.signature("shardtrain.train_shard", args=[job_id, round_, shard])
+            self._celery.signature(
+                "shardtrain.train_shard", args=[job_id, round_, shard], queue=queue
+            )
             for shard in range(shards)
         ]
         body = self._celery.signature(

@@ -14,6 +14,7 @@ from app.datasets.routes import router as datasets_router
 from app.db import session_factory
 from app.dispatch import Dispatcher
 from app.errors import ErrorResponse, install_error_handlers
+from app.fleet import WorkerRegistry
 from app.jobs.routes import router as jobs_router
 from app.registry.predictor import PredictorCache
 from app.registry.routes import router as models_router
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = BlobStore(settings.blob_dir)
     app.state.dispatcher = Dispatcher(create_celery(settings))
     app.state.predictors = PredictorCache(settings.model_cache_size)
+    app.state.fleet = WorkerRegistry(redis.Redis.from_url(settings.broker_url, socket_timeout=5))
     install_error_handlers(app)
     app.include_router(datasets_router)
     app.include_router(jobs_router)

@@ -19,6 +19,7 @@ from alembic import command
 from alembic.config import Config
 
 from app.config import DEFAULT_REDIS_URL, get_settings
+from app.fleet import count_cuda_devices
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,13 +114,17 @@ def main(argv: list[str] | None = None) -> int:
             children.append(("redis", redis_process))
             env["SHARDTRAIN_REDIS_URL"] = url
         print(f"shardtrain: redis {env['SHARDTRAIN_REDIS_URL']}", flush=True)
+        gpus = count_cuda_devices()
+        # Shards of `device: cuda` jobs wait on `train_gpu` for a worker that has a GPU.
+        queues = "ingest,train,train_gpu,merge" if gpus else "ingest,train,merge"
+        print(f"shardtrain: worker queues {queues} ({gpus} GPU(s))", flush=True)
         children.append(
             (
                 "worker",
                 subprocess.Popen(
                     [
                         sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                        "-Q", "ingest,train,merge",
+                        "-Q", queues,
                         "--concurrency", str(settings.worker_concurrency),
                         "--loglevel", "INFO",
                     ],

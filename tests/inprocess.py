@@ -16,7 +16,7 @@ def run_job(
     with session_scope(sessions) as session:
         assert rounds.begin_prepare(session, job_id) == "build"
     with session_scope(sessions) as session:
-        assert rounds.build_job_shards(session, store, params, job_id)
+        assert rounds.build_job_shards(session, store, params, job_id).next == "round"
         job = JobRepository(session).get(job_id)
         assert job is not None and job.plan is not None
         shards = len(job.plan["shard_keys"])

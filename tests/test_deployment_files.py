@@ -20,6 +20,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from app.config import Settings
+from workers.celery_app import QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "SHARDTRAIN_"
@@ -289,7 +290,8 @@ def test_worker_command_names_an_existing_celery_app(services: dict[str, dict[st
     # CUDA must not be initialised in a parent that forks: one process per GPU.
     assert option_value(words, "--pool", "-P") == "solo"
     queues = set(option_value(words, "-Q", "--queues").split(","))
-    assert {"ingest", "train", "merge"} <= queues
+    # The GPU worker takes every queue, `train_gpu` included.
+    assert queues == set(QUEUES)
 
 
 def test_api_and_worker_share_the_blob_volume(

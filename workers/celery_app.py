@@ -8,7 +8,8 @@ from celery import Celery
 
 from app.config import Settings, get_settings
 
-QUEUES = ("ingest", "train", "merge")
+# `train_gpu` carries shards of `device: cuda` jobs; only workers with a GPU consume it.
+QUEUES = ("ingest", "train", "train_gpu", "merge")
 TASK_ROUTES = {
     "shardtrain.ingest_dataset": {"queue": "ingest"},
     "shardtrain.prepare_job": {"queue": "merge"},

@@ -1,20 +1,26 @@
 """Thin Celery tasks: ids in, state re-read in SQL, work done by `app.jobs` and
 `app.datasets`, next messages sent only after the commit."""
 
+import contextlib
 import logging
+import socket
+import threading
+import time
 from functools import cache
 
 import redis
 import torch
 from celery import Task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.datasets.service import ingest_dataset as ingest
 from app.datasets.service import mark_failed
 from app.db import enqueue_after_commit, session_scope
 from app.dispatch import Dispatcher
+from app.fleet import HEARTBEAT_S, WorkerRegistry, count_cuda_devices
 from app.jobs import finalize, rounds
 from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
@@ -27,8 +33,37 @@ logger = logging.getLogger(__name__)
 
 @worker_process_init.connect
 def _one_thread_per_process(**_: object) -> None:
-    # Each pool process trains one shard; more threads per process only contend.
+    # Each prefork pool process trains one shard; more threads per process only contend.
     torch.set_num_threads(1)
+
+
+@worker_ready.connect
+def _announce(sender: object, **_: object) -> None:
+    """Tell the API what this worker can run, and keep saying it while it lives."""
+    hostname = str(getattr(sender, "hostname", socket.gethostname()))
+    registry = WorkerRegistry(redis.Redis.from_url(get_settings().broker_url))
+    cuda_devices = count_cuda_devices()
+
+    def heartbeat() -> None:
+        while True:
+            try:
+                registry.announce(hostname, cuda_devices)
+            except redis.RedisError:
+                logger.warning("could not announce worker %s", hostname)
+            time.sleep(HEARTBEAT_S)
+
+    threading.Thread(target=heartbeat, name="shardtrain-heartbeat", daemon=True).start()
+    _announced.append((registry, hostname))
+
+
+_announced: list[tuple[WorkerRegistry, str]] = []
+
+
+@worker_shutdown.connect
+def _withdraw(**_: object) -> None:
+    for registry, hostname in _announced:
+        with contextlib.suppress(redis.RedisError):
+            registry.withdraw(hostname)
 
 
 @cache
@@ -82,13 +117,21 @@ def prepare_job(self: Task, job_id: str) -> None:
         return
     try:
         with session_scope() as session:
-            started = rounds.build_job_shards(session, _store(), _params(), job_id)
-            if started:
-                shards = len(JobRepository(session).get(job_id).plan["shard_keys"])  # type: ignore[union-attr,index]
-                enqueue_after_commit(session, lambda: _dispatcher().round(job_id, 1, shards))
+            first_round = rounds.build_job_shards(session, _store(), _params(), job_id)
+            _send_after_commit(session, job_id, first_round)
     except Exception as exc:
         logger.exception("prepare failed for job %s", job_id)
         _fail_job(job_id, "prepare_failed", f"{type(exc).__name__}: {exc}")
+
+
+def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> None:
+    if step.next == "round":
+        enqueue_after_commit(
+            session,
+            lambda: _dispatcher().round(job_id, step.round, step.shards, device=step.device),
+        )
+    elif step.next == "finalize":
+        enqueue_after_commit(session, lambda: _dispatcher().finalize(job_id))
 
 
 @celery_app.task(name="shardtrain.train_shard")
@@ -109,14 +152,9 @@ def merge_round(job_id: str, round_: int) -> None:
     params = _params()
     try:
         with session_scope() as session:
-            decision = rounds.merge_round(session, _store(), params, job_id, round_)
-            if decision.next == "round":
-                enqueue_after_commit(
-                    session, lambda: _dispatcher().round(job_id, decision.round, decision.shards)
-                )
-            elif decision.next == "finalize":
-                enqueue_after_commit(session, lambda: _dispatcher().finalize(job_id))
-            if decision.next != "none":
+            step = rounds.merge_round(session, _store(), params, job_id, round_)
+            _send_after_commit(session, job_id, step)
+            if step.next != "none":
                 # Shard results and the previous global are no longer needed once committed.
                 enqueue_after_commit(session, lambda: params.delete_round(job_id, round_ - 1))
     except IntegrityError:

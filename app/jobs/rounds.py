@@ -49,6 +49,19 @@ def shard_seed(seed: int, round_: int, shard: int) -> int:
     return int(np.random.SeedSequence([seed, round_, shard]).generate_state(1)[0])
 
 
+Step = Literal["none", "round", "finalize"]
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What the task sends once its transaction has committed."""
+
+    next: Step
+    round: int = 0
+    shards: int = 0
+    device: str = "auto"
+
+
 # --- prepare -----------------------------------------------------------------------
 
 PrepareStep = Literal["skip", "wait", "failed", "build"]
@@ -76,11 +89,13 @@ def begin_prepare(session: Session, job_id: str) -> PrepareStep:
     return "build"
 
 
-def build_job_shards(session: Session, store: BlobStore, params: ParamStore, job_id: str) -> bool:
-    """Write the shards and round 0's parameters. Returns True when the job may start."""
+def build_job_shards(
+    session: Session, store: BlobStore, params: ParamStore, job_id: str
+) -> NextStep:
+    """Write the shards and round 0's parameters; the next step is round 1, or none."""
     job = JobRepository(session).get(job_id, for_update=True)
     if job is None or job.status != "preparing":
-        return False
+        return NextStep("none")
     dataset = DatasetRepository(session).get(job.dataset_id)
     assert dataset is not None and dataset.data_key is not None and job.task is not None
     spec = JobSpec.model_validate(job.spec)
@@ -95,14 +110,14 @@ def build_job_shards(session: Session, store: BlobStore, params: ParamStore, job
         )
     except ShardingError as exc:
         fail(job, "invalid_data", str(exc))
-        return False
+        return NextStep("none")
     state = initial_state(plan.network, spec.training.seed)
     save_checkpoint(store, job.id, 0, state)
     params.put_global(job.id, 0, state)
     job.plan = plan.to_dict()
     job.current_round = 0
     transition(job, "running")
-    return True
+    return NextStep("round", round=1, shards=len(plan.shard_keys), device=_device(spec))
 
 
 # --- train -------------------------------------------------------------------------
@@ -167,26 +182,17 @@ def train_shard(
 
 # --- merge -------------------------------------------------------------------------
 
-NextStep = Literal["none", "round", "finalize"]
-
-
-@dataclass(frozen=True)
-class MergeDecision:
-    next: NextStep
-    round: int = 0
-    shards: int = 0
-
 
 def merge_round(
     session: Session, store: BlobStore, params: ParamStore, job_id: str, round_: int
-) -> MergeDecision:
+) -> NextStep:
     started = time.perf_counter()
     repository = JobRepository(session)
     job = repository.get(job_id, for_update=True)
     # The fence: only the merge of the next round moves the job, so a duplicate
     # delivery can never advance it twice.
     if job is None or job.status != "running" or job.current_round != round_ - 1:
-        return MergeDecision("none")
+        return NextStep("none")
     assert job.plan is not None and job.task is not None
     spec = JobSpec.model_validate(job.spec)
     n_shards = len(job.plan["shard_keys"])
@@ -204,7 +210,7 @@ def merge_round(
             fail(job, "worker_lost", f"round {round_}: every shard's result is missing")
         else:
             fail(job, "diverged", f"round {round_}: no shard returned usable parameters")
-        return MergeDecision("none")
+        return NextStep("none")
     excluded = sorted(missing + [present[i].shard for i in outcome.excluded])
     params.put_global(job_id, round_, outcome.state)
     save_checkpoint(store, job_id, round_, outcome.state)
@@ -257,8 +263,12 @@ def merge_round(
     elif spec.training.early_stopping is not None:
         stop_early = round_ - (job.best_round or 0) >= spec.training.early_stopping.patience
     if stop_early or round_ >= job.rounds:
-        return MergeDecision("finalize")
-    return MergeDecision("round", round=round_ + 1, shards=n_shards)
+        return NextStep("finalize")
+    return NextStep("round", round=round_ + 1, shards=n_shards, device=_device(spec))
+
+
+def _device(spec: JobSpec) -> str:
+    return spec.distribution.device
 
 
 def _min_delta(spec: JobSpec) -> float:

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from app.deps import DispatcherDep, SessionDep
+from app.deps import DispatcherDep, FleetDep, SessionDep
 from app.errors import ErrorResponse
 from app.jobs import service
 from app.jobs.schemas import JobOut, RoundMetricsOut
@@ -29,11 +29,14 @@ _NOT_FOUND: dict[int | str, dict[str, object]] = {
     },
 )
 def create_job(
-    session: SessionDep, dispatcher: DispatcherDep, spec: Annotated[JobSpec, Body()]
+    session: SessionDep,
+    dispatcher: DispatcherDep,
+    fleet: FleetDep,
+    spec: Annotated[JobSpec, Body()],
 ) -> JobOut:
     """Queue a job. Shards train in parallel on the workers, round after round;
     the merged model is scored on the holdout and deployed if it passes `deploy_if`."""
-    return service.job_out(service.create_job(session, dispatcher, spec))
+    return service.job_out(service.create_job(session, dispatcher, fleet, spec))
 
 
 @router.get("", operation_id="jobs-list", summary="List jobs", response_model=ListResponse[JobOut])

@@ -8,6 +8,7 @@ from app.datasets.repository import DatasetRepository
 from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
+from app.fleet import WorkerRegistry
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobError, JobOut, Progress, RoundMetricsOut
 from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
@@ -68,7 +69,17 @@ def check_spec(spec: JobSpec, columns: list[dict[str, Any]], rows: int) -> str:
     return task
 
 
-def create_job(session: Session, dispatcher: Dispatcher, spec: JobSpec) -> Job:
+def create_job(
+    session: Session, dispatcher: Dispatcher, fleet: WorkerRegistry, spec: JobSpec
+) -> Job:
+    if spec.distribution.device == "cuda" and not fleet.gpu_available():
+        raise APIError(
+            422,
+            "no_gpu_worker",
+            "The job asks for device 'cuda' but no worker with a GPU is online; "
+            "use 'auto' to train on whatever workers exist.",
+            "distribution.device",
+        )
     dataset = DatasetRepository(session).get(spec.dataset_id)
     if dataset is None:
         raise NotFound("dataset", spec.dataset_id, param="dataset_id")

@@ -1,8 +1,11 @@
 from collections.abc import Callable
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sample_data import SEED_EXAMPLE_CSV, iris_table, table_to_csv
+
+from app.fleet import WorkerRegistry
 
 MakeDataset = Callable[[str, bytes], str]
 
@@ -138,3 +141,27 @@ def test_gate_without_holdout_rows_is_rejected(
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == 422
     assert response.json()["error"]["param"] == "validation.holdout_fraction"
+
+
+def test_cuda_without_a_gpu_worker_is_422(
+    client: TestClient, ready_dataset: MakeDataset, redis_client: redis.Redis
+) -> None:
+    dataset_id = ready_dataset("seed.csv", SEED_EXAMPLE_CSV)
+    body = {
+        "dataset_id": dataset_id,
+        "target": "label",
+        "distribution": {"shards": 1, "device": "cuda"},
+    }
+    registry = WorkerRegistry(redis_client)
+    registry.announce("cpu-host", cuda_devices=0)
+    try:
+        response = client.post("/v1/jobs", json=body)
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("no_gpu_worker", "distribution.device")
+        # The moment a GPU worker announces itself, the same spec is accepted.
+        registry.announce("gpu-host", cuda_devices=1)
+        assert client.post("/v1/jobs", json=body).status_code == 201
+    finally:
+        registry.withdraw("cpu-host")
+        registry.withdraw("gpu-host")

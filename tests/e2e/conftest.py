@@ -4,7 +4,9 @@ against the real Redis and a fresh, migrated PostgreSQL database."""
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +14,19 @@ import redis
 from dbsetup import ROOT, create_postgres_database, drop_postgres_database, migrate
 from e2e_system import System, free_port, wait_until_ready
 
+from app.fleet import WorkerRegistry
+
 E2E_REDIS_URL = os.environ.get("SHARDTRAIN_E2E_REDIS_URL", "redis://127.0.0.1:6379/12")
+
+
+def wait_for_worker(redis_url: str, worker: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the worker has announced itself, it may not be consuming yet."""
+    registry = WorkerRegistry(redis.Redis.from_url(redis_url))
+    deadline = time.monotonic() + 90
+    while not registry.online():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the worker did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -59,7 +73,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     client = httpx.Client(base_url=base_url, timeout=30)
     try:
         wait_until_ready(client, api, api_log)
-        yield System(base_url=base_url, client=client, worker_log=worker_log)
+        wait_for_worker(E2E_REDIS_URL, worker, worker_log)
+        yield System(
+            base_url=base_url, client=client, worker_log=worker_log, redis_url=E2E_REDIS_URL
+        )
     finally:
         client.close()
         _stop(api)

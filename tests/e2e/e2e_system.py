@@ -36,6 +36,7 @@ class System:
     base_url: str
     client: httpx.Client
     worker_log: Path
+    redis_url: str
 
     def wait_for(self, path: str, done: set[str], timeout: float = 240.0) -> dict:
         deadline = time.monotonic() + timeout

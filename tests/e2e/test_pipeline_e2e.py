@@ -130,9 +130,14 @@ def test_job_with_bad_target_on_processing_dataset_fails_with_reason(system: Sys
     assert "target" in job["error"]["message"]
 
 
-def test_cuda_job_fails_clearly_on_a_worker_without_gpu(system: System) -> None:
-    import torch
+def test_cuda_job_is_refused_while_no_gpu_worker_is_online(system: System) -> None:
+    import redis
 
+    from app.fleet import WorkerRegistry
+
+    online = WorkerRegistry(redis.Redis.from_url(system.redis_url)).online()
+    assert online, "the worker announces itself when it is ready"
+    has_gpu = any(worker.cuda_devices > 0 for worker in online)
     dataset = upload(system, "seed.csv", SEED_EXAMPLE_CSV)
     spec = {
         "dataset_id": dataset["id"],
@@ -141,10 +146,10 @@ def test_cuda_job_fails_clearly_on_a_worker_without_gpu(system: System) -> None:
         "distribution": {"shards": 1, "device": "cuda"},
         "validation": {"holdout_fraction": 0.0, "validation_fraction": 0.0},
     }
-    created = system.client.post("/v1/jobs", json=spec).json()
-    job = system.wait_for(f"/v1/jobs/{created['id']}", {"succeeded", "failed"})
-    if torch.cuda.is_available():  # a GPU machine trains it
-        assert job["status"] == "succeeded"
+    response = system.client.post("/v1/jobs", json=spec)
+    if has_gpu:
+        job = system.wait_for(f"/v1/jobs/{response.json()['id']}", {"succeeded", "failed"})
+        assert job["status"] == "succeeded", job
     else:
-        assert job["status"] == "failed"
-        assert job["error"]["code"] == "device_unavailable"
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "no_gpu_worker"

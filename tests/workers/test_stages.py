@@ -36,7 +36,7 @@ def started_job(
         with session_scope(sessions) as session:
             assert rounds.begin_prepare(session, job_id) == "build"
         with session_scope(sessions) as session:
-            assert rounds.build_job_shards(session, store, params, job_id)
+            assert rounds.build_job_shards(session, store, params, job_id).next == "round"
         return job_id
 
     return make
@@ -192,7 +192,7 @@ def test_roc_auc_gate_on_three_classes_fails_at_prepare(  # type: ignore[no-unty
     with session_scope(sessions) as session:
         assert rounds.begin_prepare(session, job_id) == "build"
     with session_scope(sessions) as session:
-        assert rounds.build_job_shards(session, store, params, job_id) is False
+        assert rounds.build_job_shards(session, store, params, job_id).next == "none"
     job = load_job(sessions, job_id)
     assert job.status == "failed" and job.error_code == "invalid_data"
     assert "roc_auc" in (job.error_message or "")
