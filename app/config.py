@@ -22,7 +22,6 @@ class Settings(BaseSettings):
     port: int = 8000
 
     max_upload_bytes: int = Field(default=10 * 1024**3, gt=0)
-    upload_chunk_bytes: int = Field(default=1024 * 1024, gt=0)
     max_predict_rows: int = Field(default=10_000, gt=0)
     model_cache_size: int = Field(default=8, gt=0)
     log_format: str = "plain"

@@ -32,7 +32,7 @@ def _dispatcher(request: Request) -> Dispatcher:
 
 
 def _fleet(request: Request) -> WorkerRegistry:
-    return request.app.state.fleet  # type: ignore[no-any-return]
+    return request.app.state.fleet
 
 
 def _predictors(request: Request) -> PredictorCache:

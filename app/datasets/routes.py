@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Query, Request
 
 from app.datasets import service
 from app.datasets.schemas import DatasetOut
@@ -15,37 +15,63 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV (header row), Parquet or JSON Lines.",
+                        },
+                        "name": {
+                            "type": "string",
+                            "maxLength": 255,
+                            "description": "A label; defaults to the file name.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
 @router.post(
     "",
     operation_id="datasets-create",
     summary="Upload a dataset",
     status_code=201,
     response_model=DatasetOut,
+    openapi_extra=_UPLOAD_BODY,
     responses={
         413: {"model": ErrorResponse, "description": "The file is over the upload limit."},
         415: {"model": ErrorResponse, "description": "Not CSV, Parquet or JSON Lines."},
         422: {"model": ErrorResponse, "description": "Empty file or bad form fields."},
     },
 )
-def create_dataset(
+async def create_dataset(
+    request: Request,
     session: SessionDep,
     store: StoreDep,
     dispatcher: DispatcherDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="CSV (header row), Parquet or JSON Lines.")],
-    name: Annotated[str | None, Form(max_length=255)] = None,
 ) -> DatasetOut:
-    """Store the file and queue its ingest; the dataset is `processing` until a worker
-    has parsed it into Parquet (`ready`) or found it unusable (`failed`, with `error`)."""
-    dataset = service.store_upload(
+    """Stream the file to storage and queue its ingest; the dataset is `processing` until
+    a worker has parsed it into Parquet (`ready`) or found it unusable (`failed`, with
+    `error` naming the line or column)."""
+    dataset = await service.upload_dataset(
         session,
         store,
         dispatcher,
-        stream=file.file,
-        filename=file.filename or "",
-        name=name,
+        body=request.stream(),
+        headers=request.headers,
         max_bytes=settings.max_upload_bytes,
-        chunk_bytes=settings.upload_chunk_bytes,
     )
     return DatasetOut.model_validate(dataset)
 

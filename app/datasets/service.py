@@ -1,16 +1,17 @@
 """Dataset use cases: store an upload, ingest it on a worker, read and list."""
 
 import logging
-from typing import BinaryIO
+from collections.abc import AsyncIterator, Mapping
 
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from app.datasets.formats import UnsupportedFormat, detect_format
 from app.datasets.ingest import IngestError, ingest_file
 from app.datasets.repository import DatasetRepository
+from app.datasets.upload import StoredUpload, receive_upload
 from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
-from app.errors import APIError, NotFound
+from app.errors import NotFound
 from app.models import Dataset
 from app.models.base import new_id
 from app.storage import BlobStore
@@ -18,60 +19,43 @@ from app.storage import BlobStore
 logger = logging.getLogger(__name__)
 
 
-def store_upload(
+async def upload_dataset(
     session: Session,
     store: BlobStore,
     dispatcher: Dispatcher,
     *,
-    stream: BinaryIO,
-    filename: str,
-    name: str | None,
+    body: AsyncIterator[bytes],
+    headers: Mapping[str, str],
     max_bytes: int,
-    chunk_bytes: int,
 ) -> Dataset:
-    """Copy the upload to blob storage chunk by chunk, then queue its ingest."""
+    """Stream the body into blob storage, record the dataset, queue its ingest."""
     dataset_id = new_id("ds")
     raw_key = f"datasets/{dataset_id}/raw"
-    head = stream.read(chunk_bytes)
-    if not head:
-        raise APIError(422, "empty_file", "The uploaded file is empty.", "file")
     try:
-        fmt = detect_format(filename, head)
-    except UnsupportedFormat as exc:
-        raise APIError(415, "unsupported_format", f"Unsupported file: {exc}.", "file") from exc
-    try:
-        with store.writer(raw_key) as out:
-            chunk = head
-            while chunk:
-                if out.bytes_written + len(chunk) > max_bytes:
-                    raise APIError(
-                        413,
-                        "file_too_large",
-                        f"The file exceeds the upload limit of {max_bytes} bytes.",
-                        "file",
-                    )
-                out.write(chunk)
-                chunk = stream.read(chunk_bytes)
+        stored = await receive_upload(body, headers, store, raw_key, max_bytes=max_bytes)
+        return await run_in_threadpool(_record_upload, session, dispatcher, dataset_id, stored)
     except BaseException:
         # Nothing half-stored survives a failed upload, not even its folder.
         store.delete_prefix(f"datasets/{dataset_id}")
         raise
-    dataset = Dataset(
-        id=dataset_id,
-        # The file name is a label only: storage keys never derive from it.
-        name=(name or filename or dataset_id)[:255],
-        filename=(filename or "")[:255],
-        format=fmt,
-        bytes=out.bytes_written,
-        sha256=out.sha256.hexdigest(),
-        status="processing",
-        raw_key=raw_key,
+
+
+def _record_upload(
+    session: Session, dispatcher: Dispatcher, dataset_id: str, stored: StoredUpload
+) -> Dataset:
+    dataset = DatasetRepository(session).add(
+        Dataset(
+            id=dataset_id,
+            # The file name is a label only: storage keys never derive from it.
+            name=(stored.name or stored.filename or dataset_id)[:255],
+            filename=stored.filename[:255],
+            format=stored.format,
+            bytes=stored.bytes,
+            sha256=stored.sha256,
+            status="processing",
+            raw_key=f"datasets/{dataset_id}/raw",
+        )
     )
-    try:
-        DatasetRepository(session).add(dataset)
-    except BaseException:
-        store.delete_prefix(f"datasets/{dataset_id}")
-        raise
     enqueue_after_commit(session, lambda: dispatcher.ingest(dataset_id))
     return dataset
 

@@ -61,7 +61,7 @@ def test_empty_file_is_422(client: TestClient) -> None:
 def test_upload_over_the_limit_is_413_and_leaves_no_blob(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from app.main import create_app
 
-    small = settings.model_copy(update={"max_upload_bytes": 10, "upload_chunk_bytes": 4})
+    small = settings.model_copy(update={"max_upload_bytes": 10})
     with TestClient(create_app(small)) as client:
         response = upload(client, "seed.csv", SEED_EXAMPLE_CSV)
     assert response.status_code == 413
@@ -71,9 +71,27 @@ def test_upload_over_the_limit_is_413_and_leaves_no_blob(settings: Settings, tmp
 
 
 def test_missing_file_field_names_it(client: TestClient) -> None:
-    response = client.post("/v1/datasets", data={"name": "x"})
+    response = client.post("/v1/datasets", files={"name": (None, "x")})
     assert response.status_code == 422
     assert response.json()["error"]["param"] == "file"
+
+
+def test_a_body_that_is_not_multipart_is_415(client: TestClient) -> None:
+    response = client.post("/v1/datasets", content=b"a,b\n1,2\n")
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_name_field_labels_the_dataset(client: TestClient) -> None:
+    files = {"file": ("seed.csv", SEED_EXAMPLE_CSV), "name": (None, "my data")}
+    assert client.post("/v1/datasets", files=files).json()["name"] == "my data"
+
+
+def test_overlong_name_is_422(client: TestClient) -> None:
+    files = {"file": ("seed.csv", SEED_EXAMPLE_CSV), "name": (None, "n" * 300)}
+    response = client.post("/v1/datasets", files=files)
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "name"
 
 
 def test_unknown_dataset_is_404_error_object(client: TestClient) -> None:
