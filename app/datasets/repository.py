@@ -1,7 +1,7 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Dataset
+from app.models import Dataset, Job
 from app.pagination import fetch_page
 
 
@@ -15,10 +15,17 @@ class DatasetRepository:
         return dataset
 
     def get(self, dataset_id: str, *, for_update: bool = False) -> Dataset | None:
-        statement = select(Dataset).where(Dataset.id == dataset_id)
+        statement = select(Dataset).where(Dataset.id == dataset_id, Dataset.deleted_at.is_(None))
         if for_update:
             statement = statement.with_for_update()
         return self.session.scalars(statement).one_or_none()
 
     def page(self, *, limit: int, after: str | None) -> tuple[list[Dataset], bool]:
-        return fetch_page(self.session, select(Dataset), Dataset, limit=limit, after=after)
+        live = select(Dataset).where(Dataset.deleted_at.is_(None))
+        return fetch_page(self.session, live, Dataset, limit=limit, after=after)
+
+    def job_ids(self, dataset_id: str, *, statuses: tuple[str, ...] | None = None) -> list[str]:
+        statement = select(Job.id).where(Job.dataset_id == dataset_id)
+        if statuses is not None:
+            statement = statement.where(Job.status.in_(statuses))
+        return list(self.session.scalars(statement))

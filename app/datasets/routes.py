@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from app.datasets import service
-from app.datasets.schemas import DatasetOut
+from app.datasets.schemas import DatasetDeletedOut, DatasetOut, DatasetPreviewOut
 from app.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
 from app.errors import ErrorResponse
 from app.schemas import ListResponse
@@ -102,3 +102,42 @@ def list_datasets(
 )
 def get_dataset(session: SessionDep, dataset_id: str) -> DatasetOut:
     return DatasetOut.model_validate(service.get_dataset(session, dataset_id))
+
+
+@router.get(
+    "/{dataset_id}/preview",
+    operation_id="datasets-preview",
+    summary="The first rows of a dataset",
+    response_model=DatasetPreviewOut,
+    responses={
+        **_ERRORS,
+        409: {"model": ErrorResponse, "description": "The dataset is not ready."},
+    },
+)
+def preview_dataset(
+    session: SessionDep,
+    store: StoreDep,
+    dataset_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> DatasetPreviewOut:
+    preview = service.preview_dataset(session, store, dataset_id, limit)
+    return DatasetPreviewOut(
+        dataset_id=dataset_id, data=preview.rows, has_more=preview.total_rows > len(preview.rows)
+    )
+
+
+@router.delete(
+    "/{dataset_id}",
+    operation_id="datasets-delete",
+    summary="Delete a dataset and its shards",
+    response_model=DatasetDeletedOut,
+    responses={
+        **_ERRORS,
+        409: {"model": ErrorResponse, "description": "An unfinished job still uses it."},
+    },
+)
+def delete_dataset(session: SessionDep, store: StoreDep, dataset_id: str) -> DatasetDeletedOut:
+    """Remove the uploaded file, its Parquet copy and the shards cut from it. Models
+    trained on it stay usable. Refused while a queued or running job uses it."""
+    service.delete_dataset(session, store, dataset_id)
+    return DatasetDeletedOut(id=dataset_id)

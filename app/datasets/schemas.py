@@ -1,4 +1,4 @@
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -7,6 +7,19 @@ class ColumnSchema(BaseModel):
     name: str
     dtype: Literal["int", "float", "bool", "string"]
     missing: int = Field(description="Rows with no value in this column.")
+
+
+class DatasetPreviewOut(BaseModel):
+    object: Literal["dataset.preview"] = "dataset.preview"
+    dataset_id: str
+    data: list[dict[str, Any]] = Field(description="The first rows, column: value.")
+    has_more: bool = Field(description="Whether the dataset has rows beyond these.")
+
+
+class DatasetDeletedOut(BaseModel):
+    id: str
+    object: Literal["dataset"] = "dataset"
+    deleted: Literal[True] = True
 
 
 class DatasetOut(BaseModel):

@@ -7,16 +7,20 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.datasets.ingest import IngestError, ingest_file
+from app.datasets.preview import Preview, read_preview
 from app.datasets.repository import DatasetRepository
 from app.datasets.upload import StoredUpload, receive_upload
 from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
-from app.errors import NotFound
+from app.errors import APIError, NotFound
 from app.models import Dataset
-from app.models.base import new_id
+from app.models.base import new_id, now_s
 from app.storage import BlobStore
 
 logger = logging.getLogger(__name__)
+
+# Jobs that may still read the dataset's bytes.
+ACTIVE_JOB_STATUSES = ("queued", "preparing", "running")
 
 
 async def upload_dataset(
@@ -65,6 +69,46 @@ def get_dataset(session: Session, dataset_id: str) -> Dataset:
     if dataset is None:
         raise NotFound("dataset", dataset_id)
     return dataset
+
+
+def delete_dataset(session: Session, store: BlobStore, dataset_id: str) -> None:
+    """Remove the dataset's bytes and every shard cut from it. The row stays, marked
+    deleted, because jobs and models refer to it; reads then answer 404."""
+    repository = DatasetRepository(session)
+    dataset = repository.get(dataset_id, for_update=True)
+    if dataset is None:
+        raise NotFound("dataset", dataset_id)
+    active = repository.job_ids(dataset_id, statuses=ACTIVE_JOB_STATUSES)
+    if active:
+        raise APIError(
+            409,
+            "dataset_in_use",
+            f"Dataset {dataset_id} is used by unfinished job(s): {', '.join(active)}.",
+            "id",
+        )
+    dataset.deleted_at = now_s()
+    prefixes = [f"datasets/{dataset_id}"]
+    for job_id in repository.job_ids(dataset_id):
+        prefixes += [f"jobs/{job_id}/shards", f"jobs/{job_id}/validation.npy"]
+        prefixes.append(f"jobs/{job_id}/holdout.npy")
+
+    def remove_bytes() -> None:
+        for prefix in prefixes:
+            store.delete_prefix(prefix)
+
+    enqueue_after_commit(session, remove_bytes)
+
+
+def preview_dataset(session: Session, store: BlobStore, dataset_id: str, limit: int) -> Preview:
+    dataset = get_dataset(session, dataset_id)
+    if dataset.status != "ready" or dataset.data_key is None:
+        raise APIError(
+            409,
+            "dataset_not_ready",
+            f"Dataset {dataset_id} is {dataset.status}; only a ready dataset has rows to show.",
+            "id",
+        )
+    return read_preview(store.path(dataset.data_key), limit)
 
 
 def list_datasets(session: Session, *, limit: int, after: str | None) -> tuple[list[Dataset], bool]:

@@ -24,3 +24,5 @@ class Dataset(Base):
     raw_key: Mapped[str] = mapped_column(String(255))
     data_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)
+    # Deleted datasets keep their row (jobs and models refer to it) but lose their bytes.
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

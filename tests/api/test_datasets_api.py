@@ -121,3 +121,53 @@ def test_list_limit_out_of_range_names_the_param(client: TestClient) -> None:
     response = client.get("/v1/datasets", params={"limit": 0})
     assert response.status_code == 422
     assert response.json()["error"]["param"] == "limit"
+
+
+def test_preview_shows_the_first_rows(client: TestClient, ready_dataset) -> None:  # type: ignore[no-untyped-def]
+    csv = b"x,y,label\n1,2.5,a\n2,,b\n3,4.5,a\n"
+    dataset_id = ready_dataset("small.csv", csv)
+    body = client.get(f"/v1/datasets/{dataset_id}/preview", params={"limit": 2}).json()
+    assert body["object"] == "dataset.preview"
+    assert body["data"] == [{"x": 1, "y": 2.5, "label": "a"}, {"x": 2, "y": None, "label": "b"}]
+    assert body["has_more"] is True
+    everything = client.get(f"/v1/datasets/{dataset_id}/preview", params={"limit": 10}).json()
+    assert len(everything["data"]) == 3 and everything["has_more"] is False
+
+
+def test_preview_of_a_processing_dataset_is_409(client: TestClient) -> None:
+    dataset_id = upload(client, "seed.csv", SEED_EXAMPLE_CSV).json()["id"]
+    response = client.get(f"/v1/datasets/{dataset_id}/preview")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "dataset_not_ready"
+
+
+def test_delete_removes_the_bytes_and_hides_the_dataset(  # type: ignore[no-untyped-def]
+    client: TestClient, ready_dataset, settings: Settings
+) -> None:
+    dataset_id = ready_dataset("seed.csv", SEED_EXAMPLE_CSV)
+    folder = settings.blob_dir / "datasets" / dataset_id
+    assert (folder / "raw").exists() and (folder / "data.parquet").exists()
+    response = client.delete(f"/v1/datasets/{dataset_id}")
+    assert response.status_code == 200
+    assert response.json() == {"id": dataset_id, "object": "dataset", "deleted": True}
+    assert not folder.exists()
+    assert client.get(f"/v1/datasets/{dataset_id}").status_code == 404
+    assert dataset_id not in [d["id"] for d in client.get("/v1/datasets").json()["data"]]
+    assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 404
+    job = client.post("/v1/jobs", json={"dataset_id": dataset_id, "target": "label"})
+    assert job.status_code == 404
+
+
+def test_delete_while_a_job_is_queued_is_409(client: TestClient, ready_dataset) -> None:  # type: ignore[no-untyped-def]
+    dataset_id = ready_dataset("seed.csv", SEED_EXAMPLE_CSV)
+    spec = {
+        "dataset_id": dataset_id,
+        "target": "label",
+        "distribution": {"shards": 1},
+    }
+    job_id = client.post("/v1/jobs", json=spec).json()["id"]
+    response = client.delete(f"/v1/datasets/{dataset_id}")
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "dataset_in_use" and job_id in error["message"]
+    assert client.get(f"/v1/datasets/{dataset_id}").status_code == 200

@@ -136,3 +136,16 @@ def test_unknown_model_is_404(client: TestClient) -> None:
     assert client.get("/v1/models/mdl_nope").status_code == 404
     response = client.post("/v1/models/mdl_nope/predict", json={"inputs": [{"a": 1}]})
     assert response.status_code == 404
+
+
+def test_deleting_the_dataset_removes_shards_but_keeps_the_model(  # type: ignore[no-untyped-def]
+    client: TestClient, train, store: BlobStore
+) -> None:
+    job = train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)
+    shards = store.path(f"jobs/{job['id']}/shards")
+    assert shards.exists()
+    assert client.delete(f"/v1/datasets/{job['spec']['dataset_id']}").status_code == 200
+    assert not shards.exists()
+    assert not store.path(f"jobs/{job['id']}/holdout.npy").exists()
+    url = f"/v1/models/{job['model_id']}/predict"
+    assert client.post(url, json={"inputs": [{"x1": 2, "x2": 3}]}).json()["predictions"] == [1]
