@@ -75,7 +75,11 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         wait_until_ready(client, api, api_log)
         wait_for_worker(E2E_REDIS_URL, worker, worker_log)
         yield System(
-            base_url=base_url, client=client, worker_log=worker_log, redis_url=E2E_REDIS_URL
+            base_url=base_url,
+            client=client,
+            worker_log=worker_log,
+            redis_url=E2E_REDIS_URL,
+            api_pid=api.pid,
         )
     finally:
         client.close()

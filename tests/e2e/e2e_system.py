@@ -37,6 +37,7 @@ class System:
     client: httpx.Client
     worker_log: Path
     redis_url: str
+    api_pid: int
 
     def wait_for(self, path: str, done: set[str], timeout: float = 240.0) -> dict:
         deadline = time.monotonic() + timeout
