@@ -4,7 +4,7 @@ Memory stays bounded by one record batch whatever the file size.
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,23 +60,90 @@ def _storage_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+def _csv_batches(path: Path, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
     with path.open("rb") as handle:
         delimiter = sniff_delimiter(handle.read(64 * 1024))
-
+    read_options = pacsv.ReadOptions(block_size=block_bytes, use_threads=False)
+    parse_options = pacsv.ParseOptions(delimiter=delimiter)
     # open_csv parses the first block at once, so its errors need the same translation.
     names: list[str] = []
+    types: list[pa.DataType] = []
+    rows = 0
     try:
         reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            read_options=read_options,
+            parse_options=parse_options,
             convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
         )
-        names = reader.schema.names
-        yield from reader
+        names, types = reader.schema.names, reader.schema.types
+        for batch in reader:
+            rows += batch.num_rows
+            yield batch
     except pa.ArrowInvalid as exc:
-        raise IngestError(_explain_csv_error(str(exc), names)) from exc
+        message = str(exc)
+        column = re.search(r"column #(\d+): ", message)
+        if column and int(column.group(1)) < len(names):
+            index = int(column.group(1))
+            found = _locate_bad_value(
+                path, read_options, parse_options, names, index, types[index], rows
+            )
+            if found:
+                raise IngestError(found) from exc
+        raise IngestError(_explain_csv_error(message, names)) from exc
+
+
+def _locate_bad_value(
+    path: Path,
+    read_options: pacsv.ReadOptions,
+    parse_options: pacsv.ParseOptions,
+    names: list[str],
+    index: int,
+    inferred: pa.DataType,
+    start_row: int,
+) -> str | None:
+    """Find the line whose value broke the column's inferred type.
+
+    pyarrow names only the column; a second streaming pass reads everything as
+    text from the failing block on and bisects a batch with vectorised casts.
+    """
+    as_text = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True
+    )
+    reader = pacsv.open_csv(
+        path, read_options=read_options, parse_options=parse_options, convert_options=as_text
+    )
+    row = 0
+    for batch in reader:
+        if row + batch.num_rows <= start_row:
+            row += batch.num_rows
+            continue
+        values = batch.column(index)
+        if _casts(values, inferred):
+            row += batch.num_rows
+            continue
+        low, high = 0, len(values)  # the first bad value lies in [low, high)
+        while high - low > 1:
+            middle = (low + high) // 2
+            if _casts(values.slice(low, middle - low), inferred):
+                low = middle
+            else:
+                high = middle
+        line = row + low + 2  # the header is line 1
+        value = values[low].as_py()
+        return (
+            f"line {line}: column {names[index]!r}: cannot read {value!r} as "
+            f"{_dtype_of(inferred)}, the type inferred from the first rows"
+        )
+    return None
+
+
+def _casts(values: pa.Array, target: pa.DataType) -> bool:
+    try:
+        values.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
 
 
 def _explain_csv_error(message: str, names: list[str]) -> str:
@@ -94,25 +161,31 @@ def _explain_csv_error(message: str, names: list[str]) -> str:
     return message
 
 
-def _jsonl_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=CSV_BLOCK_BYTES))
+def _jsonl_batches(path: Path, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+    reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=block_bytes))
     yield from reader
 
 
-def _parquet_batches(path: Path) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(path: Path, _block_bytes: int = 0) -> Iterator[pa.RecordBatch]:
     yield from pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS)
 
 
-_READERS = {"csv": _csv_batches, "jsonl": _jsonl_batches, "parquet": _parquet_batches}
+_READERS: dict[str, Callable[[Path, int], Iterator[pa.RecordBatch]]] = {
+    "csv": _csv_batches,
+    "jsonl": _jsonl_batches,
+    "parquet": _parquet_batches,
+}
 
 
-def ingest_file(source: Path, fmt: str, destination: Path) -> IngestResult:
+def ingest_file(
+    source: Path, fmt: str, destination: Path, *, block_bytes: int = CSV_BLOCK_BYTES
+) -> IngestResult:
     rows = 0
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     missing: list[int] = []
     try:
-        for batch in _READERS[fmt](source):
+        for batch in _READERS[fmt](source, block_bytes):
             if schema is None:
                 schema = _storage_schema(batch.schema)
                 writer = pq.ParquetWriter(destination, schema)

@@ -171,3 +171,15 @@ def test_delete_while_a_job_is_queued_is_409(client: TestClient, ready_dataset) 
     error = response.json()["error"]
     assert error["code"] == "dataset_in_use" and job_id in error["message"]
     assert client.get(f"/v1/datasets/{dataset_id}").status_code == 200
+
+
+def test_failed_ingest_records_the_line_and_keeps_no_parquet(  # type: ignore[no-untyped-def]
+    client: TestClient, ready_dataset, settings: Settings
+) -> None:
+    dataset_id = ready_dataset("ragged.csv", b"a,b,c\n1,2,3\n4,5\n")
+    body = client.get(f"/v1/datasets/{dataset_id}").json()
+    assert body["status"] == "failed"
+    assert body["error"] == "line 3: expected 3 fields, found 2"
+    assert body["rows"] is None and body["columns"] is None
+    folder = settings.blob_dir / "datasets" / dataset_id
+    assert sorted(p.name for p in folder.iterdir()) == ["raw"]
