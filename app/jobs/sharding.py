@@ -3,7 +3,7 @@ the training rows only, and write each part once as a float32 `.npy` file.
 
 Two streaming passes over the Parquet file: the first fits the preprocessing, the
 second writes rows straight into memory-mapped outputs. Memory is one record batch
-plus the split: an 8-byte permutation entry and a 2-byte assignment per row.
+plus the split's two bytes per row.
 """
 
 from collections.abc import Iterator
