@@ -15,8 +15,13 @@ import pyarrow.parquet as pq
 
 from app.datasets.formats import sniff_delimiter
 
-CSV_BLOCK_BYTES = 16 * 1024 * 1024
+# Types are inferred from the first 4 MiB, then the file streams in 1 MiB blocks: the
+# reader's peak memory grows with its block size (about 16 blocks in flight), and
+# these two keep a worker's growth near 100 MB whatever the file size.
+INFER_BYTES = 4 * 1024 * 1024
+BLOCK_BYTES = 1024 * 1024
 PARQUET_BATCH_ROWS = 65_536
+ROW_GROUP_ROWS = 65_536
 
 
 class IngestError(ValueError):
@@ -60,23 +65,36 @@ def _storage_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _csv_batches(path: Path, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+def _csv_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]:
+    infer_bytes, block_bytes = sizes
     with path.open("rb") as handle:
         delimiter = sniff_delimiter(handle.read(64 * 1024))
-    read_options = pacsv.ReadOptions(block_size=block_bytes, use_threads=False)
     parse_options = pacsv.ParseOptions(delimiter=delimiter)
-    # open_csv parses the first block at once, so its errors need the same translation.
+    read_options = pacsv.ReadOptions(block_size=block_bytes, use_threads=False)
     names: list[str] = []
     types: list[pa.DataType] = []
     rows = 0
     try:
+        inference = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=infer_bytes, use_threads=False),
+            parse_options=parse_options,
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+        )
+        names = inference.schema.names
+        # A column empty in the sample has no type yet: text takes anything later.
+        types = [pa.string() if pa.types.is_null(t) else t for t in inference.schema.types]
+        # Dropped, not just closed: a closed reader still holds its read-ahead blocks.
+        inference.close()
+        del inference
         reader = pacsv.open_csv(
             path,
             read_options=read_options,
             parse_options=parse_options,
-            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict(zip(names, types, strict=True)), strings_can_be_null=True
+            ),
         )
-        names, types = reader.schema.names, reader.schema.types
         for batch in reader:
             rows += batch.num_rows
             yield batch
@@ -161,16 +179,25 @@ def _explain_csv_error(message: str, names: list[str]) -> str:
     return message
 
 
-def _jsonl_batches(path: Path, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
-    reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=block_bytes))
+def _jsonl_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]:
+    infer_bytes, block_bytes = sizes
+    inference = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=infer_bytes))
+    schema = inference.schema
+    inference.close()
+    del inference
+    reader = pajson.open_json(
+        path,
+        read_options=pajson.ReadOptions(block_size=block_bytes),
+        parse_options=pajson.ParseOptions(explicit_schema=schema),
+    )
     yield from reader
 
 
-def _parquet_batches(path: Path, _block_bytes: int = 0) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(path: Path, _sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]:
     yield from pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS)
 
 
-_READERS: dict[str, Callable[[Path, int], Iterator[pa.RecordBatch]]] = {
+_READERS: dict[str, Callable[[Path, tuple[int, int]], Iterator[pa.RecordBatch]]] = {
     "csv": _csv_batches,
     "jsonl": _jsonl_batches,
     "parquet": _parquet_batches,
@@ -178,14 +205,22 @@ _READERS: dict[str, Callable[[Path, int], Iterator[pa.RecordBatch]]] = {
 
 
 def ingest_file(
-    source: Path, fmt: str, destination: Path, *, block_bytes: int = CSV_BLOCK_BYTES
+    source: Path,
+    fmt: str,
+    destination: Path,
+    *,
+    infer_bytes: int = INFER_BYTES,
+    block_bytes: int = BLOCK_BYTES,
 ) -> IngestResult:
     rows = 0
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     missing: list[int] = []
+    # Small read blocks are gathered into row groups of a useful size before writing.
+    pending: list[pa.Table] = []
+    pending_rows = 0
     try:
-        for batch in _READERS[fmt](source, block_bytes):
+        for batch in _READERS[fmt](source, (infer_bytes, block_bytes)):
             if schema is None:
                 schema = _storage_schema(batch.schema)
                 writer = pq.ParquetWriter(destination, schema)
@@ -193,11 +228,17 @@ def ingest_file(
             elif batch.schema.names != schema.names:
                 raise IngestError(f"the columns change after row {rows}: {batch.schema.names}")
             table = _cast(batch, schema, rows)
-            assert writer is not None
-            writer.write_table(table)
             for i, column in enumerate(table.columns):
                 missing[i] += column.null_count
             rows += table.num_rows
+            pending.append(table)
+            pending_rows += table.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
+                assert writer is not None
+                writer.write_table(pa.concat_tables(pending))
+                pending, pending_rows = [], 0
+        if pending and writer is not None:
+            writer.write_table(pa.concat_tables(pending))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise IngestError(str(exc)) from exc
     finally:

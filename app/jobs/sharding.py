@@ -2,11 +2,12 @@
 the training rows only, and write each part once as a float32 `.npy` file.
 
 Two streaming passes over the Parquet file: the first fits the preprocessing, the
-second writes rows straight into memory-mapped outputs. Memory is one record batch
+second appends each row to its part's `.npy` file. Memory is one record batch
 plus the split's two bytes per row.
 """
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,40 +184,33 @@ def _write_parts(
     task: str,
 ) -> None:
     width = preprocessor.n_features + 1  # the last column is the encoded target
-    outputs = {}
-    filled = dict.fromkeys(keys, 0)
-    for group, key in list(keys.items()):
-        target = store.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if counts[group] == 0:
-            # numpy cannot memory-map an empty file; an empty part is written whole.
-            np.save(target, np.empty((0, width), dtype=np.float32))
-            del keys[group]
-            continue
-        tmp = target.with_name(f".tmp-{target.name}")
-        outputs[group] = (
-            np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.float32, shape=(counts[group], width)
-            ),
-            tmp,
-            target,
-        )
-    offset = 0
-    for batch in _batches(path, names):
-        rows = assignment[offset : offset + batch.num_rows]
-        offset += batch.num_rows
-        features = preprocessor.transform(_feature_columns(batch, dtypes))
-        targets = preprocessor.encode_target(_target_values(batch, spec.target, task))
-        for group in keys:
-            picked = np.nonzero(rows == group)[0]
-            if len(picked) == 0:
-                continue
-            out = outputs[group][0]
-            start = filled[group]
-            out[start : start + len(picked), :-1] = features[picked]
-            out[start : start + len(picked), -1] = targets[picked]
-            filled[group] += len(picked)
-    for array, tmp, target in outputs.values():
-        array.flush()
-        del array
+    # Plain appends, not a memory map: written pages of a map count in the worker's
+    # RSS until the kernel flushes them, so a big dataset would look like a leak.
+    with ExitStack() as stack:
+        outputs = {}
+        for group, key in keys.items():
+            target = store.path(key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".tmp-{target.name}")
+            handle = stack.enter_context(tmp.open("wb"))
+            header = {"descr": "<f4", "fortran_order": False, "shape": (counts[group], width)}
+            np.lib.format.write_array_header_1_0(handle, header)
+            outputs[group] = (handle, tmp, target)
+        written = dict.fromkeys(keys, 0)
+        offset = 0
+        for batch in _batches(path, names):
+            rows = assignment[offset : offset + batch.num_rows]
+            offset += batch.num_rows
+            features = preprocessor.transform(_feature_columns(batch, dtypes))
+            targets = preprocessor.encode_target(_target_values(batch, spec.target, task))
+            block = np.empty((batch.num_rows, width), dtype="<f4")
+            block[:, :-1] = features
+            block[:, -1] = targets
+            for group, (handle, _tmp, _target) in outputs.items():
+                picked = block[rows == group]
+                handle.write(picked.tobytes())
+                written[group] += len(picked)
+    for group, (_handle, tmp, target) in outputs.items():
+        if written[group] != counts[group]:
+            raise ShardingError(f"part {group} got {written[group]} rows, not {counts[group]}")
         tmp.replace(target)

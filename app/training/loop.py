@@ -1,5 +1,6 @@
 """Local training on one shard and evaluation of a set of parameters."""
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,8 @@ from app.training.networks import NetworkConfig, build_network
 
 StateDict = dict[str, torch.Tensor]
 EVAL_BATCH_ROWS = 65_536
+# Shards up to this size are copied to a GPU once per train_local call.
+DEVICE_RESIDENT_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -79,17 +82,28 @@ def train_local(
     network.train()
     optimizer = _make_optimizer(config.optimizer, list(network.parameters()), config.learning_rate)
     n_rows = len(targets)
-    total_loss, seen = 0.0, 0
+    all_x, all_y = _host_tensor(features), _host_tensor(targets)
+    if config.task == "classification":
+        # Class indices once per call (one pass over the target column) rather
+        # than a conversion per batch; the loss sees the same integers.
+        all_y = all_y.long()
+    # A shard that fits goes to the accelerator once, not one batch at a time.
+    resident = device.type != "cpu" and features.nbytes + targets.nbytes <= DEVICE_RESIDENT_BYTES
+    if resident:
+        all_x, all_y = all_x.to(device), all_y.to(device)
+    per_batch_copy = device.type != "cpu" and not resident
+    losses = _LossSum()
     for _ in range(config.local_epochs):
-        order = torch.randperm(n_rows, generator=generator).numpy()
+        order = _sorted_batches(torch.randperm(n_rows, generator=generator), config.batch_size)
+        if resident:
+            order = order.to(device)
         for start in range(0, n_rows, config.batch_size):
-            # Sorted indices read a memory-mapped shard in file order.
-            batch = np.sort(order[start : start + config.batch_size])
-            x = torch.from_numpy(np.ascontiguousarray(features[batch])).to(device)
-            y = torch.from_numpy(np.ascontiguousarray(targets[batch])).to(device)
+            batch = order[start : start + config.batch_size]
+            x, y = all_x.index_select(0, batch), all_y.index_select(0, batch)
+            if per_batch_copy:
+                x, y = x.to(device), y.to(device)
             loss = _loss_fn(config.task, network(x), y)
-            total_loss += float(loss.detach()) * len(batch)
-            seen += len(batch)
+            losses.add(loss.detach(), len(batch))
             if config.l2 > 0:
                 loss = loss + 0.5 * config.l2 * sum((w**2).sum() for w in _weights(network))
             optimizer.zero_grad(set_to_none=True)
@@ -98,7 +112,71 @@ def train_local(
             if config.l1 > 0:
                 _l1_proximal_step(network, config.learning_rate * config.l1)
     state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-    return LocalResult(state=state, num_examples=n_rows, loss=total_loss / max(seen, 1))
+    return LocalResult(state=state, num_examples=n_rows, loss=losses.mean())
+
+
+def _sorted_batches(order: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``order`` with each run of ``batch_size`` sorted, in one call per epoch.
+
+    Sorted indices read a memory-mapped shard in file order. Sorting every full
+    batch as one row of a matrix costs one call per epoch instead of one per batch.
+    """
+    # numpy's SIMD sort is about 8x faster than torch.sort(dim=1) on CPU here.
+    indices = order.numpy()
+    n_full = len(indices) // batch_size * batch_size
+    full = np.sort(indices[:n_full].reshape(-1, batch_size), axis=1).reshape(-1)
+    return torch.from_numpy(np.concatenate([full, np.sort(indices[n_full:])]))
+
+
+class _LossSum:
+    """The example-weighted mean of batch losses, without a host sync per batch.
+
+    Losses wait on the device and are folded into a Python float every
+    ``FOLD_EVERY`` batches, in batch order, so the result is the same number a
+    ``float(loss)`` per batch would give.
+    """
+
+    FOLD_EVERY = 1024
+
+    def __init__(self) -> None:
+        self.total, self.seen = 0.0, 0
+        self.pending: list[torch.Tensor] = []
+        self.sizes: list[int] = []
+
+    def add(self, loss: torch.Tensor, size: int) -> None:
+        self.pending.append(loss)
+        self.sizes.append(size)
+        if len(self.pending) >= self.FOLD_EVERY:
+            self._fold()
+
+    def mean(self) -> float:
+        self._fold()
+        return self.total / max(self.seen, 1)
+
+    def _fold(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack(self.pending).cpu().tolist()
+        for value, size in zip(values, self.sizes, strict=True):
+            self.total += value * size
+            self.seen += size
+        self.pending, self.sizes = [], []
+
+
+def _host_tensor(array: np.ndarray) -> torch.Tensor:
+    """A zero-copy CPU view of a shard array, memory-mapped or not.
+
+    Batches are then gathered by ``index_select``, about twice as fast as numpy
+    fancy indexing plus a ``torch.from_numpy`` per batch, and with the same rows
+    in the same order. A read-only memory map is never written through the view.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(array)
+    except (TypeError, ValueError):
+        # Negative strides or a non-native byte order: torch needs a copy.
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("=")))
 
 
 @torch.no_grad()

@@ -78,7 +78,7 @@ def test_value_of_another_type_after_the_first_block_names_line_and_column(
     lines = ["n,label"] + [f"{i},x" for i in range(5000)] + ["oops,x"] + ["1,x"] * 10
     data = ("\n".join(lines) + "\n").encode()
     with pytest.raises(IngestError) as failure:
-        ingest(tmp_path, data, "csv", block_bytes=4096)
+        ingest(tmp_path, data, "csv", infer_bytes=4096, block_bytes=4096)
     message = str(failure.value)
     assert "line 5002" in message
     assert "column 'n'" in message
