@@ -71,13 +71,38 @@ def bare_loop(
             optimizer.step()
 
 
-def best_seconds(run: Callable[[], object], repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
+def seconds(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def measure(
+    network_config: NetworkConfig,
+    in_memory: tuple[np.ndarray, np.ndarray],
+    mapped: tuple[np.ndarray, np.ndarray],
+    config: TrainConfig,
+    repeats: int,
+) -> tuple[float, float, float]:
+    """Samples per second: bare loop, train_local in memory, train_local on the memmap."""
+    state = initial_state(network_config, 0)
+    cpu = torch.device("cpu")
+    features, targets = in_memory
+
+    def ours(data: tuple[np.ndarray, np.ndarray]) -> object:
+        return train_local(network_config, state, *data, config, seed=1, device=cpu)
+
+    ours((features[:2000], targets[:2000]))  # warm up both code paths
+    bare_loop(network_config, state, features[:2000], targets[:2000], config, seed=1)
+    bare_times, our_times, mapped_times = [], [], []
+    for _ in range(repeats):  # alternate, so that drift in the machine hits all three
+        bare_times.append(
+            seconds(lambda: bare_loop(network_config, state, features, targets, config, seed=1))
+        )
+        our_times.append(seconds(lambda: ours(in_memory)))
+        mapped_times.append(seconds(lambda: ours(mapped)))
+    samples = len(targets) * config.local_epochs
+    return samples / min(bare_times), samples / min(our_times), samples / min(mapped_times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,8 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         ("logistic_regression", NetworkConfig("logistic_regression", args.features, 2)),
         ("mlp [256, 256]", NetworkConfig("mlp", args.features, 2, hidden_layers=[256, 256])),
     ]
-    samples = args.rows * args.epochs
-    cpu = torch.device("cpu")
     print(
         f"torch {torch.__version__}, {args.threads} thread(s); shard {args.rows} x "
         f"{args.features} float32, batch {args.batch_size}, adam, {args.epochs} epoch(s); "
@@ -126,26 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         mapped = np.load(path, mmap_mode="r")
         mapped_x, mapped_y = mapped[:, :-1], mapped[:, -1]
         for name, network_config in networks:
-            state = initial_state(network_config, 0)
-
-            def ours(x: np.ndarray = features, y: np.ndarray = targets) -> object:
-                return train_local(network_config, state, x, y, config, seed=1, device=cpu)
-
-            def bare() -> object:
-                return bare_loop(network_config, state, features, targets, config, seed=1)
-
-            def ours_mapped() -> object:
-                return ours(mapped_x, mapped_y)
-
-            ours(features[:2000], targets[:2000])  # warm up both code paths
-            bare_times, our_times, mapped_times = [], [], []
-            for _ in range(args.repeats):
-                bare_times += best_seconds(bare, 1)
-                our_times += best_seconds(ours, 1)
-                mapped_times += best_seconds(ours_mapped, 1)
-            bare_rate = samples / min(bare_times)
-            our_rate = samples / min(our_times)
-            mapped_rate = samples / min(mapped_times)
+            bare_rate, our_rate, mapped_rate = measure(
+                network_config,
+                (features, targets),
+                (mapped_x, mapped_y),
+                config,
+                args.repeats,
+            )
             ratio, mapped_ratio = our_rate / bare_rate, mapped_rate / bare_rate
             worst = min(worst, ratio)
             print(

@@ -70,7 +70,7 @@ def _csv_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]
     with path.open("rb") as handle:
         delimiter = sniff_delimiter(handle.read(64 * 1024))
     parse_options = pacsv.ParseOptions(delimiter=delimiter)
-    read_options = pacsv.ReadOptions(block_size=block_bytes, use_threads=False)
+    read_options = pacsv.ReadOptions(block_size=block_bytes, use_threads=True)
     names: list[str] = []
     types: list[pa.DataType] = []
     rows = 0
@@ -100,6 +100,9 @@ def _csv_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]
             yield batch
     except pa.ArrowInvalid as exc:
         message = str(exc)
+        if "Expected" in message and "Row #" not in message:
+            # Parallel parsing loses row numbers; a serial pass finds the line again.
+            message = _serial_parse_error(path, block_bytes, parse_options, names) or message
         column = re.search(r"column #(\d+): ", message)
         if column and int(column.group(1)) < len(names):
             index = int(column.group(1))
@@ -109,6 +112,23 @@ def _csv_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]
             if found:
                 raise IngestError(found) from exc
         raise IngestError(_explain_csv_error(message, names)) from exc
+
+
+def _serial_parse_error(
+    path: Path, block_bytes: int, parse_options: pacsv.ParseOptions, names: list[str]
+) -> str | None:
+    as_text = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
+    try:
+        for _ in pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=block_bytes, use_threads=False),
+            parse_options=parse_options,
+            convert_options=as_text,
+        ):
+            pass
+    except pa.ArrowInvalid as exc:
+        return str(exc)
+    return None
 
 
 def _locate_bad_value(
@@ -194,7 +214,7 @@ def _jsonl_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatc
 
 
 def _parquet_batches(path: Path, _sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+    yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=PARQUET_BATCH_ROWS)
 
 
 _READERS: dict[str, Callable[[Path, tuple[int, int]], Iterator[pa.RecordBatch]]] = {

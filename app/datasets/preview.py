@@ -23,7 +23,7 @@ def _json_safe(value: Any) -> Any:
 
 def read_preview(path: Path, limit: int) -> Preview:
     """Reads only the first record batch, however large the file."""
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(path, pre_buffer=False)
     batch = next(parquet.iter_batches(batch_size=limit), None)
     rows = [] if batch is None else batch.to_pylist()
     return Preview(

@@ -74,7 +74,11 @@ def _target_values(batch: pa.RecordBatch, name: str, task: str) -> np.ndarray:
 
 
 def _batches(path: str, names: list[str]) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=names)
+    # pre_buffer=True (pyarrow's default) reads every column chunk of the file up
+    # front: the whole dataset in memory. Without it, one row group at a time.
+    yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(
+        batch_size=BATCH_ROWS, columns=names
+    )
 
 
 def build_shards(

@@ -125,3 +125,10 @@ def test_format_comes_from_name_and_content(filename: str, head: bytes, expected
 def test_files_that_are_not_tables_are_refused(filename: str, head: bytes, reason: str) -> None:
     with pytest.raises(UnsupportedFormat, match=reason):
         detect_format(filename, head)
+
+
+def test_ragged_row_deep_in_the_file_names_its_line(tmp_path: Path) -> None:
+    lines = ["a,b,c"] + [f"{i},{i},{i}" for i in range(20_000)] + ["7,8"] + ["1,2,3"] * 5
+    data = ("\n".join(lines) + "\n").encode()
+    with pytest.raises(IngestError, match="line 20002: expected 3 fields, found 2"):
+        ingest(tmp_path, data, "csv", infer_bytes=4096, block_bytes=4096)

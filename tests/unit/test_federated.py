@@ -1,9 +1,19 @@
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from app.training.federated import FederatedResult, fit_federated, shard_seed
-from app.training.loop import StateDict, TrainConfig, evaluate, train_local
+from app.training.loop import (
+    StateDict,
+    TrainConfig,
+    _LossSum,
+    _sorted_batches,
+    evaluate,
+    train_local,
+)
 from app.training.networks import NetworkConfig, initial_state
 
 CPU = torch.device("cpu")
@@ -152,3 +162,59 @@ def test_bad_arguments_are_refused() -> None:
         fit_federated(CLASSIFIER, [(x, y)], ADAM, rounds=-1, seed=0)
     with pytest.raises(ValueError, match="unknown merge strategy"):
         fit_federated(CLASSIFIER, [(x, y)], ADAM, rounds=1, seed=0, aggregation="max")
+
+
+# --- train_local's input paths (the shard gather in app/training/loop.py) ---------
+
+
+def test_train_local_gives_the_same_bits_on_a_memory_map(tmp_path: Path) -> None:
+    # Workers read shards as a read-only memory-mapped .npy of [features, target].
+    x, y = blobs(333, seed=5)
+    path = tmp_path / "shard.npy"
+    np.save(path, np.column_stack([x, y]))
+    mapped = np.load(path, mmap_mode="r")
+    start = initial_state(MLP, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "array is not writable" warning leaks out
+        from_map = train_local(MLP, start, mapped[:, :-1], mapped[:, -1], ADAM, seed=3, device=CPU)
+    in_memory = train_local(MLP, start, x, y, ADAM, seed=3, device=CPU)
+    assert same(from_map.state, in_memory.state)
+    assert from_map.loss == in_memory.loss
+
+
+def test_train_local_accepts_arrays_torch_cannot_view() -> None:
+    x, y = blobs(100, seed=6)
+    reversed_x, reversed_y = x[::-1], y[::-1]  # negative strides
+    start = initial_state(CLASSIFIER, 0)
+    viewed = train_local(CLASSIFIER, start, reversed_x, reversed_y, ADAM, seed=1, device=CPU)
+    copied = train_local(
+        CLASSIFIER,
+        start,
+        np.ascontiguousarray(reversed_x),
+        np.ascontiguousarray(reversed_y),
+        ADAM,
+        seed=1,
+        device=CPU,
+    )
+    assert same(viewed.state, copied.state)
+
+
+def test_sorted_batches_sorts_each_batch_and_keeps_the_batches() -> None:
+    order = torch.randperm(1000, generator=torch.Generator().manual_seed(0))
+    result = _sorted_batches(order, 64)
+    assert result.dtype == order.dtype
+    for start in range(0, 1000, 64):
+        expected = torch.sort(order[start : start + 64]).values
+        assert torch.equal(result[start : start + 64], expected)
+    assert len(_sorted_batches(order[:0], 64)) == 0
+
+
+def test_train_local_reports_the_loss_across_many_folds() -> None:
+    # More batches than one fold of pending losses holds.
+    x, y = blobs(_LossSum.FOLD_EVERY + 37, seed=7)
+    train = TrainConfig(task="classification", optimizer="sgd", learning_rate=0.0, batch_size=1)
+    start = initial_state(CLASSIFIER, 0)
+    result = train_local(CLASSIFIER, start, x, y, train, seed=0, device=CPU)
+    # Zero weights and a zero learning rate: every example's loss is ln 3.
+    assert result.loss == pytest.approx(np.log(3), rel=1e-6)
+    assert result.num_examples == len(y)
