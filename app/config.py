@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     param_chunk_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     param_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
 
+    # The watchdog re-sends a job's stage when it has made no progress for this long;
+    # it must exceed the slowest expected round, or healthy rounds are sent twice.
+    stage_deadline_s: float = Field(default=900.0, gt=0)
+    watchdog_interval_s: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":
         if not self.database_url:

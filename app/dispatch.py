@@ -13,12 +13,17 @@ class Dispatcher:
     def prepare(self, job_id: str) -> None:
         self._celery.send_task("shardtrain.prepare_job", args=[job_id])
 
-    def round(self, job_id: str, round_: int, shards: int, *, device: str = "auto") -> None:
+    def round(
+        self, job_id: str, round_: int, shards: int, *, device: str = "auto", attempt: int = 0
+    ) -> None:
         """One round as a chord: every shard trains, then one merge."""
         queue = "train_gpu" if device == "cuda" else "train"
         header = [
             self._celery.signature(
-                "shardtrain.train_shard", args=[job_id, round_, shard], queue=queue
+                "shardtrain.train_shard",
+                args=[job_id, round_, shard],
+                queue=queue,
+                task_id=shard_task_id(job_id, round_, shard, attempt),
             )
             for shard in range(shards)
         ]
@@ -29,3 +34,18 @@ class Dispatcher:
 
     def finalize(self, job_id: str) -> None:
         self._celery.send_task("shardtrain.finalize_job", args=[job_id])
+
+    def revoke_round(self, job_id: str, round_: int, shards: int, attempts: int) -> None:
+        """Drop a cancelled job's queued shard tasks. Ones already running finish their
+        step and find the job cancelled, so nothing they write is used."""
+        ids = [
+            shard_task_id(job_id, round_, shard, attempt)
+            for shard in range(shards)
+            for attempt in range(attempts + 1)
+        ]
+        self._celery.control.revoke(ids)
+
+
+def shard_task_id(job_id: str, round_: int, shard: int, attempt: int) -> str:
+    # Known ids let a cancel revoke the tasks without having stored them anywhere.
+    return f"{job_id}-r{round_}-s{shard}-a{attempt}"

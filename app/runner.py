@@ -1,7 +1,8 @@
 """`make run`: the whole system on one machine, with nothing installed by hand.
 
 Migrates the database, starts a Redis of its own when none is configured or
-answering, one Celery worker and uvicorn, and stops every child on Ctrl-C.
+answering, one Celery worker, Celery beat (the watchdog's clock) and uvicorn, and
+stops every child on Ctrl-C.
 """
 
 import argparse
@@ -127,6 +128,20 @@ def main(argv: list[str] | None = None) -> int:
                         "-Q", queues,
                         "--concurrency", str(settings.worker_concurrency),
                         "--loglevel", "INFO",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                ),
+            )
+        )  # fmt: skip
+        children.append(
+            (
+                "beat",
+                subprocess.Popen(
+                    [
+                        sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
+                        "--loglevel", "INFO",
+                        "--schedule", str(settings.data_dir.resolve() / "celerybeat-schedule"),
                     ],
                     cwd=ROOT,
                     env=env,

@@ -440,3 +440,11 @@ def test_settings_read_the_compose_environment(
     assert settings.redis_url == env["SHARDTRAIN_REDIS_URL"]
     assert settings.broker_url == env["SHARDTRAIN_REDIS_URL"]
     assert settings.data_dir == Path(env["SHARDTRAIN_DATA_DIR"]) == Path("/data")
+
+
+def test_one_beat_service_runs_the_watchdog_clock(services: dict[str, dict[str, Any]]) -> None:
+    words = command_words(services["beat"]["command"])
+    assert words[:2] == ["celery", "-A"]
+    assert option_value(words, "-A", "--app") == "workers.celery_app"
+    assert "beat" in words
+    assert "deploy" not in services["beat"] or "replicas" not in services["beat"]["deploy"]

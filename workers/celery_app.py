@@ -16,6 +16,7 @@ TASK_ROUTES = {
     "shardtrain.train_shard": {"queue": "train"},
     "shardtrain.merge_round": {"queue": "merge"},
     "shardtrain.finalize_job": {"queue": "merge"},
+    "shardtrain.watchdog": {"queue": "merge"},
 }
 
 
@@ -38,6 +39,14 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue="merge",
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        beat_schedule={
+            "watchdog": {
+                "task": "shardtrain.watchdog",
+                "schedule": settings.watchdog_interval_s,
+                # A sweep that waited longer than an interval is stale: drop it.
+                "options": {"expires": settings.watchdog_interval_s},
+            }
+        },
     )
     return app
 

@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 import time
-from functools import cache
+from functools import cache, partial
 
 import redis
 import torch
@@ -24,6 +24,7 @@ from app.fleet import HEARTBEAT_S, WorkerRegistry, count_cuda_devices
 from app.jobs import finalize, rounds
 from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
+from app.jobs.watchdog import sweep
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 from workers.celery_app import celery_app
@@ -128,7 +129,9 @@ def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> 
     if step.next == "round":
         enqueue_after_commit(
             session,
-            lambda: _dispatcher().round(job_id, step.round, step.shards, device=step.device),
+            lambda: _dispatcher().round(
+                job_id, step.round, step.shards, device=step.device, attempt=step.attempt
+            ),
         )
     elif step.next == "finalize":
         enqueue_after_commit(session, lambda: _dispatcher().finalize(job_id))
@@ -174,3 +177,19 @@ def finalize_job(job_id: str) -> None:
     except Exception as exc:
         logger.exception("finalize failed for job %s", job_id)
         _fail_job(job_id, "finalize_failed", str(exc))
+
+
+@celery_app.task(name="shardtrain.watchdog")
+def watchdog() -> None:
+    settings = get_settings()
+    with session_scope() as session:
+        decisions = sweep(
+            session,
+            deadline_s=settings.stage_deadline_s,
+            max_attempts=settings.max_attempts,
+        )
+        for job_id, step in decisions:
+            if step == "prepare":
+                enqueue_after_commit(session, partial(_dispatcher().prepare, job_id))
+            elif isinstance(step, rounds.NextStep):
+                _send_after_commit(session, job_id, step)

@@ -1,5 +1,9 @@
-"""The job status machine: the only code that changes `Job.status`."""
+"""The job status machine: the only code that changes `Job.status`, and each change
+is recorded as an event in the same transaction."""
 
+from sqlalchemy.orm import object_session
+
+from app.jobs.events import record_event
 from app.models import Job
 from app.models.base import now_s
 
@@ -15,19 +19,31 @@ class IllegalTransition(RuntimeError):
     pass
 
 
-def transition(job: Job, status: str) -> None:
+def transition(job: Job, status: str, *, reason: str | None = None) -> None:
     if status not in _ALLOWED.get(job.status, set()):
         raise IllegalTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
-    job.status = status
+    previous, job.status = job.status, status
     if status == "preparing":
         job.started_at = now_s()
     if status in TERMINAL:
         job.finished_at = now_s()
+        job.stage_started_at = None
+    session = object_session(job)
+    if session is not None:
+        record_event(
+            session,
+            job.id,
+            "job.status",
+            reason or f"{previous} -> {status}",
+            level="error" if status == "failed" else "info",
+            previous=previous,
+            status=status,
+        )
 
 
 def fail(job: Job, code: str, message: str) -> None:
     """Fail a job unless it has already ended (a late failure never overwrites a result)."""
     if job.status in TERMINAL:
         return
-    transition(job, "failed")
     job.error_code, job.error_message = code, message[:2000]
+    transition(job, "failed", reason=f"failed ({code}): {message[:500]}")

@@ -1,7 +1,7 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Job, JobRound
+from app.models import Job, JobEvent, JobRound
 from app.pagination import fetch_page
 
 
@@ -32,3 +32,26 @@ class JobRepository:
         # and roll back whole, even if two slipped past the job-row check at once.
         self.session.add(job_round)
         self.session.flush()
+
+    def events(self, job_id: str, *, limit: int, after: str | None) -> tuple[list[JobEvent], bool]:
+        """Oldest first: a log is read forwards, and `after` resumes a stream."""
+        statement = (
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id)
+            .order_by(JobEvent.seq)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            cursor = select(JobEvent.seq).where(JobEvent.id == after).scalar_subquery()
+            statement = statement.where(JobEvent.seq > cursor)
+        rows = list(self.session.scalars(statement))
+        return rows[:limit], len(rows) > limit
+
+    def stalled(self, *, before: float) -> list[Job]:
+        """Unfinished jobs whose awaited stage was sent before `before`."""
+        statement = select(Job).where(
+            Job.status.in_(("queued", "preparing", "running")),
+            Job.stage_started_at.is_not(None),
+            Job.stage_started_at < before,
+        )
+        return list(self.session.scalars(statement))

@@ -11,17 +11,18 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.datasets.repository import DatasetRepository
 from app.jobs.checkpoints import load_checkpoint, load_part, save_checkpoint
+from app.jobs.events import record_event
 from app.jobs.lifecycle import fail, transition
 from app.jobs.repository import JobRepository
 from app.jobs.service import SpecError, check_spec
 from app.jobs.sharding import ShardingError, build_shards
 from app.jobs.spec import JobSpec
 from app.merge import NoUsableResultsError, merge_results
-from app.models import JobRound
+from app.models import Job, JobRound
 from app.paramstore import ParamStore, ShardResult
 from app.storage import BlobStore
 from app.training.loop import StateDict, TrainConfig, evaluate, train_local
@@ -60,6 +61,7 @@ class NextStep:
     round: int = 0
     shards: int = 0
     device: str = "auto"
+    attempt: int = 0
 
 
 # --- prepare -----------------------------------------------------------------------
@@ -117,7 +119,7 @@ def build_job_shards(
     job.plan = plan.to_dict()
     job.current_round = 0
     transition(job, "running")
-    return NextStep("round", round=1, shards=len(plan.shard_keys), device=_device(spec))
+    return await_round(job, 1, len(plan.shard_keys), spec)
 
 
 # --- train -------------------------------------------------------------------------
@@ -246,10 +248,24 @@ def merge_round(
                 for r in present
             ],
             excluded_shards=excluded,
-            seconds=max((r.seconds for r in present), default=0.0)
-            + (time.perf_counter() - started),
+            # From the round's dispatch to the end of its merge, queueing included.
+            seconds=(time.time() - job.stage_started_at)
+            if job.stage_started_at
+            else time.perf_counter() - started,
+            slowest_shard_seconds=max((r.seconds for r in present), default=0.0),
         )
     )
+    for shard in excluded:
+        reason = "no result" if shard in missing else "non-finite parameters or no examples"
+        record_event(
+            session,
+            job_id,
+            "shard.excluded",
+            f"round {round_}: shard {shard} left out of the merge ({reason})",
+            level="warning",
+            round=round_,
+            shard=shard,
+        )
     job.current_round = round_
     job.metrics = {"round": round_, "train_loss": train_loss, "split": "validation"}
     if evaluation is not None:
@@ -262,13 +278,60 @@ def merge_round(
         job.best_round, job.best_val_loss = round_, evaluation.loss
     elif spec.training.early_stopping is not None:
         stop_early = round_ - (job.best_round or 0) >= spec.training.early_stopping.patience
+    record_event(
+        session,
+        job_id,
+        "round.completed",
+        f"round {round_} of {job.rounds} merged from {len(outcome.used)} shard(s)",
+        round=round_,
+        train_loss=train_loss,
+        val_loss=evaluation.loss if evaluation else None,
+    )
     if stop_early or round_ >= job.rounds:
-        return NextStep("finalize")
-    return NextStep("round", round=round_ + 1, shards=n_shards, device=_device(spec))
+        if stop_early:
+            record_event(
+                session,
+                job_id,
+                "job.early_stopped",
+                f"no validation improvement for {round_ - (job.best_round or 0)} round(s); "
+                f"keeping round {job.best_round}",
+                best_round=job.best_round,
+            )
+        return await_finalize(job)
+    return await_round(job, round_ + 1, n_shards, spec)
 
 
-def _device(spec: JobSpec) -> str:
-    return spec.distribution.device
+def await_round(job: Job, round_: int, shards: int, spec: JobSpec, attempt: int = 0) -> NextStep:
+    """Note that the job now waits on round `round_` (the watchdog reads this)."""
+    _await_stage(job, "round", attempt)
+    session = object_session(job)
+    if session is not None:
+        verb = "sent" if attempt == 0 else f"re-sent (attempt {attempt + 1})"
+        record_event(
+            session,
+            job.id,
+            "round.started",
+            f"round {round_} of {job.rounds} {verb} to {shards} shard(s)",
+            level="info" if attempt == 0 else "warning",
+            round=round_,
+            attempt=attempt,
+        )
+    return NextStep(
+        "round",
+        round=round_,
+        shards=shards,
+        device=spec.distribution.device,
+        attempt=attempt,
+    )
+
+
+def await_finalize(job: Job, attempt: int = 0) -> NextStep:
+    _await_stage(job, "finalize", attempt)
+    return NextStep("finalize", attempt=attempt)
+
+
+def _await_stage(job: Job, stage: str, attempt: int) -> None:
+    job.stage, job.stage_started_at, job.stage_attempts = stage, time.time(), attempt
 
 
 def _min_delta(spec: JobSpec) -> float:

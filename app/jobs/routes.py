@@ -1,11 +1,13 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
+from sse_starlette import EventSourceResponse
 
 from app.deps import DispatcherDep, FleetDep, SessionDep
 from app.errors import ErrorResponse
 from app.jobs import service
-from app.jobs.schemas import JobOut, RoundMetricsOut
+from app.jobs.live import stream_events
+from app.jobs.schemas import EventOut, JobOut, RoundMetricsOut
 from app.jobs.spec import JobSpec
 from app.schemas import ListResponse
 
@@ -70,4 +72,51 @@ def get_job(session: SessionDep, job_id: str) -> JobOut:
 def job_metrics(session: SessionDep, job_id: str) -> ListResponse[RoundMetricsOut]:
     return ListResponse[RoundMetricsOut](
         data=service.round_metrics(session, job_id), has_more=False
+    )
+
+
+@router.post(
+    "/{job_id}/cancel",
+    operation_id="jobs-cancel",
+    summary="Cancel a job",
+    response_model=JobOut,
+    responses={
+        **_NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The job already succeeded or failed."},
+    },
+)
+def cancel_job(session: SessionDep, dispatcher: DispatcherDep, job_id: str) -> JobOut:
+    """Idempotent. A queued job is cancelled at once; a running one stops at the next
+    round boundary at the latest, its queued shard tasks revoked, and no model is made."""
+    return service.job_out(service.cancel_job(session, dispatcher, job_id))
+
+
+@router.get(
+    "/{job_id}/events",
+    operation_id="jobs-events",
+    summary="A job's events, or a live stream of them",
+    response_model=ListResponse[EventOut],
+    responses={
+        **_NOT_FOUND,
+        200: {
+            "description": "The events, oldest first. With `Accept: text/event-stream`, "
+            "a server-sent event stream that ends when the job does.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
+)
+def job_events(
+    request: Request,
+    session: SessionDep,
+    job_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> ListResponse[EventOut] | EventSourceResponse:
+    rows, has_more = service.list_events(session, job_id, limit=limit, after=after)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return EventSourceResponse(
+            stream_events(request.app.state.session_factory, job_id, after), ping=15
+        )
+    return ListResponse[EventOut](
+        data=[EventOut.model_validate(e) for e in rows], has_more=has_more
     )

@@ -1,6 +1,6 @@
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.jobs.spec import JobSpec
 
@@ -30,6 +30,19 @@ class JobOut(BaseModel):
     finished_at: int | None
 
 
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    object: Literal["job.event"] = "job.event"
+    job_id: str
+    type: str = Field(description="job.created, job.status, round.started, round.completed, …")
+    level: Literal["info", "warning", "error"]
+    message: str
+    data: dict[str, Any]
+    created_at: int
+
+
 class RoundMetricsOut(BaseModel):
     object: Literal["job.round"] = "job.round"
     round: int
@@ -38,5 +51,6 @@ class RoundMetricsOut(BaseModel):
     val_metrics: dict[str, float]
     shards: list[dict[str, Any]]
     excluded_shards: list[int]
-    seconds: float
+    seconds: float = Field(description="From the round's dispatch to the end of its merge.")
+    slowest_shard_seconds: float
     created_at: int

@@ -1,5 +1,6 @@
 """Job use cases on the API side: check a spec against its dataset, queue, read."""
 
+import time
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -9,10 +10,12 @@ from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
 from app.fleet import WorkerRegistry
+from app.jobs.events import record_event
+from app.jobs.lifecycle import TERMINAL, transition
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobError, JobOut, Progress, RoundMetricsOut
 from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
-from app.models import Job
+from app.models import Job, JobEvent
 
 
 class SpecError(ValueError):
@@ -104,11 +107,46 @@ def create_job(
             task=task,
             rounds=spec.training.rounds,
             status="queued",
+            stage="prepare",
+            stage_started_at=time.time(),
         )
     )
     job_id = job.id
+    record_event(session, job_id, "job.created", f"job queued on dataset {dataset.id}")
     enqueue_after_commit(session, lambda: dispatcher.prepare(job_id))
     return job
+
+
+def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str) -> Job:
+    """Idempotent: cancelling a cancelled job returns it unchanged."""
+    job = JobRepository(session).get(job_id, for_update=True)
+    if job is None:
+        raise NotFound("job", job_id)
+    if job.status == "cancelled":
+        return job
+    if job.status in TERMINAL:
+        raise APIError(
+            409, "job_finished", f"Job {job_id} already {job.status}; it cannot be cancelled.", "id"
+        )
+    was_running = job.status == "running"
+    transition(job, "cancelled", reason="cancelled by request")
+    if was_running and job.plan is not None:
+        round_, shards, attempts = (
+            job.current_round + 1,
+            len(job.plan["shard_keys"]),
+            job.stage_attempts,
+        )
+        enqueue_after_commit(
+            session, lambda: dispatcher.revoke_round(job_id, round_, shards, attempts)
+        )
+    return job
+
+
+def list_events(
+    session: Session, job_id: str, *, limit: int, after: str | None
+) -> tuple[list[JobEvent], bool]:
+    get_job(session, job_id)
+    return JobRepository(session).events(job_id, limit=limit, after=after)
 
 
 def get_job(session: Session, job_id: str) -> Job:

@@ -2,8 +2,18 @@
 
 from app.models.base import Base
 from app.models.dataset import Dataset
+from app.models.idempotency_key import IdempotencyKey
 from app.models.job import Job
+from app.models.job_event import JobEvent
 from app.models.job_round import JobRound
 from app.models.registered_model import RegisteredModel
 
-__all__ = ["Base", "Dataset", "Job", "JobRound", "RegisteredModel"]
+__all__ = [
+    "Base",
+    "Dataset",
+    "IdempotencyKey",
+    "Job",
+    "JobEvent",
+    "JobRound",
+    "RegisteredModel",
+]

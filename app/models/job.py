@@ -28,3 +28,9 @@ class Job(Base):
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)
     started_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # When the stage now awaited was sent (a round's shards, or finalize): the watchdog
+    # measures stalls from here, and the round's wall time is counted from here.
+    stage: Mapped[str | None] = mapped_column(String(16), nullable=True)  # prepare|round|finalize
+    stage_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Times the watchdog has re-sent the current stage.
+    stage_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

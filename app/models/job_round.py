@@ -21,4 +21,5 @@ class JobRound(Base):
     shards: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     excluded_shards: Mapped[list[int]] = mapped_column(JSON, default=list)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    slowest_shard_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)

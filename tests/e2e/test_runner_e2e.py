@@ -82,7 +82,7 @@ def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert prediction["predictions"] == [1]
 
         children = _children_of(runner.pid)
-        assert len(children) == 3  # redis-server, celery worker, uvicorn
+        assert len(children) == 4  # redis-server, celery worker, celery beat, uvicorn
         runner.send_signal(signal.SIGINT)
         assert runner.wait(timeout=60) == 0
         assert not [pid for pid in children if _alive(pid)]

@@ -1,0 +1,78 @@
+"""Finds jobs whose awaited stage made no progress within the deadline and sends it again.
+
+Messages can be lost: a worker killed mid-task whose message Redis never hands back,
+a chord whose callback never fires, a Redis that restarted and forgot its queues.
+Every stage is idempotent, so sending it again is always safe; after `max_attempts`
+the job fails with `worker_lost` instead of waiting forever. Every decision is an event.
+"""
+
+import time
+
+from sqlalchemy.orm import Session
+
+from app.datasets.repository import DatasetRepository
+from app.jobs.events import record_event
+from app.jobs.lifecycle import fail
+from app.jobs.repository import JobRepository
+from app.jobs.rounds import NextStep, await_finalize, await_round
+from app.jobs.spec import JobSpec
+from app.models import Job
+
+
+def sweep(
+    session: Session, *, deadline_s: float, max_attempts: int, now: float | None = None
+) -> list[tuple[str, NextStep | str]]:
+    """Decide, for every stalled job, what to send again ("prepare" or a NextStep),
+    or fail it. The caller sends the messages after the commit."""
+    now = time.time() if now is None else now
+    repository = JobRepository(session)
+    resend: list[tuple[str, NextStep | str]] = []
+    for stalled in repository.stalled(before=now - deadline_s):
+        job = repository.get(stalled.id, for_update=True)
+        # Re-checked under the lock: another sweep or a late merge may have moved it.
+        if job is None or job.stage_started_at is None or job.stage_started_at >= now - deadline_s:
+            continue
+        if _waiting_for_ingest(session, job):
+            continue
+        attempt = job.stage_attempts + 1
+        if attempt >= max_attempts:
+            fail(
+                job,
+                "worker_lost",
+                f"no progress on stage {job.stage!r} after {attempt} attempt(s) "
+                f"of {deadline_s:.0f} s each",
+            )
+            continue
+        waited = now - job.stage_started_at
+        record_event(
+            session,
+            job.id,
+            "watchdog.resent",
+            f"stage {job.stage!r} made no progress in {waited:.0f} s; sending it again "
+            f"(attempt {attempt + 1} of {max_attempts})",
+            level="warning",
+            stage=job.stage,
+            attempt=attempt,
+        )
+        resend.append((job.id, _resend(job, attempt)))
+    return resend
+
+
+def _waiting_for_ingest(session: Session, job: Job) -> bool:
+    # A queued job on a dataset still being ingested is waiting, not stalled.
+    if job.status != "queued":
+        return False
+    dataset = DatasetRepository(session).get(job.dataset_id)
+    return dataset is not None and dataset.status == "processing"
+
+
+def _resend(job: Job, attempt: int) -> NextStep | str:
+    if job.stage == "round" and job.plan is not None:
+        spec = JobSpec.model_validate(job.spec)
+        # The whole chord again: shards already stored return at once, the rest train,
+        # and the merge fires once all have answered.
+        return await_round(job, job.current_round + 1, len(job.plan["shard_keys"]), spec, attempt)
+    if job.stage == "finalize":
+        return await_finalize(job, attempt)
+    job.stage_started_at, job.stage_attempts = time.time(), attempt
+    return "prepare"
