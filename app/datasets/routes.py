@@ -6,6 +6,7 @@ from app.datasets import service
 from app.datasets.schemas import DatasetDeletedOut, DatasetOut, DatasetPreviewOut
 from app.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
 from app.errors import ErrorResponse
+from app.idempotency import IdempotencyKeyHeader
 from app.schemas import ListResponse
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -61,6 +62,7 @@ async def create_dataset(
     store: StoreDep,
     dispatcher: DispatcherDep,
     settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> DatasetOut:
     """Stream the file to storage and queue its ingest; the dataset is `processing` until
     a worker has parsed it into Parquet (`ready`) or found it unusable (`failed`, with
@@ -72,6 +74,7 @@ async def create_dataset(
         body=request.stream(),
         headers=request.headers,
         max_bytes=settings.max_upload_bytes,
+        idempotency_key=idempotency_key,
     )
     return DatasetOut.model_validate(dataset)
 

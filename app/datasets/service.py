@@ -13,6 +13,7 @@ from app.datasets.upload import StoredUpload, receive_upload
 from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
+from app.idempotency import IdempotencyRepository
 from app.models import Dataset
 from app.models.base import new_id, now_s
 from app.storage import BlobStore
@@ -31,13 +32,23 @@ async def upload_dataset(
     body: AsyncIterator[bytes],
     headers: Mapping[str, str],
     max_bytes: int,
+    idempotency_key: str | None = None,
 ) -> Dataset:
     """Stream the body into blob storage, record the dataset, queue its ingest."""
+    if idempotency_key is not None:
+        # Checked before reading the body: a retried upload is not stored twice.
+        earlier = await run_in_threadpool(
+            IdempotencyRepository(session).find, "datasets.create", idempotency_key
+        )
+        if earlier is not None:
+            return await run_in_threadpool(get_dataset, session, earlier)
     dataset_id = new_id("ds")
     raw_key = f"datasets/{dataset_id}/raw"
     try:
         stored = await receive_upload(body, headers, store, raw_key, max_bytes=max_bytes)
-        return await run_in_threadpool(_record_upload, session, dispatcher, dataset_id, stored)
+        return await run_in_threadpool(
+            _record_upload, session, dispatcher, dataset_id, stored, idempotency_key
+        )
     except BaseException:
         # Nothing half-stored survives a failed upload, not even its folder.
         store.delete_prefix(f"datasets/{dataset_id}")
@@ -45,7 +56,11 @@ async def upload_dataset(
 
 
 def _record_upload(
-    session: Session, dispatcher: Dispatcher, dataset_id: str, stored: StoredUpload
+    session: Session,
+    dispatcher: Dispatcher,
+    dataset_id: str,
+    stored: StoredUpload,
+    idempotency_key: str | None,
 ) -> Dataset:
     dataset = DatasetRepository(session).add(
         Dataset(
@@ -60,6 +75,8 @@ def _record_upload(
             raw_key=f"datasets/{dataset_id}/raw",
         )
     )
+    if idempotency_key is not None:
+        IdempotencyRepository(session).remember("datasets.create", idempotency_key, dataset_id)
     enqueue_after_commit(session, lambda: dispatcher.ingest(dataset_id))
     return dataset
 

@@ -5,6 +5,7 @@ from sse_starlette import EventSourceResponse
 
 from app.deps import DispatcherDep, FleetDep, SessionDep
 from app.errors import ErrorResponse
+from app.idempotency import IdempotencyKeyHeader
 from app.jobs import service
 from app.jobs.live import stream_events
 from app.jobs.schemas import EventOut, JobOut, RoundMetricsOut
@@ -35,10 +36,12 @@ def create_job(
     dispatcher: DispatcherDep,
     fleet: FleetDep,
     spec: Annotated[JobSpec, Body()],
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobOut:
     """Queue a job. Shards train in parallel on the workers, round after round;
     the merged model is scored on the holdout and deployed if it passes `deploy_if`."""
-    return service.job_out(service.create_job(session, dispatcher, fleet, spec))
+    job = service.create_job(session, dispatcher, fleet, spec, idempotency_key)
+    return service.job_out(job)
 
 
 @router.get("", operation_id="jobs-list", summary="List jobs", response_model=ListResponse[JobOut])

@@ -10,6 +10,7 @@ from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
 from app.fleet import WorkerRegistry
+from app.idempotency import IdempotencyRepository, fingerprint
 from app.jobs.events import record_event
 from app.jobs.lifecycle import TERMINAL, transition
 from app.jobs.repository import JobRepository
@@ -73,8 +74,18 @@ def check_spec(spec: JobSpec, columns: list[dict[str, Any]], rows: int) -> str:
 
 
 def create_job(
-    session: Session, dispatcher: Dispatcher, fleet: WorkerRegistry, spec: JobSpec
+    session: Session,
+    dispatcher: Dispatcher,
+    fleet: WorkerRegistry,
+    spec: JobSpec,
+    idempotency_key: str | None = None,
 ) -> Job:
+    body = spec.model_dump(mode="json")
+    if idempotency_key is not None:
+        keys = IdempotencyRepository(session)
+        earlier = keys.find("jobs.create", idempotency_key, fingerprint(body))
+        if earlier is not None:
+            return get_job(session, earlier)
     if spec.distribution.device == "cuda" and not fleet.gpu_available():
         raise APIError(
             422,
@@ -103,7 +114,7 @@ def create_job(
     job = JobRepository(session).add(
         Job(
             dataset_id=dataset.id,
-            spec=spec.model_dump(mode="json"),
+            spec=body,
             task=task,
             rounds=spec.training.rounds,
             status="queued",
@@ -113,6 +124,10 @@ def create_job(
     )
     job_id = job.id
     record_event(session, job_id, "job.created", f"job queued on dataset {dataset.id}")
+    if idempotency_key is not None:
+        IdempotencyRepository(session).remember(
+            "jobs.create", idempotency_key, job_id, fingerprint(body)
+        )
     enqueue_after_commit(session, lambda: dispatcher.prepare(job_id))
     return job
 

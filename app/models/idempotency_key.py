@@ -14,4 +14,6 @@ class IdempotencyKey(Base):
     endpoint: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(255))
     object_id: Mapped[str] = mapped_column(String(40))
+    # A hash of the first request's body, when it is known before the work starts.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)

@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('endpoint', sa.String(length=64), nullable=False),
     sa.Column('key', sa.String(length=255), nullable=False),
     sa.Column('object_id', sa.String(length=40), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_idempotency_keys')),
     sa.UniqueConstraint('endpoint', 'key', name='uq_idempotency_keys_endpoint_key')
