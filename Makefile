@@ -24,8 +24,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check app workers migrations tests
-	$(BIN)/ruff format --check app workers migrations tests
+	$(BIN)/ruff check app workers migrations tests bench
+	$(BIN)/ruff format --check app workers migrations tests bench
 
 typecheck: install
 	$(BIN)/mypy

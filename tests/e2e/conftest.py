@@ -17,6 +17,7 @@ from e2e_system import System, free_port, wait_until_ready
 from app.fleet import WorkerRegistry
 
 E2E_REDIS_URL = os.environ.get("SHARDTRAIN_E2E_REDIS_URL", "redis://127.0.0.1:6379/12")
+STAGE_DEADLINE_S = 6
 
 
 def wait_for_worker(redis_url: str, worker: subprocess.Popen[bytes], log: Path) -> None:
@@ -50,6 +51,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         "SHARDTRAIN_DATABASE_URL": database_url,
         "SHARDTRAIN_REDIS_URL": E2E_REDIS_URL,
         "SHARDTRAIN_DATA_DIR": str(workdir / "data"),
+        # A short deadline so the fault tests see the watchdog act within seconds.
+        "SHARDTRAIN_STAGE_DEADLINE_S": str(STAGE_DEADLINE_S),
+        "SHARDTRAIN_WATCHDOG_INTERVAL_S": "1",
+        "SHARDTRAIN_MAX_ATTEMPTS": "6",
     }
     port = free_port()
     worker_log = workdir / "worker.log"
@@ -61,6 +66,14 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         ],
         cwd=ROOT, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    beat_log = workdir / "beat.log"
+    beat = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
+            "--loglevel", "INFO", "--schedule", str(workdir / "celerybeat-schedule"),
+        ],
+        cwd=ROOT, env=env, stdout=beat_log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     api = subprocess.Popen(
         [
@@ -80,10 +93,13 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             worker_log=worker_log,
             redis_url=E2E_REDIS_URL,
             api_pid=api.pid,
+            worker_pid=worker.pid,
+            data_dir=workdir / "data",
         )
     finally:
         client.close()
         _stop(api)
+        _stop(beat)
         _stop(worker)
         redis.Redis.from_url(E2E_REDIS_URL).flushdb()
         drop_postgres_database(name)

@@ -38,6 +38,8 @@ class System:
     worker_log: Path
     redis_url: str
     api_pid: int
+    worker_pid: int
+    data_dir: Path
 
     def wait_for(self, path: str, done: set[str], timeout: float = 240.0) -> dict:
         deadline = time.monotonic() + timeout

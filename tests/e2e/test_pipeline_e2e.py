@@ -1,5 +1,7 @@
 """Upload → ingest → shards on Celery → Redis → merge → gate → predict, on real processes."""
 
+import time
+
 import numpy as np
 import pytest
 from e2e_system import System
@@ -135,8 +137,12 @@ def test_cuda_job_is_refused_while_no_gpu_worker_is_online(system: System) -> No
 
     from app.fleet import WorkerRegistry
 
-    online = WorkerRegistry(redis.Redis.from_url(system.redis_url)).online()
-    assert online, "the worker announces itself when it is ready"
+    registry = WorkerRegistry(redis.Redis.from_url(system.redis_url))
+    # The announcement is refreshed every 15 s (a flushed Redis forgets it meanwhile).
+    deadline = time.monotonic() + 30
+    while not (online := registry.online()):
+        assert time.monotonic() < deadline, "the worker announces itself while it runs"
+        time.sleep(0.5)
     has_gpu = any(worker.cuda_devices > 0 for worker in online)
     dataset = upload(system, "seed.csv", SEED_EXAMPLE_CSV)
     spec = {

@@ -1,0 +1,143 @@
+"""Faults on the real system: a killed worker process, a flushed Redis, a duplicate
+merge, a cancel mid-run. Each job must end as an undisturbed run with the same seed."""
+
+import time
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pytest
+import redis
+import torch
+from e2e_system import System
+from safetensors.torch import load_file
+from sample_data import table_to_csv
+
+pytestmark = pytest.mark.e2e
+
+
+def synthetic_csv(rows: int = 40_000, features: int = 12) -> bytes:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(rows, features))
+    y = (x @ rng.normal(size=features) + rng.normal(scale=0.5, size=rows)) > 0
+    columns = {f"x{i}": x[:, i] for i in range(features)}
+    return table_to_csv(pa.table({**columns, "y": np.where(y, "yes", "no")}))
+
+
+SPEC = {
+    "target": "y",
+    # Several seconds of training per round, so a fault can land in the middle of one.
+    "training": {"rounds": 4, "local_epochs": 6, "batch_size": 32, "early_stopping": None},
+    "distribution": {"shards": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def dataset_id(system: System) -> str:
+    response = system.client.post("/v1/datasets", files={"file": ("s.csv", synthetic_csv())})
+    dataset = system.wait_for(f"/v1/datasets/{response.json()['id']}", {"ready", "failed"})
+    assert dataset["status"] == "ready", dataset
+    return str(dataset["id"])
+
+
+@pytest.fixture(scope="module")
+def undisturbed(system: System, dataset_id: str) -> dict[str, torch.Tensor]:
+    job = run(system, dataset_id)
+    assert job["status"] == "succeeded", job
+    return parameters(system, job)
+
+
+def run(system: System, dataset_id: str) -> dict:
+    created = system.client.post("/v1/jobs", json={"dataset_id": dataset_id, **SPEC}).json()
+    return system.wait_for(f"/v1/jobs/{created['id']}", {"succeeded", "failed", "cancelled"})
+
+
+def start(system: System, dataset_id: str) -> str:
+    return str(system.client.post("/v1/jobs", json={"dataset_id": dataset_id, **SPEC}).json()["id"])
+
+
+def parameters(system: System, job: dict) -> dict[str, torch.Tensor]:
+    return load_file(
+        str(system.data_dir / "blobs" / "models" / job["model_id"] / "model.safetensors")
+    )
+
+
+def wait_until(predicate, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def event_types(system: System, job_id: str) -> list[str]:
+    data = system.client.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+    return [e["type"] for e in data]
+
+
+def test_killed_worker_process_mid_shard_changes_nothing(  # type: ignore[no-untyped-def]
+    system: System, dataset_id: str, undisturbed
+) -> None:
+    job_id = start(system, dataset_id)
+    pool = psutil.Process(system.worker_pid).children()
+
+    def training() -> bool:
+        job = system.client.get(f"/v1/jobs/{job_id}").json()
+        busy = [p for p in pool if p.is_running() and p.cpu_percent(interval=0.05) > 50]
+        return job["progress"]["round"] >= 1 and bool(busy)
+
+    wait_until(training)
+    victims = [p for p in pool if p.is_running()]
+    for victim in victims:
+        victim.kill()  # SIGKILL, as the OOM killer does
+    job = system.wait_for(f"/v1/jobs/{job_id}", {"succeeded", "failed", "cancelled"})
+    assert job["status"] == "succeeded", job
+    assert same(parameters(system, job), undisturbed)
+
+
+def test_flushed_redis_between_rounds_resumes_from_the_checkpoint(  # type: ignore[no-untyped-def]
+    system: System, dataset_id: str, undisturbed
+) -> None:
+    job_id = start(system, dataset_id)
+    wait_until(lambda: system.client.get(f"/v1/jobs/{job_id}").json()["progress"]["round"] >= 2)
+    redis.Redis.from_url(system.redis_url).flushdb()
+    job = system.wait_for(f"/v1/jobs/{job_id}", {"succeeded", "failed", "cancelled"})
+    assert job["status"] == "succeeded", job
+    assert same(parameters(system, job), undisturbed)
+    assert "watchdog.resent" in event_types(system, job_id)
+
+
+def test_a_merge_delivered_twice_takes_effect_once(  # type: ignore[no-untyped-def]
+    system: System, dataset_id: str, undisturbed
+) -> None:
+    from celery import Celery
+
+    job_id = start(system, dataset_id)
+    wait_until(lambda: system.client.get(f"/v1/jobs/{job_id}").json()["progress"]["round"] >= 1)
+    sender = Celery(broker=system.redis_url)
+    for _ in range(2):
+        sender.send_task("shardtrain.merge_round", args=[job_id, 1], queue="merge")
+    job = system.wait_for(f"/v1/jobs/{job_id}", {"succeeded", "failed", "cancelled"})
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == {"round": 4, "rounds": 4}
+    rounds = system.client.get(f"/v1/jobs/{job_id}/metrics").json()["data"]
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4]
+    assert same(parameters(system, job), undisturbed)
+
+
+def test_cancel_mid_run_stops_before_the_next_round(system: System, dataset_id: str) -> None:
+    job_id = start(system, dataset_id)
+    wait_until(lambda: system.client.get(f"/v1/jobs/{job_id}").json()["progress"]["round"] >= 1)
+    cancelled = system.client.post(f"/v1/jobs/{job_id}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    merged_at_cancel = cancelled["progress"]["round"]
+    time.sleep(8)  # longer than a round: one would have been merged by now
+    job = system.client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled"
+    assert job["progress"]["round"] == merged_at_cancel
+    rounds = system.client.get(f"/v1/jobs/{job_id}/metrics").json()["data"]
+    assert len(rounds) == merged_at_cancel
+    assert system.client.get("/v1/models", params={"job_id": job_id}).json()["data"] == []
