@@ -2,11 +2,19 @@
 
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
+import redis
+
+from app.fleet import WorkerRegistry
+
+# The watchdog's deadline in the e2e system: short, so fault tests see it act.
+STAGE_DEADLINE_S = 6
 
 
 def free_port() -> int:
@@ -31,15 +39,102 @@ def wait_until_ready(
         time.sleep(0.2)
 
 
+def wait_for_worker(redis_url: str, worker: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the worker has announced itself, it may not be consuming yet."""
+    registry = WorkerRegistry(redis.Redis.from_url(redis_url))
+    deadline = time.monotonic() + 90
+    while not registry.online():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the worker did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Processes:
+    """The API, worker and beat processes, which fault tests stop and start again."""
+
+    root: Path
+    env: dict[str, str]
+    workdir: Path
+    port: int
+    api: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    beat: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", *command],
+            cwd=self.root,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def start_api(self) -> None:
+        self.api = self._spawn(
+            "api",
+            ["uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(self.port)],
+        )  # fmt: skip
+
+    def start_worker(self) -> None:
+        self.worker = self._spawn(
+            "worker",
+            ["celery", "-A", "workers.celery_app", "worker", "-Q", "ingest,train,merge",
+             "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle"],
+        )  # fmt: skip
+
+    def start_beat(self) -> None:
+        self.beat = self._spawn(
+            "beat",
+            ["celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.workdir / "celerybeat-schedule")],
+        )  # fmt: skip
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker and its pool at once: nothing is acknowledged or handed back."""
+        assert self.worker is not None
+        parent = psutil.Process(self.worker.pid)
+        for process in [*parent.children(recursive=True), parent]:
+            process.kill()
+        self.worker.wait()
+
+    def stop_all(self) -> None:
+        for process in (self.api, self.beat, self.worker):
+            if process is not None:
+                stop(process)
+
+
 @dataclass
 class System:
     base_url: str
     client: httpx.Client
     worker_log: Path
     redis_url: str
-    api_pid: int
-    worker_pid: int
     data_dir: Path
+    processes: Processes
+
+    @property
+    def api_pid(self) -> int:
+        assert self.processes.api is not None
+        return self.processes.api.pid
+
+    @property
+    def worker_pid(self) -> int:
+        assert self.processes.worker is not None
+        return self.processes.worker.pid
 
     def wait_for(self, path: str, done: set[str], timeout: float = 240.0) -> dict:
         deadline = time.monotonic() + timeout

@@ -141,3 +141,44 @@ def test_cancel_mid_run_stops_before_the_next_round(system: System, dataset_id: 
     rounds = system.client.get(f"/v1/jobs/{job_id}/metrics").json()["data"]
     assert len(rounds) == merged_at_cancel
     assert system.client.get("/v1/models", params={"job_id": job_id}).json()["data"] == []
+
+
+def test_api_restarted_mid_job_finds_it_complete(  # type: ignore[no-untyped-def]
+    system: System, dataset_id: str, undisturbed
+) -> None:
+    from e2e_system import stop, wait_until_ready
+
+    job_id = start(system, dataset_id)
+    wait_until(lambda: system.client.get(f"/v1/jobs/{job_id}").json()["progress"]["round"] >= 1)
+    assert system.processes.api is not None
+    stop(system.processes.api)  # the pipeline runs on without the API
+    time.sleep(3)
+    system.processes.start_api()
+    assert system.processes.api is not None
+    wait_until_ready(system.client, system.processes.api, system.data_dir.parent / "api.log")
+    job = system.wait_for(f"/v1/jobs/{job_id}", {"succeeded", "failed", "cancelled"})
+    assert job["status"] == "succeeded", job
+    assert same(parameters(system, job), undisturbed)
+    types = event_types(system, job_id)
+    assert types.count("round.completed") == 4 and types[-1] == "job.status"
+    rounds = system.client.get(f"/v1/jobs/{job_id}/metrics").json()["data"]
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4]
+
+
+def test_every_worker_killed_then_one_started_after_the_deadline(  # type: ignore[no-untyped-def]
+    system: System, dataset_id: str, undisturbed
+) -> None:
+    from e2e_system import STAGE_DEADLINE_S, wait_for_worker
+
+    job_id = start(system, dataset_id)
+    wait_until(lambda: system.client.get(f"/v1/jobs/{job_id}").json()["progress"]["round"] >= 1)
+    system.processes.kill_worker()
+    time.sleep(STAGE_DEADLINE_S + 3)  # the watchdog re-sends into an empty room
+    assert system.client.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
+    system.processes.start_worker()
+    assert system.processes.worker is not None
+    wait_for_worker(system.redis_url, system.processes.worker, system.worker_log)
+    job = system.wait_for(f"/v1/jobs/{job_id}", {"succeeded", "failed", "cancelled"})
+    assert job["status"] == "succeeded", job
+    assert same(parameters(system, job), undisturbed)
+    assert "watchdog.resent" in event_types(system, job_id)
