@@ -32,6 +32,9 @@ class Dispatcher:
         )
         chord(header)(body)
 
+    def batch_predict(self, batch_id: str) -> None:
+        self._celery.send_task("shardtrain.batch_predict", args=[batch_id])
+
     def finalize(self, job_id: str) -> None:
         self._celery.send_task("shardtrain.finalize_job", args=[job_id])
 

@@ -17,6 +17,7 @@ TASK_ROUTES = {
     "shardtrain.merge_round": {"queue": "merge"},
     "shardtrain.finalize_job": {"queue": "merge"},
     "shardtrain.watchdog": {"queue": "merge"},
+    "shardtrain.batch_predict": {"queue": "merge"},
 }
 
 

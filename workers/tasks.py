@@ -26,6 +26,7 @@ from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
 from app.jobs.watchdog import sweep
 from app.paramstore import ParamStore
+from app.registry import batch
 from app.storage import BlobStore
 from workers.celery_app import celery_app
 
@@ -193,3 +194,14 @@ def watchdog() -> None:
                 enqueue_after_commit(session, partial(_dispatcher().prepare, job_id))
             elif isinstance(step, rounds.NextStep):
                 _send_after_commit(session, job_id, step)
+
+
+@celery_app.task(name="shardtrain.batch_predict")
+def batch_predict(batch_id: str) -> None:
+    try:
+        with session_scope() as session:
+            batch.run_batch_prediction(session, _store(), batch_id)
+    except Exception as exc:
+        logger.exception("batch prediction %s failed", batch_id)
+        with session_scope() as session:
+            batch.mark_failed(session, batch_id, f"{type(exc).__name__}: {exc}")

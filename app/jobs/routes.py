@@ -79,6 +79,25 @@ def job_metrics(session: SessionDep, job_id: str) -> ListResponse[RoundMetricsOu
 
 
 @router.post(
+    "/{job_id}/rerun",
+    operation_id="jobs-rerun",
+    summary="Train again with the same spec",
+    status_code=201,
+    response_model=JobOut,
+    responses={
+        **_NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The dataset failed or was deleted."},
+        422: {"model": ErrorResponse, "description": "The spec no longer fits the dataset."},
+    },
+)
+def rerun_job(
+    session: SessionDep, dispatcher: DispatcherDep, fleet: FleetDep, job_id: str
+) -> JobOut:
+    """A new job, and so a new model version, from the spec of an earlier one."""
+    return service.job_out(service.rerun_job(session, dispatcher, fleet, job_id))
+
+
+@router.post(
     "/{job_id}/cancel",
     operation_id="jobs-cancel",
     summary="Cancel a job",

@@ -132,6 +132,14 @@ def create_job(
     return job
 
 
+def rerun_job(session: Session, dispatcher: Dispatcher, fleet: WorkerRegistry, job_id: str) -> Job:
+    """A new job with the same spec: a new model version, trained from scratch."""
+    earlier = get_job(session, job_id)
+    job = create_job(session, dispatcher, fleet, JobSpec.model_validate(earlier.spec))
+    record_event(session, job.id, "job.rerun", f"re-run of {job_id}", rerun_of=job_id)
+    return job
+
+
 def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str) -> Job:
     """Idempotent: cancelling a cancelled job returns it unchanged."""
     job = JobRepository(session).get(job_id, for_update=True)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from app.datasets.columns import feature_columns
 from app.jobs.spec import JobSpec
 from app.storage import BlobStore
 from app.training.networks import NetworkConfig
@@ -53,17 +54,6 @@ class ShardPlan:
             "holdout_rows": self.holdout_rows,
             "dropped_rows": self.dropped_rows,
         }
-
-
-def _feature_columns(batch: pa.RecordBatch, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
-    columns: dict[str, np.ndarray] = {}
-    for name, dtype in dtypes.items():
-        column = batch.column(name)
-        if dtype == "string":
-            columns[name] = column.to_numpy(zero_copy_only=False)
-        else:
-            columns[name] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    return columns
 
 
 def _target_values(batch: pa.RecordBatch, name: str, task: str) -> np.ndarray:
@@ -127,7 +117,7 @@ def build_shards(
         if len(train):
             picked = batch.take(pa.array(train))
             fitter.update(
-                _feature_columns(picked, dtypes), _target_values(picked, spec.target, task)
+                feature_columns(picked, dtypes), _target_values(picked, spec.target, task)
             )
         offset += batch.num_rows
     preprocessor = fitter.finish()
@@ -205,7 +195,7 @@ def _write_parts(
         for batch in _batches(path, names):
             rows = assignment[offset : offset + batch.num_rows]
             offset += batch.num_rows
-            features = preprocessor.transform(_feature_columns(batch, dtypes))
+            features = preprocessor.transform(feature_columns(batch, dtypes))
             targets = preprocessor.encode_target(_target_values(batch, spec.target, task))
             block = np.empty((batch.num_rows, width), dtype="<f4")
             block[:, :-1] = features

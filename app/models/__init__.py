@@ -1,6 +1,7 @@
 """SQLAlchemy tables, one per file. Importing this package registers all of them."""
 
 from app.models.base import Base
+from app.models.batch_prediction import BatchPrediction
 from app.models.dataset import Dataset
 from app.models.idempotency_key import IdempotencyKey
 from app.models.job import Job
@@ -10,6 +11,7 @@ from app.models.registered_model import RegisteredModel
 
 __all__ = [
     "Base",
+    "BatchPrediction",
     "Dataset",
     "IdempotencyKey",
     "Job",

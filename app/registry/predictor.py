@@ -2,7 +2,7 @@
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,20 +33,31 @@ class Predictor:
         network.eval()
         self._network = network
 
-    def predict(self, records: Sequence[dict[str, Any]]) -> Prediction:
-        features = self.preprocessor.transform(records_to_columns(records, self.preprocessor))
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c) for c in self.preprocessor.target.classes or []]
+
+    def outputs(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities (n, k), or predictions in the target's units (n,)."""
+        features = self.preprocessor.transform(columns)
         with torch.inference_mode():
-            outputs = self._network(torch.from_numpy(features)).double()
+            raw = self._network(torch.from_numpy(features)).double()
         if self.task == "regression":
-            values = self.preprocessor.decode_regression(outputs.squeeze(-1).numpy())
-            return Prediction(predictions=values.tolist(), probabilities=None)
+            return np.asarray(self.preprocessor.decode_regression(raw.squeeze(-1).numpy()))
+        return np.asarray(torch.softmax(raw, dim=-1).numpy())
+
+    def labels(self, proba: np.ndarray) -> list[Any]:
         classes = self.preprocessor.target.classes or []
-        proba = torch.softmax(outputs, dim=-1).numpy()
-        labels = [classes[i] for i in np.argmax(proba, axis=1).tolist()]
-        names = [str(c) for c in classes]
+        return [classes[i] for i in np.argmax(proba, axis=1).tolist()]
+
+    def predict(self, records: Sequence[dict[str, Any]]) -> Prediction:
+        outputs = self.outputs(records_to_columns(records, self.preprocessor))
+        if self.task == "regression":
+            return Prediction(predictions=outputs.tolist(), probabilities=None)
+        names = self.class_names
         return Prediction(
-            predictions=labels,
-            probabilities=[dict(zip(names, row, strict=True)) for row in proba.tolist()],
+            predictions=self.labels(outputs),
+            probabilities=[dict(zip(names, row, strict=True)) for row in outputs.tolist()],
         )
 
 

@@ -14,8 +14,10 @@ class ModelRepository:
         self.session.flush()
         return model
 
-    def get(self, model_id: str) -> RegisteredModel | None:
+    def get(self, model_id: str, *, for_update: bool = False) -> RegisteredModel | None:
         statement = select(RegisteredModel).where(RegisteredModel.id == model_id)
+        if for_update:
+            statement = statement.with_for_update()
         return self.session.scalars(statement).one_or_none()
 
     def page(

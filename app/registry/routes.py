@@ -1,11 +1,18 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from app.deps import PredictorsDep, SessionDep, SettingsDep, StoreDep
-from app.errors import ErrorResponse
-from app.registry import service
-from app.registry.schemas import ModelOut, PredictionOut, PredictRequest
+from app.deps import DispatcherDep, PredictorsDep, SessionDep, SettingsDep, StoreDep
+from app.errors import APIError, ErrorResponse
+from app.registry import batch, service
+from app.registry.schemas import (
+    BatchPredictionCreate,
+    BatchPredictionOut,
+    ModelOut,
+    PredictionOut,
+    PredictRequest,
+)
 from app.schemas import ListResponse
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -76,4 +83,114 @@ def predict(
     )
     return PredictionOut(
         model_id=model_id, predictions=result.predictions, probabilities=result.probabilities
+    )
+
+
+@router.post(
+    "/{model_id}/deploy",
+    operation_id="models-deploy",
+    summary="Deploy a rejected model by hand",
+    response_model=ModelOut,
+    responses=_NOT_FOUND,
+)
+def deploy_model(session: SessionDep, model_id: str) -> ModelOut:
+    """Overrides the job's deploy_if gate. Idempotent; the job's events record it."""
+    return ModelOut.model_validate(service.promote_model(session, model_id))
+
+
+@router.get(
+    "/{model_id}/artifact",
+    operation_id="models-artifact",
+    summary="Download the model as safetensors",
+    response_class=FileResponse,
+    responses={
+        **_NOT_FOUND,
+        200: {
+            "description": "A safetensors file; its metadata holds the network config, "
+            "the preprocessing and the feature schema as JSON.",
+            "content": {"application/octet-stream": {}},
+        },
+    },
+)
+def model_artifact(session: SessionDep, store: StoreDep, model_id: str) -> FileResponse:
+    model = service.get_model(session, model_id)
+    return FileResponse(
+        store.path(model.artifact_key),
+        media_type="application/octet-stream",
+        filename=f"{model.id}.safetensors",
+    )
+
+
+@router.post(
+    "/{model_id}/batch_predictions",
+    operation_id="models-batch-predictions-create",
+    summary="Predict over a whole dataset, on a worker",
+    status_code=201,
+    response_model=BatchPredictionOut,
+    responses={
+        **_NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "Model not deployed or dataset not ready."},
+        422: {"model": ErrorResponse, "description": "The dataset lacks a feature column."},
+    },
+)
+def create_batch_prediction(
+    session: SessionDep,
+    dispatcher: DispatcherDep,
+    model_id: str,
+    request: Annotated[BatchPredictionCreate, Body()],
+) -> BatchPredictionOut:
+    """Streams the dataset through the model in record batches; the output is Parquet
+    with a `row_id` column (the row's position in the dataset)."""
+    created = batch.create_batch_prediction(session, dispatcher, model_id, request.dataset_id)
+    return BatchPredictionOut.model_validate(created)
+
+
+@router.get(
+    "/{model_id}/batch_predictions/{batch_id}",
+    operation_id="models-batch-predictions-get",
+    summary="Read a batch prediction",
+    response_model=BatchPredictionOut,
+    responses=_NOT_FOUND,
+)
+def get_batch_prediction(session: SessionDep, model_id: str, batch_id: str) -> BatchPredictionOut:
+    return BatchPredictionOut.model_validate(
+        batch.get_batch_prediction(session, model_id, batch_id)
+    )
+
+
+@router.get(
+    "/{model_id}/batch_predictions/{batch_id}/output",
+    operation_id="models-batch-predictions-output",
+    summary="Download a batch prediction's output",
+    responses={
+        **_NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The batch prediction has not succeeded."},
+        200: {
+            "description": "Parquet, or CSV with `?format=csv`.",
+            "content": {"application/vnd.apache.parquet": {}, "text/csv": {}},
+        },
+    },
+)
+def batch_prediction_output(
+    session: SessionDep,
+    store: StoreDep,
+    model_id: str,
+    batch_id: str,
+    format: Literal["parquet", "csv"] = "parquet",
+) -> Response:
+    found = batch.get_batch_prediction(session, model_id, batch_id)
+    if found.status != "succeeded" or found.output_key is None:
+        raise APIError(
+            409, "not_ready", f"Batch prediction {batch_id} is {found.status}.", "batch_id"
+        )
+    if format == "csv":
+        return StreamingResponse(
+            batch.csv_chunks(store, found.output_key),
+            media_type="text/csv",
+            headers={"content-disposition": f'attachment; filename="{batch_id}.csv"'},
+        )
+    return FileResponse(
+        store.path(found.output_key),
+        media_type="application/vnd.apache.parquet",
+        filename=f"{batch_id}.parquet",
     )

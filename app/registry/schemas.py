@@ -14,6 +14,9 @@ class GateOut(BaseModel):
     max: float | None = None
     value: float | None = None
     passed: bool
+    overridden_at: int | None = Field(
+        default=None, description="When a rejected model was deployed by hand."
+    )
 
 
 class ModelOut(BaseModel):
@@ -49,3 +52,25 @@ class PredictionOut(BaseModel):
     probabilities: list[dict[str, float]] | None = Field(
         default=None, description="Per-class probabilities, for classification only."
     )
+
+
+class BatchPredictionCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d"}}
+    )
+
+    dataset_id: str = Field(min_length=1, max_length=64)
+
+
+class BatchPredictionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    object: Literal["batch_prediction"] = "batch_prediction"
+    model_id: str
+    dataset_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    rows: int | None = Field(description="Rows predicted, once succeeded.")
+    error: str | None
+    created_at: int
+    finished_at: int | None

@@ -5,7 +5,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.errors import APIError, NotFound
+from app.jobs.events import record_event
 from app.models import RegisteredModel
+from app.models.base import now_s
 from app.registry.inputs import InputError
 from app.registry.predictor import Prediction, PredictorCache
 from app.registry.repository import ModelRepository
@@ -16,6 +18,28 @@ def get_model(session: Session, model_id: str) -> RegisteredModel:
     model = ModelRepository(session).get(model_id)
     if model is None:
         raise NotFound("model", model_id)
+    return model
+
+
+def promote_model(session: Session, model_id: str) -> RegisteredModel:
+    """Deploy a model its gate rejected. Idempotent; recorded as an event of its job."""
+    model = ModelRepository(session).get(model_id, for_update=True)
+    if model is None:
+        raise NotFound("model", model_id)
+    if model.status == "deployed":
+        return model
+    gate = model.gate or {}
+    model.status = "deployed"
+    model.gate = {**gate, "overridden_at": now_s()}
+    record_event(
+        session,
+        model.job_id,
+        "model.promoted",
+        f"model {model_id} deployed by hand over its gate "
+        f"({gate.get('metric')} = {gate.get('value')})",
+        level="warning",
+        model_id=model_id,
+    )
     return model
 
 

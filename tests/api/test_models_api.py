@@ -34,6 +34,7 @@ def train(
     return make
 
 
+TRAINING = {"rounds": 20, "local_epochs": 5, "batch_size": 16, "learning_rate": 0.05}
 SEED_SPEC = {
     "target": "label",
     "distribution": {"shards": 1},
@@ -149,3 +150,93 @@ def test_deleting_the_dataset_removes_shards_but_keeps_the_model(  # type: ignor
     assert not store.path(f"jobs/{job['id']}/holdout.npy").exists()
     url = f"/v1/models/{job['model_id']}/predict"
     assert client.post(url, json={"inputs": [{"x1": 2, "x2": 3}]}).json()["predictions"] == [1]
+
+
+def test_a_rejected_model_can_be_deployed_by_hand(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    job = train(
+        "iris.csv",
+        table_to_csv(iris_table()),
+        target="species",
+        training={"rounds": 1, "learning_rate": 0.001},
+        deploy_if={"metric": "accuracy", "min": 0.999},
+    )
+    model_id = job["model_id"]
+    promoted = client.post(f"/v1/models/{model_id}/deploy")
+    assert promoted.status_code == 200
+    body = promoted.json()
+    assert body["status"] == "deployed"
+    assert body["gate"]["passed"] is False and body["gate"]["overridden_at"] is not None
+    assert client.post(f"/v1/models/{model_id}/deploy").json()["status"] == "deployed"
+    rows = [dict.fromkeys(iris_table().column_names[:4], 1.0)]
+    assert client.post(f"/v1/models/{model_id}/predict", json={"inputs": rows}).status_code == 200
+    events = client.get(f"/v1/jobs/{job['id']}/events").json()["data"]
+    assert [e["type"] for e in events].count("model.promoted") == 1
+
+
+def test_artifact_loads_with_safetensors_and_plain_torch(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    job = train("iris.csv", table_to_csv(iris_table()), target="species", training=TRAINING)
+    response = client.get(f"/v1/models/{job['model_id']}/artifact")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+
+    # The five lines docs/artifacts.md shows, on the downloaded bytes:
+    tensors = load(response.content)
+    path = client.app.state.store.path(f"models/{job['model_id']}/model.safetensors")  # type: ignore[attr-defined]
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    pre = json.loads(meta["preprocessing"])
+    assert (
+        json.loads(meta["schema"]) == client.get(f"/v1/models/{job['model_id']}").json()["features"]
+    )
+
+    rows = [
+        [5.1, 3.5, 1.4, 0.2],
+        [6.7, 3.0, 5.2, 2.3],
+    ]
+    x = torch.tensor(rows, dtype=torch.float64)
+    mean = torch.tensor([f["mean"] for f in pre["numeric"]], dtype=torch.float64)
+    std = torch.tensor([f["std"] for f in pre["numeric"]], dtype=torch.float64)
+    logits = ((x - mean) / std).float() @ tensors["0.weight"].T + tensors["0.bias"]
+    by_hand = [pre["target"]["classes"][i] for i in logits.argmax(dim=1).tolist()]
+    names = [f["name"] for f in pre["numeric"]]
+    api = client.post(
+        f"/v1/models/{job['model_id']}/predict",
+        json={"inputs": [dict(zip(names, r, strict=True)) for r in rows]},
+    ).json()["predictions"]
+    assert by_hand == api == ["setosa", "virginica"]
+
+
+def test_rerun_makes_a_new_job_and_model_from_the_same_spec(  # type: ignore[no-untyped-def]
+    client: TestClient, train, sessions, store, params
+) -> None:
+    job = train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)
+    response = client.post(f"/v1/jobs/{job['id']}/rerun")
+    assert response.status_code == 201
+    again = response.json()
+    assert again["id"] != job["id"] and again["spec"] == job["spec"]
+    run_job(sessions, store, params, again["id"])
+    finished = client.get(f"/v1/jobs/{again['id']}").json()
+    assert finished["model_id"] not in (None, job["model_id"])
+    assert len(client.get("/v1/models").json()["data"]) == 2
+
+
+def test_lru_cache_keeps_the_most_recent_models(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    from app.registry.predictor import PredictorCache
+
+    cache = PredictorCache(size=2)
+    client.app.state.predictors = cache  # type: ignore[attr-defined]
+    ids = [train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)["model_id"] for _ in range(3)]
+    for model_id in ids:
+        url = f"/v1/models/{model_id}/predict"
+        assert client.post(url, json={"inputs": [{"x1": 2, "x2": 3}]}).status_code == 200
+    assert len(cache) == 2
+    assert ids[0] not in cache and ids[1] in cache and ids[2] in cache
+    client.post(f"/v1/models/{ids[1]}/predict", json={"inputs": [{"x1": 2, "x2": 3}]})
+    client.post(f"/v1/models/{ids[0]}/predict", json={"inputs": [{"x1": 2, "x2": 3}]})
+    assert ids[2] not in cache and ids[1] in cache and ids[0] in cache

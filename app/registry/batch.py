@@ -1,0 +1,142 @@
+"""Batch prediction: a deployed model over a whole dataset, on a worker, in record
+batches, into a Parquet file with a row-id column."""
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.datasets.columns import feature_columns
+from app.datasets.repository import DatasetRepository
+from app.db import enqueue_after_commit
+from app.dispatch import Dispatcher
+from app.errors import APIError, NotFound
+from app.models import BatchPrediction
+from app.models.base import now_s
+from app.registry.predictor import Predictor
+from app.registry.service import get_model
+from app.storage import BlobStore
+
+BATCH_ROWS = 65_536
+NUMERIC = ("int", "float", "bool")
+
+
+def create_batch_prediction(
+    session: Session, dispatcher: Dispatcher, model_id: str, dataset_id: str
+) -> BatchPrediction:
+    model = get_model(session, model_id)
+    if model.status != "deployed":
+        raise APIError(
+            409, "model_not_deployed", f"Model {model_id} is {model.status}.", "model_id"
+        )
+    dataset = DatasetRepository(session).get(dataset_id)
+    if dataset is None:
+        raise NotFound("dataset", dataset_id, param="dataset_id")
+    if dataset.status != "ready":
+        raise APIError(
+            409, "dataset_not_ready", f"Dataset {dataset_id} is {dataset.status}.", "dataset_id"
+        )
+    dtypes = {c["name"]: c["dtype"] for c in dataset.columns or []}
+    for feature in model.features:
+        name, wanted = feature["name"], feature["dtype"]
+        if name not in dtypes:
+            raise APIError(
+                422, "missing_column", f"dataset lacks feature column {name!r}", "dataset_id"
+            )
+        if (wanted == "string") != (dtypes[name] == "string"):
+            raise APIError(
+                422,
+                "column_type_mismatch",
+                f"column {name!r} is {dtypes[name]} in the dataset but {wanted} in the model",
+                "dataset_id",
+            )
+    job = BatchPrediction(model_id=model_id, dataset_id=dataset_id, status="queued")
+    session.add(job)
+    session.flush()
+    batch_id = job.id
+    enqueue_after_commit(session, lambda: dispatcher.batch_predict(batch_id))
+    return job
+
+
+def get_batch_prediction(session: Session, model_id: str, batch_id: str) -> BatchPrediction:
+    found = session.scalars(
+        select(BatchPrediction).where(
+            BatchPrediction.id == batch_id, BatchPrediction.model_id == model_id
+        )
+    ).one_or_none()
+    if found is None:
+        raise NotFound("batch prediction", batch_id)
+    return found
+
+
+def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> None:
+    """Worker side. Idempotent: only a queued or interrupted run is (re)done, whole."""
+    job = session.scalars(
+        select(BatchPrediction).where(BatchPrediction.id == batch_id).with_for_update()
+    ).one_or_none()
+    if job is None or job.status in ("succeeded", "failed"):
+        return
+    model = get_model(session, job.model_id)
+    dataset = DatasetRepository(session).get(job.dataset_id)
+    if dataset is None or dataset.data_key is None:
+        job.status, job.error, job.finished_at = "failed", "the dataset was deleted", now_s()
+        return
+    predictor = Predictor(store.path(model.artifact_key))
+    dtypes = {f["name"]: f["dtype"] for f in model.features}
+    key = f"batch_predictions/{batch_id}/predictions.parquet"
+    rows = 0
+    with store.temporary_path(key) as tmp:
+        writer: pq.ParquetWriter | None = None
+        source = pq.ParquetFile(store.path(dataset.data_key), pre_buffer=False)
+        for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=list(dtypes)):
+            table = _predictions(predictor, batch, dtypes, first_row=rows)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+            rows += batch.num_rows
+        if writer is not None:
+            writer.close()
+    job.status, job.rows, job.output_key, job.finished_at = "succeeded", rows, key, now_s()
+
+
+def _predictions(
+    predictor: Predictor, batch: pa.RecordBatch, dtypes: dict[str, str], *, first_row: int
+) -> pa.Table:
+    outputs = predictor.outputs(feature_columns(batch, dtypes))
+    columns: dict[str, pa.Array] = {
+        # The row's position in the dataset, so predictions join back to their inputs.
+        "row_id": pa.array(range(first_row, first_row + batch.num_rows), pa.int64()),
+    }
+    if predictor.task == "regression":
+        columns["prediction"] = pa.array(outputs, pa.float64())
+    else:
+        columns["prediction"] = pa.array(predictor.labels(outputs))
+        for i, name in enumerate(predictor.class_names):
+            columns[f"probability_{name}"] = pa.array(outputs[:, i], pa.float64())
+    return pa.table(columns)
+
+
+def mark_failed(session: Session, batch_id: str, message: str) -> None:
+    job = session.get(BatchPrediction, _seq(session, batch_id))
+    if job is not None and job.status not in ("succeeded", "failed"):
+        job.status, job.error, job.finished_at = "failed", message, now_s()
+
+
+def _seq(session: Session, batch_id: str) -> int | None:
+    return session.scalars(
+        select(BatchPrediction.seq).where(BatchPrediction.id == batch_id)
+    ).one_or_none()
+
+
+def csv_chunks(store: BlobStore, key: str) -> Iterator[bytes]:
+    """The Parquet output as CSV, converted one row group at a time."""
+    source = pq.ParquetFile(store.path(key), pre_buffer=False)
+    for i, batch in enumerate(source.iter_batches(batch_size=BATCH_ROWS)):
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(
+            pa.Table.from_batches([batch]), sink, pacsv.WriteOptions(include_header=i == 0)
+        )
+        yield sink.getvalue().to_pybytes()
