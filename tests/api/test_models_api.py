@@ -240,3 +240,66 @@ def test_lru_cache_keeps_the_most_recent_models(client: TestClient, train) -> No
     client.post(f"/v1/models/{ids[1]}/predict", json={"inputs": [{"x1": 2, "x2": 3}]})
     client.post(f"/v1/models/{ids[0]}/predict", json={"inputs": [{"x1": 2, "x2": 3}]})
     assert ids[2] not in cache and ids[1] in cache and ids[0] in cache
+
+
+def test_batch_prediction_equals_online_predictions(  # type: ignore[no-untyped-def]
+    client: TestClient, train, ready_dataset, sessions, store
+) -> None:
+    import io
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from app.db import session_scope
+    from app.registry.batch import run_batch_prediction
+
+    job = train("iris.csv", table_to_csv(iris_table()), target="species", training=TRAINING)
+    model_id = job["model_id"]
+    unlabeled = iris_table().drop_columns(["species"])
+    dataset_id = ready_dataset("unlabeled.csv", table_to_csv(unlabeled))
+    created = client.post(
+        f"/v1/models/{model_id}/batch_predictions", json={"dataset_id": dataset_id}
+    )
+    assert created.status_code == 201, created.text
+    batch = created.json()
+    assert batch["object"] == "batch_prediction" and batch["status"] == "queued"
+    url = f"/v1/models/{model_id}/batch_predictions/{batch['id']}"
+    assert client.get(f"{url}/output").status_code == 409
+    with session_scope(sessions) as session:
+        run_batch_prediction(session, store, batch["id"])
+    done = client.get(url).json()
+    assert done["status"] == "succeeded" and done["rows"] == 150
+
+    output = pq.read_table(io.BytesIO(client.get(f"{url}/output").content))
+    assert output.column_names == [
+        "row_id",
+        "prediction",
+        "probability_setosa",
+        "probability_versicolor",
+        "probability_virginica",
+    ]
+    assert output.column("row_id").to_pylist() == list(range(150))
+    online = client.post(
+        f"/v1/models/{model_id}/predict", json={"inputs": unlabeled.to_pylist()}
+    ).json()
+    assert output.column("prediction").to_pylist() == online["predictions"]
+    online_setosa = [p["setosa"] for p in online["probabilities"]]
+    assert output.column("probability_setosa").to_pylist() == pytest.approx(online_setosa)
+
+    as_csv = client.get(f"{url}/output", params={"format": "csv"})
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert pacsv.read_csv(io.BytesIO(as_csv.content)).num_rows == 150
+
+
+def test_batch_prediction_needs_the_feature_columns(  # type: ignore[no-untyped-def]
+    client: TestClient, train, ready_dataset
+) -> None:
+    job = train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)
+    dataset_id = ready_dataset("other.csv", b"x1,z\n1,2\n")
+    response = client.post(
+        f"/v1/models/{job['model_id']}/batch_predictions", json={"dataset_id": dataset_id}
+    )
+    assert response.status_code == 422
+    assert "'x2'" in response.json()["error"]["message"]
+    missing = client.get(f"/v1/models/{job['model_id']}/batch_predictions/bp_nope")
+    assert missing.status_code == 404

@@ -159,3 +159,25 @@ def test_cuda_job_is_refused_while_no_gpu_worker_is_online(system: System) -> No
     else:
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "no_gpu_worker"
+
+
+def test_batch_prediction_runs_on_the_worker(system: System) -> None:
+    dataset = upload(system, "seed.csv", SEED_EXAMPLE_CSV)
+    spec = {
+        "dataset_id": dataset["id"],
+        "target": "label",
+        "training": {"rounds": 30, "learning_rate": 0.1},
+        "distribution": {"shards": 1},
+        "validation": {"holdout_fraction": 0.0, "validation_fraction": 0.0},
+    }
+    created = system.client.post("/v1/jobs", json=spec).json()
+    job = system.wait_for(f"/v1/jobs/{created['id']}", {"succeeded", "failed"})
+    inputs = upload(system, "inputs.csv", b"x1,x2\n2,3\n-2,-3\n")
+    url = f"/v1/models/{job['model_id']}/batch_predictions"
+    batch = system.client.post(url, json={"dataset_id": inputs["id"]}).json()
+    done = system.wait_for(f"{url}/{batch['id']}", {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done
+    csv = system.client.get(f"{url}/{batch['id']}/output", params={"format": "csv"}).text
+    lines = csv.strip().splitlines()
+    assert lines[0].startswith('"row_id","prediction"')
+    assert [line.split(",")[:2] for line in lines[1:]] == [["0", "1"], ["1", "0"]]
