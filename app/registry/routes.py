@@ -112,8 +112,21 @@ def deploy_model(session: SessionDep, model_id: str) -> ModelOut:
         },
     },
 )
-def model_artifact(session: SessionDep, store: StoreDep, model_id: str) -> FileResponse:
+def model_artifact(
+    session: SessionDep,
+    store: StoreDep,
+    model_id: str,
+    format: Literal["safetensors", "onnx"] = "safetensors",
+) -> FileResponse:
+    """`?format=onnx`: the model with its preprocessing as one ONNX graph (see
+    docs/artifacts.md for its inputs)."""
     model = service.get_model(session, model_id)
+    if format == "onnx":
+        return FileResponse(
+            service.onnx_path(store, model),
+            media_type="application/octet-stream",
+            filename=f"{model.id}.onnx",
+        )
     return FileResponse(
         store.path(model.artifact_key),
         media_type="application/octet-stream",

@@ -1,5 +1,6 @@
 """Registry use cases: read and list models, predict from a deployed one."""
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -8,7 +9,9 @@ from app.errors import APIError, NotFound
 from app.jobs.events import record_event
 from app.models import RegisteredModel
 from app.models.base import now_s
+from app.registry.artifact import read_artifact
 from app.registry.inputs import InputError
+from app.registry.onnx_graph import export_onnx
 from app.registry.predictor import Prediction, PredictorCache
 from app.registry.repository import ModelRepository
 from app.storage import BlobStore
@@ -77,3 +80,12 @@ def predict(
         return predictor.predict(records)
     except InputError as exc:
         raise APIError(422, "invalid_input", exc.message, exc.param) from exc
+
+
+def onnx_path(store: BlobStore, model: RegisteredModel) -> Path:
+    """The model's ONNX graph, exported on first request and kept beside the artifact."""
+    key = f"models/{model.id}/model.onnx"
+    if not store.exists(key):
+        graph = export_onnx(read_artifact(store.path(model.artifact_key)))
+        store.put_bytes(key, graph)
+    return store.path(key)

@@ -303,3 +303,86 @@ def test_batch_prediction_needs_the_feature_columns(  # type: ignore[no-untyped-
     assert "'x2'" in response.json()["error"]["message"]
     missing = client.get(f"/v1/models/{job['model_id']}/batch_predictions/bp_nope")
     assert missing.status_code == 404
+
+
+def _mixed_csv(rows: int = 300) -> bytes:
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    lines = ["size,color,weight,label"]
+    for i in range(rows):
+        size = "" if i % 9 == 0 else f"{rng.normal(3, 1):.3f}"
+        color = ["red", "blue", "green", ""][i % 4]
+        weight = f"{rng.normal(10, 2):.3f}"
+        label = "big" if (size and float(size) > 3) or color == "red" else "small"
+        lines.append(f"{size},{color},{weight},{label}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_onnx_graph_with_preprocessing_matches_the_api(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import json
+
+    import numpy as np
+    import onnxruntime
+    import pyarrow.csv as pacsv
+
+    job = train("mixed.csv", _mixed_csv(), target="label", training=TRAINING)
+    model_id = job["model_id"]
+    response = client.get(f"/v1/models/{model_id}/artifact", params={"format": "onnx"})
+    assert response.status_code == 200
+    session = onnxruntime.InferenceSession(response.content)
+    meta = session.get_modelmeta().custom_metadata_map
+    numeric = json.loads(meta["numeric_columns"])
+    categorical = json.loads(meta["categorical_columns"])
+    assert numeric == ["size", "weight"] and [c["name"] for c in categorical] == ["color"]
+
+    records = pacsv.read_csv(io.BytesIO(_mixed_csv(100))).drop_columns(["label"]).to_pylist()
+    records[0]["color"] = "purple"  # unseen in training
+
+    def code(column: dict, value: object) -> int:
+        if value is None:
+            return -2
+        return column["categories"].index(value) if value in column["categories"] else -1
+
+    inputs = {
+        "numeric": np.array(
+            [[np.nan if r[c] is None else r[c] for c in numeric] for r in records], np.float32
+        ),
+        "categorical": np.array(
+            [[code(c, r[c["name"]]) for c in categorical] for r in records], np.int64
+        ),
+    }
+    (proba,) = session.run(["output"], inputs)
+    api = client.post(f"/v1/models/{model_id}/predict", json={"inputs": records}).json()
+    classes = json.loads(meta["classes"])
+    assert [classes[i] for i in proba.argmax(axis=1)] == api["predictions"]
+    expected = np.array([[p[str(c)] for c in classes] for p in api["probabilities"]])
+    np.testing.assert_allclose(proba, expected, atol=1e-5)
+
+
+def test_onnx_regression_outputs_are_in_target_units(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    import onnxruntime
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 2))
+    y = 100 + 30 * x[:, 0] - 10 * x[:, 1]
+    csv = "a,b,y\n" + "".join(f"{a:.4f},{b:.4f},{t:.4f}\n" for (a, b), t in zip(x, y, strict=True))
+    job = train(
+        "reg.csv",
+        csv.encode(),
+        target="y",
+        model={"type": "linear_regression"},
+        training={**TRAINING, "learning_rate": 0.1},
+    )
+    content = client.get(
+        f"/v1/models/{job['model_id']}/artifact", params={"format": "onnx"}
+    ).content
+    rows = [{"a": 0.5, "b": -1.0}, {"a": None, "b": 2.0}]
+    (values,) = onnxruntime.InferenceSession(content).run(
+        ["output"], {"numeric": np.array([[0.5, -1.0], [np.nan, 2.0]], np.float32)}
+    )
+    api = client.post(f"/v1/models/{job['model_id']}/predict", json={"inputs": rows}).json()
+    np.testing.assert_allclose(values, api["predictions"], rtol=1e-5)
+    assert abs(api["predictions"][0] - (100 + 15 + 10)) < 2.0

@@ -1,0 +1,173 @@
+"""Serving speed through the running system, against the bare torch forward of the
+same model measured in the same run.
+
+Starts the embedded system (`python -m app.runner --embedded-redis`), trains a
+logistic regression on a generated table through the API, then measures:
+- single-record latency over HTTP (httpx, keep-alive; 2,000 requests after warm-up),
+  p50 and p99, beside the bare in-process forward of one row;
+- rows/s of 10,000-row predict requests beside the bare forward of 10,000 rows;
+- rows/s of a batch prediction over a 1,000,000-row dataset.
+Targets: p50 <= 5 ms, p99 <= 25 ms; 10,000-row requests >= 0.5x the bare forward.
+
+    .venv/bin/python bench/predict.py [--requests 2000] [--batch-rows 1000000]
+"""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import torch
+from safetensors.torch import load
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import write_section
+
+ROOT = Path(__file__).resolve().parent.parent
+FEATURES = [f"x{i}" for i in range(8)]
+
+
+def table(rows: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, len(FEATURES)))
+    y = np.where(x @ rng.normal(size=len(FEATURES)) > 0, "yes", "no")
+    return pa.table({**{n: x[:, i] for i, n in enumerate(FEATURES)}, "y": y})
+
+
+def csv_bytes(t: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(t, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def wait(client: httpx.Client, path: str, done: set[str]) -> dict:
+    while (body := client.get(path).json())["status"] not in done:
+        time.sleep(0.1)
+    return body
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--batch-rows", type=int, default=1_000_000)
+    parser.add_argument("--write", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    workdir = Path(tempfile.mkdtemp(prefix="shardtrain-predict-"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDTRAIN_")}
+    env.update({"SHARDTRAIN_DATA_DIR": str(workdir / "data"), "SHARDTRAIN_PORT": str(port)})
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "app.runner", "--embedded-redis"],
+        cwd=ROOT, env=env, stdout=(workdir / "system.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+    try:
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        train = client.post("/v1/datasets", files={"file": ("t.csv", csv_bytes(table(20_000, 0)))})
+        dataset = wait(client, f"/v1/datasets/{train.json()['id']}", {"ready", "failed"})
+        spec = {"dataset_id": dataset["id"], "target": "y", "training": {"rounds": 3}}
+        job = client.post("/v1/jobs", json=spec).json()
+        job = wait(client, f"/v1/jobs/{job['id']}", {"succeeded", "failed"})
+        model_id = job["model_id"]
+        url = f"/v1/models/{model_id}/predict"
+        weights = load(client.get(f"/v1/models/{model_id}/artifact").content)
+        network = torch.nn.Sequential(torch.nn.Linear(len(FEATURES), 2))
+        network.load_state_dict(weights)
+        network.eval()
+
+        probe_rows = table(10_000, 1).drop_columns(["y"]).to_pylist()
+        for record in probe_rows[:200]:  # warm-up: connection, model cache, allocator
+            client.post(url, json={"inputs": [record]}).raise_for_status()
+        latencies = []
+        for i in range(args.requests):
+            started = time.perf_counter()
+            client.post(url, json={"inputs": [probe_rows[i % len(probe_rows)]]})
+            latencies.append((time.perf_counter() - started) * 1000)
+        one = torch.randn(1, len(FEATURES))
+        bare_one = []
+        with torch.inference_mode():
+            for _ in range(args.requests):
+                started = time.perf_counter()
+                network(one)
+                bare_one.append((time.perf_counter() - started) * 1000)
+
+        big = {"inputs": probe_rows}
+        client.post(url, json=big).raise_for_status()
+        started = time.perf_counter()
+        for _ in range(5):
+            client.post(url, json=big).raise_for_status()
+        http_rows_s = 5 * len(probe_rows) / (time.perf_counter() - started)
+        block = torch.randn(len(probe_rows), len(FEATURES))
+        with torch.inference_mode():
+            network(block)
+            started = time.perf_counter()
+            for _ in range(50):
+                torch.softmax(network(block), dim=-1)
+            bare_rows_s = 50 * len(probe_rows) / (time.perf_counter() - started)
+
+        inputs = table(args.batch_rows, 2).drop_columns(["y"])
+        upload = client.post("/v1/datasets", files={"file": ("b.csv", csv_bytes(inputs))})
+        batch_dataset = wait(client, f"/v1/datasets/{upload.json()['id']}", {"ready", "failed"})
+        started = time.perf_counter()
+        created = client.post(
+            f"/v1/models/{model_id}/batch_predictions", json={"dataset_id": batch_dataset["id"]}
+        ).json()
+        done = wait(
+            client,
+            f"/v1/models/{model_id}/batch_predictions/{created['id']}",
+            {"succeeded", "failed"},
+        )
+        batch_s = time.perf_counter() - started
+        assert done["status"] == "succeeded", done
+    finally:
+        runner.send_signal(signal.SIGINT)
+        runner.wait(timeout=60)
+        client.close()
+
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    ratio = http_rows_s / bare_rows_s
+    lines = [
+        f"Model: logistic regression on {len(FEATURES)} numeric features. Machine: "
+        f"{os.cpu_count()} cores; API, worker and this client share them.",
+        "",
+        "| measure | over HTTP | bare torch forward | target |",
+        "|---|---|---|---|",
+        f"| one record, p50 | {p50:.2f} ms | {percentile(bare_one, 50):.3f} ms | <= 5 ms: "
+        f"{'met' if p50 <= 5 else 'NOT met'} |",
+        f"| one record, p99 | {p99:.2f} ms | {percentile(bare_one, 99):.3f} ms | <= 25 ms: "
+        f"{'met' if p99 <= 25 else 'NOT met'} |",
+        f"| 10,000-row requests | {http_rows_s:,.0f} rows/s | {bare_rows_s:,.0f} rows/s | "
+        f">= 0.5x: {ratio:.4f}x {'met' if ratio >= 0.5 else 'NOT met'} |",
+        f"| batch prediction, {args.batch_rows:,} rows | "
+        f"{args.batch_rows / batch_s:,.0f} rows/s (queue to done) | — | — |",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    write_section(Path(args.write), "Serving (`bench/predict.py`)", report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
