@@ -4,14 +4,17 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import session_scope
 from app.dispatch import Dispatcher
+from app.errors import APIError
 from app.fleet import WorkerRegistry
 from app.registry.predictor import PredictorCache
 from app.storage import BlobStore
+from app.tenancy.service import tenant_for_key
 
 
 def _settings(request: Request) -> Settings:
@@ -39,7 +42,30 @@ def _predictors(request: Request) -> PredictorCache:
     return request.app.state.predictors
 
 
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key (`sk_…`) from `python -m app.admin create-key --tenant NAME`.",
+)
+
+
+def _tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The caller's tenant id. Resolved in a session of its own, so a revoked key fails
+    on its very next request."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise APIError(401, "missing_api_key", "Send `Authorization: Bearer <api key>`.")
+    with request.app.state.session_factory() as session:
+        tenant_id = tenant_for_key(session, credentials.credentials)
+    if tenant_id is None:
+        raise APIError(401, "invalid_api_key", "The API key is not valid or was revoked.")
+    return tenant_id
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
+TenantDep = Annotated[str, Depends(_tenant)]
 # scope="function": commit (and send queued messages) before the response goes
 # out, so a client that reads right after a write sees it.
 SessionDep = Annotated[Session, Depends(_session, scope="function")]

@@ -27,15 +27,18 @@ def fingerprint(body: Any) -> str:
 
 
 class IdempotencyRepository:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, tenant_id: str) -> None:
         self.session = session
+        self.tenant_id = tenant_id
 
     def find(self, endpoint: str, key: str, body_fingerprint: str | None = None) -> str | None:
         """The id created under this key, or None. The same key with another body is an
         error: replaying it would silently answer a request the client never sent."""
         row = self.session.scalars(
             select(IdempotencyKey).where(
-                IdempotencyKey.endpoint == endpoint, IdempotencyKey.key == key
+                IdempotencyKey.tenant_id == self.tenant_id,
+                IdempotencyKey.endpoint == endpoint,
+                IdempotencyKey.key == key,
             )
         ).one_or_none()
         if row is None:
@@ -54,7 +57,11 @@ class IdempotencyRepository:
     ) -> None:
         self.session.add(
             IdempotencyKey(
-                endpoint=endpoint, key=key, object_id=object_id, fingerprint=body_fingerprint
+                tenant_id=self.tenant_id,
+                endpoint=endpoint,
+                key=key,
+                object_id=object_id,
+                fingerprint=body_fingerprint,
             )
         )
         self.session.flush()

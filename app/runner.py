@@ -19,8 +19,10 @@ import redis
 from alembic import command
 from alembic.config import Config
 
-from app.config import DEFAULT_REDIS_URL, get_settings
+from app.config import DEFAULT_REDIS_URL, Settings, get_settings
+from app.db import session_factory, session_scope
 from app.fleet import count_cuda_devices
+from app.tenancy.service import create_key, ensure_tenant, tenant_for_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +74,26 @@ def _migrate(database_url: str) -> None:
     command.upgrade(config, "head")
 
 
+DEV_TENANT = "dev"
+
+
+def _dev_api_key(settings: Settings) -> str:
+    """The `dev` tenant's key, made on the first start and kept (mode 0600) in the
+    data dir so the README's examples and a newcomer can use it at once."""
+    path = settings.data_dir / "dev-api-key"
+    with session_scope(session_factory(settings.database_url)) as session:
+        if path.exists():
+            secret = path.read_text().strip()
+            if tenant_for_key(session, secret) is not None:
+                return secret
+        ensure_tenant(session, DEV_TENANT)
+        secret = create_key(session, DEV_TENANT).secret
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(secret + "\n")
+    return secret
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.runner", description=__doc__)
     parser.add_argument(
@@ -106,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"shardtrain: database {settings.database_url}", flush=True)
         _migrate(settings.database_url)
+        api_key = _dev_api_key(settings)
         if settings.redis_url and not args.embedded_redis:
             env["SHARDTRAIN_REDIS_URL"] = settings.redis_url
         elif _redis_answers(DEFAULT_REDIS_URL) and not args.embedded_redis:
@@ -164,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"shardtrain: Swagger UI at http://{settings.host}:{settings.port}/docs "
             "(Ctrl-C stops everything)",
+            flush=True,
+        )
+        print(
+            f"shardtrain: dev API key {api_key} (also in {settings.data_dir / 'dev-api-key'}; "
+            "Authorize in Swagger UI with it)",
             flush=True,
         )
         while True:

@@ -82,6 +82,8 @@ def main() -> int:
         while True:
             try:
                 if client.get("/readyz").status_code == 200:
+                    key = (workdir / "data" / "dev-api-key").read_text().strip()
+                    client.headers["Authorization"] = f"Bearer {key}"
                     break
             except httpx.TransportError:
                 time.sleep(0.2)

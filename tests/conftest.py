@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from app.config import Settings  # noqa: E402
 from app.datasets.service import ingest_dataset  # noqa: E402
-from app.db import session_scope  # noqa: E402
+from app.db import session_factory, session_scope  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base  # noqa: E402
 from app.paramstore import ParamStore  # noqa: E402
 from app.storage import BlobStore  # noqa: E402
+from app.tenancy.service import create_key, ensure_tenant  # noqa: E402
 
 REDIS_URL = os.environ["SHARDTRAIN_REDIS_URL"]
 
@@ -63,9 +64,23 @@ def settings(database_url: str, tmp_path: Path) -> Iterator[Settings]:
     engine.dispose()
 
 
+def issue_key(database_url: str, tenant: str) -> str:
+    """A real tenant and API key, made the way `python -m app.admin` makes them."""
+    with session_scope(session_factory(database_url)) as session:
+        ensure_tenant(session, tenant)
+        return create_key(session, tenant).secret
+
+
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+def api_key(settings: Settings) -> str:
+    return issue_key(settings.database_url, "tests")
+
+
+@pytest.fixture
+def client(settings: Settings, api_key: str) -> Iterator[TestClient]:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False, headers=headers) as test_client:
         yield test_client
 
 

@@ -3,11 +3,13 @@ from sqlalchemy.orm import Session
 
 from app.models import Dataset, Job
 from app.pagination import fetch_page
+from app.tenancy.scope import owned_by
 
 
 class DatasetRepository:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, tenant_id: str | None = None) -> None:
         self.session = session
+        self.tenant_id = tenant_id
 
     def add(self, dataset: Dataset) -> Dataset:
         self.session.add(dataset)
@@ -16,12 +18,15 @@ class DatasetRepository:
 
     def get(self, dataset_id: str, *, for_update: bool = False) -> Dataset | None:
         statement = select(Dataset).where(Dataset.id == dataset_id, Dataset.deleted_at.is_(None))
+        statement = owned_by(statement, Dataset, self.tenant_id)
         if for_update:
             statement = statement.with_for_update()
         return self.session.scalars(statement).one_or_none()
 
     def page(self, *, limit: int, after: str | None) -> tuple[list[Dataset], bool]:
-        live = select(Dataset).where(Dataset.deleted_at.is_(None))
+        live = owned_by(
+            select(Dataset).where(Dataset.deleted_at.is_(None)), Dataset, self.tenant_id
+        )
         return fetch_page(self.session, live, Dataset, limit=limit, after=after)
 
     def job_ids(self, dataset_id: str, *, statuses: tuple[str, ...] | None = None) -> list[str]:

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.datasets import service
 from app.datasets.schemas import DatasetDeletedOut, DatasetOut, DatasetPreviewOut
-from app.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
+from app.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep, TenantDep
 from app.errors import ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.schemas import ListResponse
@@ -58,6 +58,7 @@ _UPLOAD_BODY = {
 )
 async def create_dataset(
     request: Request,
+    tenant: TenantDep,
     session: SessionDep,
     store: StoreDep,
     dispatcher: DispatcherDep,
@@ -71,6 +72,7 @@ async def create_dataset(
         session,
         store,
         dispatcher,
+        tenant_id=tenant,
         body=request.stream(),
         headers=request.headers,
         max_bytes=settings.max_upload_bytes,
@@ -87,10 +89,11 @@ async def create_dataset(
 )
 def list_datasets(
     session: SessionDep,
+    tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ListResponse[DatasetOut]:
-    rows, has_more = service.list_datasets(session, limit=limit, after=after)
+    rows, has_more = service.list_datasets(session, limit=limit, after=after, tenant_id=tenant)
     return ListResponse[DatasetOut](
         data=[DatasetOut.model_validate(r) for r in rows], has_more=has_more
     )
@@ -103,8 +106,8 @@ def list_datasets(
     response_model=DatasetOut,
     responses=_ERRORS,
 )
-def get_dataset(session: SessionDep, dataset_id: str) -> DatasetOut:
-    return DatasetOut.model_validate(service.get_dataset(session, dataset_id))
+def get_dataset(session: SessionDep, tenant: TenantDep, dataset_id: str) -> DatasetOut:
+    return DatasetOut.model_validate(service.get_dataset(session, dataset_id, tenant))
 
 
 @router.get(
@@ -119,11 +122,12 @@ def get_dataset(session: SessionDep, dataset_id: str) -> DatasetOut:
 )
 def preview_dataset(
     session: SessionDep,
+    tenant: TenantDep,
     store: StoreDep,
     dataset_id: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> DatasetPreviewOut:
-    preview = service.preview_dataset(session, store, dataset_id, limit)
+    preview = service.preview_dataset(session, store, dataset_id, limit, tenant)
     return DatasetPreviewOut(
         dataset_id=dataset_id, data=preview.rows, has_more=preview.total_rows > len(preview.rows)
     )
@@ -139,8 +143,10 @@ def preview_dataset(
         409: {"model": ErrorResponse, "description": "An unfinished job still uses it."},
     },
 )
-def delete_dataset(session: SessionDep, store: StoreDep, dataset_id: str) -> DatasetDeletedOut:
+def delete_dataset(
+    session: SessionDep, tenant: TenantDep, store: StoreDep, dataset_id: str
+) -> DatasetDeletedOut:
     """Remove the uploaded file, its Parquet copy and the shards cut from it. Models
     trained on it stay usable. Refused while a queued or running job uses it."""
-    service.delete_dataset(session, store, dataset_id)
+    service.delete_dataset(session, store, dataset_id, tenant)
     return DatasetDeletedOut(id=dataset_id)

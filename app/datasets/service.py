@@ -29,6 +29,7 @@ async def upload_dataset(
     store: BlobStore,
     dispatcher: Dispatcher,
     *,
+    tenant_id: str,
     body: AsyncIterator[bytes],
     headers: Mapping[str, str],
     max_bytes: int,
@@ -38,16 +39,16 @@ async def upload_dataset(
     if idempotency_key is not None:
         # Checked before reading the body: a retried upload is not stored twice.
         earlier = await run_in_threadpool(
-            IdempotencyRepository(session).find, "datasets.create", idempotency_key
+            IdempotencyRepository(session, tenant_id).find, "datasets.create", idempotency_key
         )
         if earlier is not None:
-            return await run_in_threadpool(get_dataset, session, earlier)
+            return await run_in_threadpool(get_dataset, session, earlier, tenant_id)
     dataset_id = new_id("ds")
     raw_key = f"datasets/{dataset_id}/raw"
     try:
         stored = await receive_upload(body, headers, store, raw_key, max_bytes=max_bytes)
         return await run_in_threadpool(
-            _record_upload, session, dispatcher, dataset_id, stored, idempotency_key
+            _record_upload, session, dispatcher, tenant_id, dataset_id, stored, idempotency_key
         )
     except BaseException:
         # Nothing half-stored survives a failed upload, not even its folder.
@@ -58,13 +59,15 @@ async def upload_dataset(
 def _record_upload(
     session: Session,
     dispatcher: Dispatcher,
+    tenant_id: str,
     dataset_id: str,
     stored: StoredUpload,
     idempotency_key: str | None,
 ) -> Dataset:
-    dataset = DatasetRepository(session).add(
+    dataset = DatasetRepository(session, tenant_id).add(
         Dataset(
             id=dataset_id,
+            tenant_id=tenant_id,
             # The file name is a label only: storage keys never derive from it.
             name=(stored.name or stored.filename or dataset_id)[:255],
             filename=stored.filename[:255],
@@ -76,22 +79,26 @@ def _record_upload(
         )
     )
     if idempotency_key is not None:
-        IdempotencyRepository(session).remember("datasets.create", idempotency_key, dataset_id)
+        IdempotencyRepository(session, tenant_id).remember(
+            "datasets.create", idempotency_key, dataset_id
+        )
     enqueue_after_commit(session, lambda: dispatcher.ingest(dataset_id))
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: str) -> Dataset:
-    dataset = DatasetRepository(session).get(dataset_id)
+def get_dataset(session: Session, dataset_id: str, tenant_id: str | None) -> Dataset:
+    dataset = DatasetRepository(session, tenant_id).get(dataset_id)
     if dataset is None:
         raise NotFound("dataset", dataset_id)
     return dataset
 
 
-def delete_dataset(session: Session, store: BlobStore, dataset_id: str) -> None:
+def delete_dataset(
+    session: Session, store: BlobStore, dataset_id: str, tenant_id: str | None
+) -> None:
     """Remove the dataset's bytes and every shard cut from it. The row stays, marked
     deleted, because jobs and models refer to it; reads then answer 404."""
-    repository = DatasetRepository(session)
+    repository = DatasetRepository(session, tenant_id)
     dataset = repository.get(dataset_id, for_update=True)
     if dataset is None:
         raise NotFound("dataset", dataset_id)
@@ -116,8 +123,10 @@ def delete_dataset(session: Session, store: BlobStore, dataset_id: str) -> None:
     enqueue_after_commit(session, remove_bytes)
 
 
-def preview_dataset(session: Session, store: BlobStore, dataset_id: str, limit: int) -> Preview:
-    dataset = get_dataset(session, dataset_id)
+def preview_dataset(
+    session: Session, store: BlobStore, dataset_id: str, limit: int, tenant_id: str | None
+) -> Preview:
+    dataset = get_dataset(session, dataset_id, tenant_id)
     if dataset.status != "ready" or dataset.data_key is None:
         raise APIError(
             409,
@@ -128,8 +137,10 @@ def preview_dataset(session: Session, store: BlobStore, dataset_id: str, limit: 
     return read_preview(store.path(dataset.data_key), limit)
 
 
-def list_datasets(session: Session, *, limit: int, after: str | None) -> tuple[list[Dataset], bool]:
-    return DatasetRepository(session).page(limit=limit, after=after)
+def list_datasets(
+    session: Session, *, limit: int, after: str | None, tenant_id: str | None
+) -> tuple[list[Dataset], bool]:
+    return DatasetRepository(session, tenant_id).page(limit=limit, after=after)
 
 
 def mark_failed(session: Session, dataset_id: str, message: str) -> None:

@@ -61,8 +61,9 @@ def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
             task=job.task,
             extra={"model_id": model_id, "job_id": job_id, "round": kept_round, "metrics": metrics},
         )
-    ModelRepository(session).add(
+    ModelRepository(session, job.tenant_id).add(
         RegisteredModel(
+            tenant_id=job.tenant_id,
             id=model_id,
             job_id=job_id,
             task=job.task,

@@ -3,11 +3,13 @@ from sqlalchemy.orm import Session
 
 from app.models import Job, JobEvent, JobRound
 from app.pagination import fetch_page
+from app.tenancy.scope import owned_by
 
 
 class JobRepository:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, tenant_id: str | None = None) -> None:
         self.session = session
+        self.tenant_id = tenant_id
 
     def add(self, job: Job) -> Job:
         self.session.add(job)
@@ -15,13 +17,14 @@ class JobRepository:
         return job
 
     def get(self, job_id: str, *, for_update: bool = False) -> Job | None:
-        statement = select(Job).where(Job.id == job_id)
+        statement = owned_by(select(Job).where(Job.id == job_id), Job, self.tenant_id)
         if for_update:
             statement = statement.with_for_update()
         return self.session.scalars(statement).one_or_none()
 
     def page(self, *, limit: int, after: str | None) -> tuple[list[Job], bool]:
-        return fetch_page(self.session, select(Job), Job, limit=limit, after=after)
+        statement = owned_by(select(Job), Job, self.tenant_id)
+        return fetch_page(self.session, statement, Job, limit=limit, after=after)
 
     def rounds(self, job_id: str) -> list[JobRound]:
         statement = select(JobRound).where(JobRound.job_id == job_id).order_by(JobRound.round)

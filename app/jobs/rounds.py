@@ -73,7 +73,7 @@ def begin_prepare(session: Session, job_id: str) -> PrepareStep:
     job = JobRepository(session).get(job_id, for_update=True)
     if job is None or job.status not in ("queued", "preparing"):
         return "skip"
-    dataset = DatasetRepository(session).get(job.dataset_id)
+    dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
     if dataset is None or dataset.status == "failed":
         reason = dataset.error if dataset else "it was deleted"
         fail(job, "dataset_not_ready", f"dataset {job.dataset_id} is unusable: {reason}")
@@ -98,7 +98,7 @@ def build_job_shards(
     job = JobRepository(session).get(job_id, for_update=True)
     if job is None or job.status != "preparing":
         return NextStep("none")
-    dataset = DatasetRepository(session).get(job.dataset_id)
+    dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
     assert dataset is not None and dataset.data_key is not None and job.task is not None
     spec = JobSpec.model_validate(job.spec)
     try:

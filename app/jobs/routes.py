@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request
 from sse_starlette import EventSourceResponse
 
-from app.deps import DispatcherDep, FleetDep, SessionDep
+from app.deps import DispatcherDep, FleetDep, SessionDep, TenantDep
 from app.errors import ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.jobs import service
@@ -33,6 +33,7 @@ _NOT_FOUND: dict[int | str, dict[str, object]] = {
 )
 def create_job(
     session: SessionDep,
+    tenant: TenantDep,
     dispatcher: DispatcherDep,
     fleet: FleetDep,
     spec: Annotated[JobSpec, Body()],
@@ -40,17 +41,18 @@ def create_job(
 ) -> JobOut:
     """Queue a job. Shards train in parallel on the workers, round after round;
     the merged model is scored on the holdout and deployed if it passes `deploy_if`."""
-    job = service.create_job(session, dispatcher, fleet, spec, idempotency_key)
+    job = service.create_job(session, dispatcher, fleet, spec, tenant, idempotency_key)
     return service.job_out(job)
 
 
 @router.get("", operation_id="jobs-list", summary="List jobs", response_model=ListResponse[JobOut])
 def list_jobs(
     session: SessionDep,
+    tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ListResponse[JobOut]:
-    rows, has_more = service.list_jobs(session, limit=limit, after=after)
+    rows, has_more = service.list_jobs(session, limit=limit, after=after, tenant_id=tenant)
     return ListResponse[JobOut](data=[service.job_out(j) for j in rows], has_more=has_more)
 
 
@@ -61,8 +63,8 @@ def list_jobs(
     response_model=JobOut,
     responses=_NOT_FOUND,
 )
-def get_job(session: SessionDep, job_id: str) -> JobOut:
-    return service.job_out(service.get_job(session, job_id))
+def get_job(session: SessionDep, tenant: TenantDep, job_id: str) -> JobOut:
+    return service.job_out(service.get_job(session, job_id, tenant))
 
 
 @router.get(
@@ -72,9 +74,11 @@ def get_job(session: SessionDep, job_id: str) -> JobOut:
     response_model=ListResponse[RoundMetricsOut],
     responses=_NOT_FOUND,
 )
-def job_metrics(session: SessionDep, job_id: str) -> ListResponse[RoundMetricsOut]:
+def job_metrics(
+    session: SessionDep, tenant: TenantDep, job_id: str
+) -> ListResponse[RoundMetricsOut]:
     return ListResponse[RoundMetricsOut](
-        data=service.round_metrics(session, job_id), has_more=False
+        data=service.round_metrics(session, job_id, tenant), has_more=False
     )
 
 
@@ -91,10 +95,10 @@ def job_metrics(session: SessionDep, job_id: str) -> ListResponse[RoundMetricsOu
     },
 )
 def rerun_job(
-    session: SessionDep, dispatcher: DispatcherDep, fleet: FleetDep, job_id: str
+    session: SessionDep, tenant: TenantDep, dispatcher: DispatcherDep, fleet: FleetDep, job_id: str
 ) -> JobOut:
     """A new job, and so a new model version, from the spec of an earlier one."""
-    return service.job_out(service.rerun_job(session, dispatcher, fleet, job_id))
+    return service.job_out(service.rerun_job(session, dispatcher, fleet, job_id, tenant))
 
 
 @router.post(
@@ -107,10 +111,12 @@ def rerun_job(
         409: {"model": ErrorResponse, "description": "The job already succeeded or failed."},
     },
 )
-def cancel_job(session: SessionDep, dispatcher: DispatcherDep, job_id: str) -> JobOut:
+def cancel_job(
+    session: SessionDep, tenant: TenantDep, dispatcher: DispatcherDep, job_id: str
+) -> JobOut:
     """Idempotent. A queued job is cancelled at once; a running one stops at the next
     round boundary at the latest, its queued shard tasks revoked, and no model is made."""
-    return service.job_out(service.cancel_job(session, dispatcher, job_id))
+    return service.job_out(service.cancel_job(session, dispatcher, job_id, tenant))
 
 
 @router.get(
@@ -130,11 +136,14 @@ def cancel_job(session: SessionDep, dispatcher: DispatcherDep, job_id: str) -> J
 def job_events(
     request: Request,
     session: SessionDep,
+    tenant: TenantDep,
     job_id: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ListResponse[EventOut] | EventSourceResponse:
-    rows, has_more = service.list_events(session, job_id, limit=limit, after=after)
+    rows, has_more = service.list_events(
+        session, job_id, limit=limit, after=after, tenant_id=tenant
+    )
     if "text/event-stream" in request.headers.get("accept", ""):
         return EventSourceResponse(
             stream_events(request.app.state.session_factory, job_id, after), ping=15

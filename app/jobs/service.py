@@ -78,14 +78,15 @@ def create_job(
     dispatcher: Dispatcher,
     fleet: WorkerRegistry,
     spec: JobSpec,
+    tenant_id: str,
     idempotency_key: str | None = None,
 ) -> Job:
     body = spec.model_dump(mode="json")
     if idempotency_key is not None:
-        keys = IdempotencyRepository(session)
+        keys = IdempotencyRepository(session, tenant_id)
         earlier = keys.find("jobs.create", idempotency_key, fingerprint(body))
         if earlier is not None:
-            return get_job(session, earlier)
+            return get_job(session, earlier, tenant_id)
     if spec.distribution.device == "cuda" and not fleet.gpu_available():
         raise APIError(
             422,
@@ -94,7 +95,7 @@ def create_job(
             "use 'auto' to train on whatever workers exist.",
             "distribution.device",
         )
-    dataset = DatasetRepository(session).get(spec.dataset_id)
+    dataset = DatasetRepository(session, tenant_id).get(spec.dataset_id)
     if dataset is None:
         raise NotFound("dataset", spec.dataset_id, param="dataset_id")
     if dataset.status == "failed":
@@ -111,8 +112,9 @@ def create_job(
             task = check_spec(spec, dataset.columns or [], dataset.rows or 0)
         except SpecError as exc:
             raise APIError(422, "invalid_spec", exc.message, exc.param) from exc
-    job = JobRepository(session).add(
+    job = JobRepository(session, tenant_id).add(
         Job(
+            tenant_id=tenant_id,
             dataset_id=dataset.id,
             spec=body,
             task=task,
@@ -125,24 +127,26 @@ def create_job(
     job_id = job.id
     record_event(session, job_id, "job.created", f"job queued on dataset {dataset.id}")
     if idempotency_key is not None:
-        IdempotencyRepository(session).remember(
+        IdempotencyRepository(session, tenant_id).remember(
             "jobs.create", idempotency_key, job_id, fingerprint(body)
         )
     enqueue_after_commit(session, lambda: dispatcher.prepare(job_id))
     return job
 
 
-def rerun_job(session: Session, dispatcher: Dispatcher, fleet: WorkerRegistry, job_id: str) -> Job:
+def rerun_job(
+    session: Session, dispatcher: Dispatcher, fleet: WorkerRegistry, job_id: str, tenant_id: str
+) -> Job:
     """A new job with the same spec: a new model version, trained from scratch."""
-    earlier = get_job(session, job_id)
-    job = create_job(session, dispatcher, fleet, JobSpec.model_validate(earlier.spec))
+    earlier = get_job(session, job_id, tenant_id)
+    job = create_job(session, dispatcher, fleet, JobSpec.model_validate(earlier.spec), tenant_id)
     record_event(session, job.id, "job.rerun", f"re-run of {job_id}", rerun_of=job_id)
     return job
 
 
-def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str) -> Job:
+def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str, tenant_id: str) -> Job:
     """Idempotent: cancelling a cancelled job returns it unchanged."""
-    job = JobRepository(session).get(job_id, for_update=True)
+    job = JobRepository(session, tenant_id).get(job_id, for_update=True)
     if job is None:
         raise NotFound("job", job_id)
     if job.status == "cancelled":
@@ -166,25 +170,27 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str) -> Job:
 
 
 def list_events(
-    session: Session, job_id: str, *, limit: int, after: str | None
+    session: Session, job_id: str, *, limit: int, after: str | None, tenant_id: str | None
 ) -> tuple[list[JobEvent], bool]:
-    get_job(session, job_id)
-    return JobRepository(session).events(job_id, limit=limit, after=after)
+    get_job(session, job_id, tenant_id)
+    return JobRepository(session, tenant_id).events(job_id, limit=limit, after=after)
 
 
-def get_job(session: Session, job_id: str) -> Job:
-    job = JobRepository(session).get(job_id)
+def get_job(session: Session, job_id: str, tenant_id: str | None) -> Job:
+    job = JobRepository(session, tenant_id).get(job_id)
     if job is None:
         raise NotFound("job", job_id)
     return job
 
 
-def list_jobs(session: Session, *, limit: int, after: str | None) -> tuple[list[Job], bool]:
-    return JobRepository(session).page(limit=limit, after=after)
+def list_jobs(
+    session: Session, *, limit: int, after: str | None, tenant_id: str | None
+) -> tuple[list[Job], bool]:
+    return JobRepository(session, tenant_id).page(limit=limit, after=after)
 
 
-def round_metrics(session: Session, job_id: str) -> list[RoundMetricsOut]:
-    get_job(session, job_id)
+def round_metrics(session: Session, job_id: str, tenant_id: str | None) -> list[RoundMetricsOut]:
+    get_job(session, job_id, tenant_id)
     return [
         RoundMetricsOut.model_validate(r, from_attributes=True)
         for r in JobRepository(session).rounds(job_id)

@@ -11,6 +11,7 @@ class BatchPrediction(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id("bp"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     status: Mapped[str] = mapped_column(String(16), default="queued")

@@ -19,20 +19,21 @@ from app.models.base import now_s
 from app.registry.predictor import Predictor
 from app.registry.service import get_model
 from app.storage import BlobStore
+from app.tenancy.scope import owned_by
 
 BATCH_ROWS = 65_536
 NUMERIC = ("int", "float", "bool")
 
 
 def create_batch_prediction(
-    session: Session, dispatcher: Dispatcher, model_id: str, dataset_id: str
+    session: Session, dispatcher: Dispatcher, model_id: str, dataset_id: str, tenant_id: str
 ) -> BatchPrediction:
-    model = get_model(session, model_id)
+    model = get_model(session, model_id, tenant_id)
     if model.status != "deployed":
         raise APIError(
             409, "model_not_deployed", f"Model {model_id} is {model.status}.", "model_id"
         )
-    dataset = DatasetRepository(session).get(dataset_id)
+    dataset = DatasetRepository(session, tenant_id).get(dataset_id)
     if dataset is None:
         raise NotFound("dataset", dataset_id, param="dataset_id")
     if dataset.status != "ready":
@@ -53,7 +54,9 @@ def create_batch_prediction(
                 f"column {name!r} is {dtypes[name]} in the dataset but {wanted} in the model",
                 "dataset_id",
             )
-    job = BatchPrediction(model_id=model_id, dataset_id=dataset_id, status="queued")
+    job = BatchPrediction(
+        tenant_id=tenant_id, model_id=model_id, dataset_id=dataset_id, status="queued"
+    )
     session.add(job)
     session.flush()
     batch_id = job.id
@@ -61,12 +64,13 @@ def create_batch_prediction(
     return job
 
 
-def get_batch_prediction(session: Session, model_id: str, batch_id: str) -> BatchPrediction:
-    found = session.scalars(
-        select(BatchPrediction).where(
-            BatchPrediction.id == batch_id, BatchPrediction.model_id == model_id
-        )
-    ).one_or_none()
+def get_batch_prediction(
+    session: Session, model_id: str, batch_id: str, tenant_id: str | None
+) -> BatchPrediction:
+    statement = select(BatchPrediction).where(
+        BatchPrediction.id == batch_id, BatchPrediction.model_id == model_id
+    )
+    found = session.scalars(owned_by(statement, BatchPrediction, tenant_id)).one_or_none()
     if found is None:
         raise NotFound("batch prediction", batch_id)
     return found
@@ -79,8 +83,9 @@ def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> N
     ).one_or_none()
     if job is None or job.status in ("succeeded", "failed"):
         return
-    model = get_model(session, job.model_id)
-    dataset = DatasetRepository(session).get(job.dataset_id)
+    # The run's own tenant scopes what it reads: a worker never mixes two tenants' rows.
+    model = get_model(session, job.model_id, job.tenant_id)
+    dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
     if dataset is None or dataset.data_key is None:
         job.status, job.error, job.finished_at = "failed", "the dataset was deleted", now_s()
         return

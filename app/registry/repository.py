@@ -3,11 +3,13 @@ from sqlalchemy.orm import Session
 
 from app.models import RegisteredModel
 from app.pagination import fetch_page
+from app.tenancy.scope import owned_by
 
 
 class ModelRepository:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, tenant_id: str | None = None) -> None:
         self.session = session
+        self.tenant_id = tenant_id
 
     def add(self, model: RegisteredModel) -> RegisteredModel:
         self.session.add(model)
@@ -16,6 +18,7 @@ class ModelRepository:
 
     def get(self, model_id: str, *, for_update: bool = False) -> RegisteredModel | None:
         statement = select(RegisteredModel).where(RegisteredModel.id == model_id)
+        statement = owned_by(statement, RegisteredModel, self.tenant_id)
         if for_update:
             statement = statement.with_for_update()
         return self.session.scalars(statement).one_or_none()
@@ -23,7 +26,7 @@ class ModelRepository:
     def page(
         self, *, limit: int, after: str | None, job_id: str | None, status: str | None
     ) -> tuple[list[RegisteredModel], bool]:
-        statement = select(RegisteredModel)
+        statement = owned_by(select(RegisteredModel), RegisteredModel, self.tenant_id)
         if job_id is not None:
             statement = statement.where(RegisteredModel.job_id == job_id)
         if status is not None:

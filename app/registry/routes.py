@@ -3,7 +3,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from app.deps import DispatcherDep, PredictorsDep, SessionDep, SettingsDep, StoreDep
+from app.deps import DispatcherDep, PredictorsDep, SessionDep, SettingsDep, StoreDep, TenantDep
 from app.errors import APIError, ErrorResponse
 from app.registry import batch, service
 from app.registry.schemas import (
@@ -27,13 +27,14 @@ _NOT_FOUND: dict[int | str, dict[str, object]] = {
 )
 def list_models(
     session: SessionDep,
+    tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
     job_id: Annotated[str | None, Query(max_length=64)] = None,
     status: Literal["deployed", "rejected"] | None = None,
 ) -> ListResponse[ModelOut]:
     rows, has_more = service.list_models(
-        session, limit=limit, after=after, job_id=job_id, status=status
+        session, limit=limit, after=after, job_id=job_id, status=status, tenant_id=tenant
     )
     return ListResponse[ModelOut](
         data=[ModelOut.model_validate(m) for m in rows], has_more=has_more
@@ -47,8 +48,8 @@ def list_models(
     response_model=ModelOut,
     responses=_NOT_FOUND,
 )
-def get_model(session: SessionDep, model_id: str) -> ModelOut:
-    return ModelOut.model_validate(service.get_model(session, model_id))
+def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut:
+    return ModelOut.model_validate(service.get_model(session, model_id, tenant))
 
 
 @router.post(
@@ -65,6 +66,7 @@ def get_model(session: SessionDep, model_id: str) -> ModelOut:
 )
 def predict(
     session: SessionDep,
+    tenant: TenantDep,
     store: StoreDep,
     predictors: PredictorsDep,
     settings: SettingsDep,
@@ -80,6 +82,7 @@ def predict(
         model_id,
         request.inputs,
         max_rows=settings.max_predict_rows,
+        tenant_id=tenant,
     )
     return PredictionOut(
         model_id=model_id, predictions=result.predictions, probabilities=result.probabilities
@@ -93,9 +96,9 @@ def predict(
     response_model=ModelOut,
     responses=_NOT_FOUND,
 )
-def deploy_model(session: SessionDep, model_id: str) -> ModelOut:
+def deploy_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut:
     """Overrides the job's deploy_if gate. Idempotent; the job's events record it."""
-    return ModelOut.model_validate(service.promote_model(session, model_id))
+    return ModelOut.model_validate(service.promote_model(session, model_id, tenant))
 
 
 @router.get(
@@ -114,13 +117,14 @@ def deploy_model(session: SessionDep, model_id: str) -> ModelOut:
 )
 def model_artifact(
     session: SessionDep,
+    tenant: TenantDep,
     store: StoreDep,
     model_id: str,
     format: Literal["safetensors", "onnx"] = "safetensors",
 ) -> FileResponse:
     """`?format=onnx`: the model with its preprocessing as one ONNX graph (see
     docs/artifacts.md for its inputs)."""
-    model = service.get_model(session, model_id)
+    model = service.get_model(session, model_id, tenant)
     if format == "onnx":
         return FileResponse(
             service.onnx_path(store, model),
@@ -148,13 +152,16 @@ def model_artifact(
 )
 def create_batch_prediction(
     session: SessionDep,
+    tenant: TenantDep,
     dispatcher: DispatcherDep,
     model_id: str,
     request: Annotated[BatchPredictionCreate, Body()],
 ) -> BatchPredictionOut:
     """Streams the dataset through the model in record batches; the output is Parquet
     with a `row_id` column (the row's position in the dataset)."""
-    created = batch.create_batch_prediction(session, dispatcher, model_id, request.dataset_id)
+    created = batch.create_batch_prediction(
+        session, dispatcher, model_id, request.dataset_id, tenant
+    )
     return BatchPredictionOut.model_validate(created)
 
 
@@ -165,9 +172,11 @@ def create_batch_prediction(
     response_model=BatchPredictionOut,
     responses=_NOT_FOUND,
 )
-def get_batch_prediction(session: SessionDep, model_id: str, batch_id: str) -> BatchPredictionOut:
+def get_batch_prediction(
+    session: SessionDep, tenant: TenantDep, model_id: str, batch_id: str
+) -> BatchPredictionOut:
     return BatchPredictionOut.model_validate(
-        batch.get_batch_prediction(session, model_id, batch_id)
+        batch.get_batch_prediction(session, model_id, batch_id, tenant)
     )
 
 
@@ -186,12 +195,13 @@ def get_batch_prediction(session: SessionDep, model_id: str, batch_id: str) -> B
 )
 def batch_prediction_output(
     session: SessionDep,
+    tenant: TenantDep,
     store: StoreDep,
     model_id: str,
     batch_id: str,
     format: Literal["parquet", "csv"] = "parquet",
 ) -> Response:
-    found = batch.get_batch_prediction(session, model_id, batch_id)
+    found = batch.get_batch_prediction(session, model_id, batch_id, tenant)
     if found.status != "succeeded" or found.output_key is None:
         raise APIError(
             409, "not_ready", f"Batch prediction {batch_id} is {found.status}.", "batch_id"

@@ -17,16 +17,16 @@ from app.registry.repository import ModelRepository
 from app.storage import BlobStore
 
 
-def get_model(session: Session, model_id: str) -> RegisteredModel:
-    model = ModelRepository(session).get(model_id)
+def get_model(session: Session, model_id: str, tenant_id: str | None) -> RegisteredModel:
+    model = ModelRepository(session, tenant_id).get(model_id)
     if model is None:
         raise NotFound("model", model_id)
     return model
 
 
-def promote_model(session: Session, model_id: str) -> RegisteredModel:
+def promote_model(session: Session, model_id: str, tenant_id: str | None) -> RegisteredModel:
     """Deploy a model its gate rejected. Idempotent; recorded as an event of its job."""
-    model = ModelRepository(session).get(model_id, for_update=True)
+    model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
     if model.status == "deployed":
@@ -47,9 +47,17 @@ def promote_model(session: Session, model_id: str) -> RegisteredModel:
 
 
 def list_models(
-    session: Session, *, limit: int, after: str | None, job_id: str | None, status: str | None
+    session: Session,
+    *,
+    limit: int,
+    after: str | None,
+    job_id: str | None,
+    status: str | None,
+    tenant_id: str | None,
 ) -> tuple[list[RegisteredModel], bool]:
-    return ModelRepository(session).page(limit=limit, after=after, job_id=job_id, status=status)
+    return ModelRepository(session, tenant_id).page(
+        limit=limit, after=after, job_id=job_id, status=status
+    )
 
 
 def predict(
@@ -60,8 +68,9 @@ def predict(
     records: list[dict[str, Any]],
     *,
     max_rows: int,
+    tenant_id: str | None,
 ) -> Prediction:
-    model = get_model(session, model_id)
+    model = get_model(session, model_id, tenant_id)
     if len(records) > max_rows:
         raise APIError(
             413, "too_many_rows", f"{len(records)} rows exceed the limit of {max_rows}.", "inputs"

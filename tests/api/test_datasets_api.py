@@ -58,11 +58,12 @@ def test_empty_file_is_422(client: TestClient) -> None:
     assert response.json()["error"]["param"] == "file"
 
 
-def test_upload_over_the_limit_is_413_and_leaves_no_blob(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_upload_over_the_limit_is_413_and_leaves_no_blob(settings: Settings, api_key: str) -> None:
     from app.main import create_app
 
     small = settings.model_copy(update={"max_upload_bytes": 10})
-    with TestClient(create_app(small)) as client:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with TestClient(create_app(small), headers=headers) as client:
         response = upload(client, "seed.csv", SEED_EXAMPLE_CSV)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "file_too_large"

@@ -2,6 +2,8 @@
 against the real Redis and a fresh, migrated PostgreSQL database."""
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -36,13 +38,22 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         "SHARDTRAIN_WATCHDOG_INTERVAL_S": "1",
         "SHARDTRAIN_MAX_ATTEMPTS": "6",
     }
+    # A tenant and key made with the operators' own command.
+    admin = [sys.executable, "-m", "app.admin"]
+    subprocess.run([*admin, "create-tenant", "e2e"], cwd=ROOT, env=env, check=True)
+    api_key = subprocess.run(
+        [*admin, "create-key", "--tenant", "e2e"],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
     processes = Processes(root=ROOT, env=env, workdir=workdir, port=free_port())
     processes.start_worker()
     processes.start_beat()
     processes.start_api()
     assert processes.api is not None and processes.worker is not None
     base_url = f"http://127.0.0.1:{processes.port}"
-    client = httpx.Client(base_url=base_url, timeout=30)
+    client = httpx.Client(
+        base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {api_key}"}
+    )
     try:
         wait_until_ready(client, processes.api, workdir / "api.log")
         wait_for_worker(E2E_REDIS_URL, processes.worker, workdir / "worker.log")

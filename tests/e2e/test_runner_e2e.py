@@ -56,6 +56,12 @@ def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}/docs" in output
         assert "redis redis://127.0.0.1:" in output and ":6379/" not in output
         assert (tmp_path / "data" / "shardtrain.db").exists()
+        key_file = tmp_path / "data" / "dev-api-key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        api_key = key_file.read_text().strip()
+        assert f"dev API key {api_key}" in output
+        assert client.get("/v1/datasets").status_code == 401
+        client.headers["Authorization"] = f"Bearer {api_key}"
 
         dataset_id = client.post(
             "/v1/datasets", files={"file": ("seed.csv", SEED_EXAMPLE_CSV)}

@@ -1,0 +1,40 @@
+"""Operator commands: `python -m app.admin create-tenant NAME`, `create-key --tenant NAME`,
+`revoke-key KEY_ID_OR_PREFIX`. A new key is printed once and never stored in clear."""
+
+import argparse
+import sys
+
+from app.db import session_scope
+from app.tenancy.service import TenancyError, create_key, create_tenant, revoke_key
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shardtrain-admin", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    tenant = commands.add_parser("create-tenant", help="create a tenant")
+    tenant.add_argument("name")
+    key = commands.add_parser("create-key", help="issue an API key for a tenant")
+    key.add_argument("--tenant", required=True)
+    revoke = commands.add_parser("revoke-key", help="revoke a key, effective at once")
+    revoke.add_argument("key", help="the key's id (key_…) or its visible prefix (sk_…)")
+    args = parser.parse_args(argv)
+    try:
+        with session_scope() as session:
+            if args.command == "create-tenant":
+                created = create_tenant(session, args.name)
+                print(f"tenant {created.name} ({created.id})")
+            elif args.command == "create-key":
+                issued = create_key(session, args.tenant)
+                print(issued.secret)
+                print(f"key {issued.id} for tenant {issued.tenant}; shown once", file=sys.stderr)
+            else:
+                revoked = revoke_key(session, args.key)
+                print(f"revoked {revoked.id} ({revoked.prefix}…)")
+    except TenancyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
