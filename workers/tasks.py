@@ -14,6 +14,7 @@ from celery import Task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.config import get_settings
 from app.datasets.service import ingest_dataset as ingest
@@ -87,6 +88,13 @@ def _dispatcher() -> Dispatcher:
     return Dispatcher(celery_app)
 
 
+def _retry_if_stale(task: Task, exc: Exception) -> None:
+    """Another transaction changed the row first (a cancel, a watchdog sweep): run the
+    task again on fresh state instead of failing the job for it."""
+    if isinstance(exc, StaleDataError):
+        raise task.retry(countdown=1, max_retries=10, exc=exc)
+
+
 def _fail_job(job_id: str, code: str, message: str) -> None:
     with session_scope() as session:
         job = JobRepository(session).get(job_id, for_update=True)
@@ -94,12 +102,13 @@ def _fail_job(job_id: str, code: str, message: str) -> None:
             fail(job, code, message)
 
 
-@celery_app.task(name="shardtrain.ingest_dataset")
-def ingest_dataset(dataset_id: str) -> None:
+@celery_app.task(name="shardtrain.ingest_dataset", bind=True)
+def ingest_dataset(self: Task, dataset_id: str) -> None:
     try:
         with session_scope() as session:
             ingest(session, _store(), dataset_id)
     except Exception as exc:
+        _retry_if_stale(self, exc)
         # Anything but a bad file (those are IngestError, handled inside) is our fault:
         # the dataset still ends `failed`, never `processing` forever.
         logger.exception("ingest crashed for dataset %s", dataset_id)
@@ -122,6 +131,7 @@ def prepare_job(self: Task, job_id: str) -> None:
             first_round = rounds.build_job_shards(session, _store(), _params(), job_id)
             _send_after_commit(session, job_id, first_round)
     except Exception as exc:
+        _retry_if_stale(self, exc)
         logger.exception("prepare failed for job %s", job_id)
         _fail_job(job_id, "prepare_failed", f"{type(exc).__name__}: {exc}")
 
@@ -138,21 +148,22 @@ def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> 
         enqueue_after_commit(session, lambda: _dispatcher().finalize(job_id))
 
 
-@celery_app.task(name="shardtrain.train_shard")
-def train_shard(job_id: str, round_: int, shard: int) -> None:
+@celery_app.task(name="shardtrain.train_shard", bind=True)
+def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
     try:
         with session_scope() as session:
             rounds.train_shard(session, _store(), _params(), job_id, round_, shard)
     except rounds.DeviceUnavailable as exc:
         _fail_job(job_id, "device_unavailable", str(exc))
     except Exception as exc:
+        _retry_if_stale(self, exc)
         # Returning normally lets the chord's merge run; it sees the failed job and stops.
         logger.exception("shard %s of round %s failed for job %s", shard, round_, job_id)
         _fail_job(job_id, "shard_failed", f"shard {shard}, round {round_}: {exc}")
 
 
-@celery_app.task(name="shardtrain.merge_round")
-def merge_round(job_id: str, round_: int) -> None:
+@celery_app.task(name="shardtrain.merge_round", bind=True)
+def merge_round(self: Task, job_id: str, round_: int) -> None:
     params = _params()
     try:
         with session_scope() as session:
@@ -164,18 +175,20 @@ def merge_round(job_id: str, round_: int) -> None:
     except IntegrityError:
         logger.info("round %s of job %s was already merged", round_, job_id)
     except Exception as exc:
+        _retry_if_stale(self, exc)
         logger.exception("merge of round %s failed for job %s", round_, job_id)
         _fail_job(job_id, "merge_failed", f"round {round_}: {exc}")
 
 
-@celery_app.task(name="shardtrain.finalize_job")
-def finalize_job(job_id: str) -> None:
+@celery_app.task(name="shardtrain.finalize_job", bind=True)
+def finalize_job(self: Task, job_id: str) -> None:
     params = _params()
     try:
         with session_scope() as session:
             if finalize.finalize_job(session, _store(), job_id):
                 enqueue_after_commit(session, lambda: params.delete_job(job_id))
     except Exception as exc:
+        _retry_if_stale(self, exc)
         logger.exception("finalize failed for job %s", job_id)
         _fail_job(job_id, "finalize_failed", str(exc))
 
@@ -196,12 +209,13 @@ def watchdog() -> None:
                 _send_after_commit(session, job_id, step)
 
 
-@celery_app.task(name="shardtrain.batch_predict")
-def batch_predict(batch_id: str) -> None:
+@celery_app.task(name="shardtrain.batch_predict", bind=True)
+def batch_predict(self: Task, batch_id: str) -> None:
     try:
         with session_scope() as session:
             batch.run_batch_prediction(session, _store(), batch_id)
     except Exception as exc:
+        _retry_if_stale(self, exc)
         logger.exception("batch prediction %s failed", batch_id)
         with session_scope() as session:
             batch.mark_failed(session, batch_id, f"{type(exc).__name__}: {exc}")

@@ -6,9 +6,12 @@ second appends each row to its part's `.npy` file. Memory is one record batch
 plus the split's two bytes per row.
 """
 
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -185,8 +188,10 @@ def _write_parts(
         for group, key in keys.items():
             target = store.path(key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".tmp-{target.name}")
-            handle = stack.enter_context(tmp.open("wb"))
+            # A name of its own: a re-sent prepare running alongside never shares a file.
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
+            tmp = Path(name)
+            handle = stack.enter_context(os.fdopen(fd, "wb"))
             header = {"descr": "<f4", "fortran_order": False, "shape": (counts[group], width)}
             np.lib.format.write_array_header_1_0(handle, header)
             outputs[group] = (handle, tmp, target)

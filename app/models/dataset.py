@@ -25,5 +25,8 @@ class Dataset(Base):
     raw_key: Mapped[str] = mapped_column(String(255))
     data_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)
+    # Optimistic locking, as on jobs: an ingest finishing never undoes a delete.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
     # Deleted datasets keep their row (jobs and models refer to it) but lose their bytes.
     deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -27,6 +27,10 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)
+    # Optimistic locking: every UPDATE checks the version it read. SQLite ignores
+    # SELECT … FOR UPDATE, so without this a worker could overwrite a cancel it never saw.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
     started_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # When the stage now awaited was sent (a round's shards, or finalize): the watchdog

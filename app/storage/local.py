@@ -68,7 +68,10 @@ class BlobStore:
         """A path to fill by a library that writes files itself (pyarrow, numpy)."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{target.name}")
+        # A name of its own: two redelivered tasks writing the same key never share a file.
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
+        os.close(fd)
+        tmp = Path(name)
         try:
             yield tmp
             os.replace(tmp, target)

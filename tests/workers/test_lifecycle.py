@@ -194,3 +194,30 @@ def test_watchdog_leaves_jobs_waiting_for_ingest_alone(client: TestClient) -> No
     with session_scope(app_sessions) as session:
         assert sweep(session, deadline_s=1, max_attempts=1, now=time.time() + 100) == []
     assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+
+
+def test_a_worker_cannot_overwrite_a_cancel_it_never_saw_on_sqlite(  # type: ignore[no-untyped-def]
+    client: TestClient, ready_dataset: MakeDataset, sessions, store, params, database_url: str
+) -> None:
+    """SQLite ignores SELECT … FOR UPDATE; the job's version column catches the race."""
+    import pytest
+    from sqlalchemy.orm.exc import StaleDataError
+
+    job_id = create_job(client, ready_dataset("iris.csv", table_to_csv(iris_table())))
+    start(sessions, store, params, job_id)
+    before = load(sessions, job_id).version
+    if not database_url.startswith("sqlite"):
+        # PostgreSQL's row lock would make a racing cancel wait for the worker instead;
+        # the version still moves with every write.
+        client.post(f"/v1/jobs/{job_id}/cancel")
+        assert load(sessions, job_id).version == before + 1
+        return
+    worker = sessions()
+    job = JobRepository(worker).get(job_id, for_update=True)
+    assert job is not None and job.status == "running"
+    assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    job.current_round = 1  # what a merge that read the job before the cancel would write
+    with pytest.raises(StaleDataError):
+        worker.commit()
+    worker.close()
+    assert load(sessions, job_id).status == "cancelled"
