@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     watchdog_interval_s: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
 
+    # Per-tenant limits; a tenant's own `limits` (set with `python -m app.admin set-limit`)
+    # override these defaults one by one.
+    quota_max_running_jobs: int = Field(default=8, ge=1)
+    quota_max_stored_bytes: int = Field(default=100 * 1024**3, ge=1)
+    quota_max_shards: int = Field(default=256, ge=1)
+    quota_max_rounds: int = Field(default=1000, ge=1)
+    rate_limit_predict_per_minute: int = Field(default=6000, ge=1)
+    rate_limit_upload_per_minute: int = Field(default=60, ge=1)
+
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":
         if not self.database_url:

@@ -1,6 +1,6 @@
 """Annotated dependencies shared by the routes."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,6 +14,7 @@ from app.errors import APIError
 from app.fleet import WorkerRegistry
 from app.registry.predictor import PredictorCache
 from app.storage import BlobStore
+from app.tenancy.limits import Limits, limits_for
 from app.tenancy.service import tenant_for_key
 
 
@@ -66,6 +67,26 @@ def _tenant(
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TenantDep = Annotated[str, Depends(_tenant)]
+
+
+def _limits(request: Request, tenant: TenantDep) -> Limits:
+    with request.app.state.session_factory() as session:
+        return limits_for(session, request.app.state.settings, tenant)
+
+
+LimitsDep = Annotated[Limits, Depends(_limits)]
+
+
+def rate_limit(action: str) -> Callable[..., None]:
+    """A dependency that counts one `action` request against the tenant's minute."""
+
+    def check(request: Request, tenant: TenantDep, limits: LimitsDep) -> None:
+        per_minute = getattr(limits, f"{action}_per_minute")
+        request.app.state.rate_limiter.hit(tenant, action, per_minute)
+
+    return check
+
+
 # scope="function": commit (and send queued messages) before the response goes
 # out, so a client that reads right after a write sees it.
 SessionDep = Annotated[Session, Depends(_session, scope="function")]

@@ -39,12 +39,20 @@ class ErrorResponse(BaseModel):
 
 
 class APIError(Exception):
-    def __init__(self, status_code: int, code: str, message: str, param: str | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
         self.param = param
+        self.headers = headers
 
 
 class NotFound(APIError):
@@ -70,7 +78,9 @@ def _param_from_loc(loc: tuple[Any, ...]) -> str | None:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.param)
+        response = error_response(exc.status_code, exc.code, exc.message, exc.param)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,6 +19,7 @@ from app.jobs.routes import router as jobs_router
 from app.registry.predictor import PredictorCache
 from app.registry.routes import router as models_router
 from app.storage import BlobStore
+from app.tenancy.limits import RateLimiter
 from workers.celery_app import create_celery
 
 DESCRIPTION = """
@@ -38,7 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = BlobStore(settings.blob_dir)
     app.state.dispatcher = Dispatcher(create_celery(settings))
     app.state.predictors = PredictorCache(settings.model_cache_size)
-    app.state.fleet = WorkerRegistry(redis.Redis.from_url(settings.broker_url, socket_timeout=5))
+    shared_redis = redis.Redis.from_url(settings.broker_url, socket_timeout=5)
+    app.state.fleet = WorkerRegistry(shared_redis)
+    app.state.rate_limiter = RateLimiter(shared_redis)
     install_error_handlers(app)
     app.include_router(datasets_router)
     app.include_router(jobs_router)

@@ -1,10 +1,18 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from app.datasets import service
 from app.datasets.schemas import DatasetDeletedOut, DatasetOut, DatasetPreviewOut
-from app.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep, TenantDep
+from app.deps import (
+    DispatcherDep,
+    LimitsDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+    rate_limit,
+)
 from app.errors import ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.schemas import ListResponse
@@ -54,11 +62,15 @@ _UPLOAD_BODY = {
         413: {"model": ErrorResponse, "description": "The file is over the upload limit."},
         415: {"model": ErrorResponse, "description": "Not CSV, Parquet or JSON Lines."},
         422: {"model": ErrorResponse, "description": "Empty file or bad form fields."},
+        409: {"model": ErrorResponse, "description": "Over this account's storage quota."},
+        429: {"model": ErrorResponse, "description": "Over the upload rate limit."},
     },
+    dependencies=[Depends(rate_limit("upload"))],
 )
 async def create_dataset(
     request: Request,
     tenant: TenantDep,
+    limits: LimitsDep,
     session: SessionDep,
     store: StoreDep,
     dispatcher: DispatcherDep,
@@ -76,6 +88,7 @@ async def create_dataset(
         body=request.stream(),
         headers=request.headers,
         max_bytes=settings.max_upload_bytes,
+        max_stored_bytes=limits.max_stored_bytes,
         idempotency_key=idempotency_key,
     )
     return DatasetOut.model_validate(dataset)

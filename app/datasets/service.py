@@ -17,6 +17,7 @@ from app.idempotency import IdempotencyRepository
 from app.models import Dataset
 from app.models.base import new_id, now_s
 from app.storage import BlobStore
+from app.tenancy.limits import stored_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ async def upload_dataset(
     body: AsyncIterator[bytes],
     headers: Mapping[str, str],
     max_bytes: int,
+    max_stored_bytes: int | None = None,
     idempotency_key: str | None = None,
 ) -> Dataset:
     """Stream the body into blob storage, record the dataset, queue its ingest."""
@@ -43,10 +45,24 @@ async def upload_dataset(
         )
         if earlier is not None:
             return await run_in_threadpool(get_dataset, session, earlier, tenant_id)
+    quota_bound = False
+    if max_stored_bytes is not None:
+        used = await run_in_threadpool(stored_bytes, session, tenant_id)
+        room = max_stored_bytes - used
+        if room <= 0:
+            raise _storage_quota(max_stored_bytes, used)
+        quota_bound = room < max_bytes
+        max_bytes = min(max_bytes, room)
     dataset_id = new_id("ds")
     raw_key = f"datasets/{dataset_id}/raw"
     try:
-        stored = await receive_upload(body, headers, store, raw_key, max_bytes=max_bytes)
+        try:
+            stored = await receive_upload(body, headers, store, raw_key, max_bytes=max_bytes)
+        except APIError as exc:
+            if quota_bound and exc.code == "file_too_large":
+                assert max_stored_bytes is not None
+                raise _storage_quota(max_stored_bytes, max_stored_bytes - max_bytes) from exc
+            raise
         return await run_in_threadpool(
             _record_upload, session, dispatcher, tenant_id, dataset_id, stored, idempotency_key
         )
@@ -54,6 +70,16 @@ async def upload_dataset(
         # Nothing half-stored survives a failed upload, not even its folder.
         store.delete_prefix(f"datasets/{dataset_id}")
         raise
+
+
+def _storage_quota(limit: int, used: int) -> APIError:
+    return APIError(
+        409,
+        "quota_exceeded",
+        f"This upload would pass this account's max_stored_bytes of {limit} "
+        f"({used} already stored); delete datasets to make room.",
+        "file",
+    )
 
 
 def _record_upload(

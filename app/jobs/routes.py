@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request
 from sse_starlette import EventSourceResponse
 
-from app.deps import DispatcherDep, FleetDep, SessionDep, TenantDep
+from app.deps import DispatcherDep, FleetDep, LimitsDep, SessionDep, TenantDep
 from app.errors import ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.jobs import service
@@ -29,6 +29,7 @@ _NOT_FOUND: dict[int | str, dict[str, object]] = {
         404: {"model": ErrorResponse, "description": "The dataset does not exist."},
         409: {"model": ErrorResponse, "description": "The dataset failed ingest."},
         422: {"model": ErrorResponse, "description": "The spec does not fit the dataset."},
+        429: {"model": ErrorResponse, "description": "Too many unfinished jobs (quota)."},
     },
 )
 def create_job(
@@ -37,11 +38,12 @@ def create_job(
     dispatcher: DispatcherDep,
     fleet: FleetDep,
     spec: Annotated[JobSpec, Body()],
+    limits: LimitsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobOut:
     """Queue a job. Shards train in parallel on the workers, round after round;
     the merged model is scored on the holdout and deployed if it passes `deploy_if`."""
-    job = service.create_job(session, dispatcher, fleet, spec, tenant, idempotency_key)
+    job = service.create_job(session, dispatcher, fleet, spec, tenant, idempotency_key, limits)
     return service.job_out(job)
 
 
@@ -95,10 +97,15 @@ def job_metrics(
     },
 )
 def rerun_job(
-    session: SessionDep, tenant: TenantDep, dispatcher: DispatcherDep, fleet: FleetDep, job_id: str
+    session: SessionDep,
+    tenant: TenantDep,
+    limits: LimitsDep,
+    dispatcher: DispatcherDep,
+    fleet: FleetDep,
+    job_id: str,
 ) -> JobOut:
     """A new job, and so a new model version, from the spec of an earlier one."""
-    return service.job_out(service.rerun_job(session, dispatcher, fleet, job_id, tenant))
+    return service.job_out(service.rerun_job(session, dispatcher, fleet, job_id, tenant, limits))
 
 
 @router.post(

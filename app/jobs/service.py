@@ -17,6 +17,7 @@ from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobError, JobOut, Progress, RoundMetricsOut
 from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
 from app.models import Job, JobEvent
+from app.tenancy.limits import Limits, check_job_quota
 
 
 class SpecError(ValueError):
@@ -80,6 +81,7 @@ def create_job(
     spec: JobSpec,
     tenant_id: str,
     idempotency_key: str | None = None,
+    limits: Limits | None = None,
 ) -> Job:
     body = spec.model_dump(mode="json")
     if idempotency_key is not None:
@@ -87,6 +89,14 @@ def create_job(
         earlier = keys.find("jobs.create", idempotency_key, fingerprint(body))
         if earlier is not None:
             return get_job(session, earlier, tenant_id)
+    if limits is not None:
+        check_job_quota(
+            session,
+            limits,
+            tenant_id,
+            shards=spec.distribution.shards,
+            rounds=spec.training.rounds,
+        )
     if spec.distribution.device == "cuda" and not fleet.gpu_available():
         raise APIError(
             422,
@@ -135,11 +145,17 @@ def create_job(
 
 
 def rerun_job(
-    session: Session, dispatcher: Dispatcher, fleet: WorkerRegistry, job_id: str, tenant_id: str
+    session: Session,
+    dispatcher: Dispatcher,
+    fleet: WorkerRegistry,
+    job_id: str,
+    tenant_id: str,
+    limits: Limits | None = None,
 ) -> Job:
     """A new job with the same spec: a new model version, trained from scratch."""
     earlier = get_job(session, job_id, tenant_id)
-    job = create_job(session, dispatcher, fleet, JobSpec.model_validate(earlier.spec), tenant_id)
+    spec = JobSpec.model_validate(earlier.spec)
+    job = create_job(session, dispatcher, fleet, spec, tenant_id, limits=limits)
     record_event(session, job.id, "job.rerun", f"re-run of {job_id}", rerun_of=job_id)
     return job
 

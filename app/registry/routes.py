@@ -1,9 +1,17 @@
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from app.deps import DispatcherDep, PredictorsDep, SessionDep, SettingsDep, StoreDep, TenantDep
+from app.deps import (
+    DispatcherDep,
+    PredictorsDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+    rate_limit,
+)
 from app.errors import APIError, ErrorResponse
 from app.registry import batch, service
 from app.registry.schemas import (
@@ -62,7 +70,9 @@ def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut
         409: {"model": ErrorResponse, "description": "The model is not deployed."},
         413: {"model": ErrorResponse, "description": "Too many rows in one request."},
         422: {"model": ErrorResponse, "description": "A record is missing a column or mistyped."},
+        429: {"model": ErrorResponse, "description": "Over the predict rate limit."},
     },
+    dependencies=[Depends(rate_limit("predict"))],
 )
 def predict(
     session: SessionDep,

@@ -64,6 +64,21 @@ def revoke_key(session: Session, handle: str) -> ApiKey:
     return key
 
 
+def set_limit(session: Session, tenant_name: str, name: str, value: int) -> Tenant:
+    from app.tenancy.limits import LIMIT_NAMES
+
+    if name not in LIMIT_NAMES:
+        raise TenancyError(f"unknown limit {name!r}; one of {', '.join(LIMIT_NAMES)}")
+    if value < 1:
+        raise TenancyError("a limit must be at least 1")
+    tenant = TenantRepository(session).by_name(tenant_name)
+    if tenant is None:
+        raise TenancyError(f"no tenant named {tenant_name!r}")
+    # A new dict, so the JSON column sees the change.
+    tenant.limits = {**(tenant.limits or {}), name: value}
+    return tenant
+
+
 def tenant_for_key(session: Session, secret: str) -> str | None:
     """The tenant id a live key belongs to, or None."""
     key = TenantRepository(session).key_by_hash(digest(secret))

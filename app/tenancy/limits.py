@@ -1,0 +1,112 @@
+"""Quotas and rate limits, per tenant: the settings' defaults, overridden one by one by
+the tenant's own `limits`."""
+
+import time
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.errors import APIError
+from app.models import Dataset, Job, Tenant
+
+LIMIT_NAMES = (
+    "max_running_jobs",
+    "max_stored_bytes",
+    "max_shards",
+    "max_rounds",
+    "predict_per_minute",
+    "upload_per_minute",
+)
+ACTIVE = ("queued", "preparing", "running")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_running_jobs: int
+    max_stored_bytes: int
+    max_shards: int
+    max_rounds: int
+    predict_per_minute: int
+    upload_per_minute: int
+
+
+def limits_for(session: Session, settings: Settings, tenant_id: str) -> Limits:
+    own = session.scalars(select(Tenant.limits).where(Tenant.id == tenant_id)).one_or_none() or {}
+    defaults = {
+        "max_running_jobs": settings.quota_max_running_jobs,
+        "max_stored_bytes": settings.quota_max_stored_bytes,
+        "max_shards": settings.quota_max_shards,
+        "max_rounds": settings.quota_max_rounds,
+        "predict_per_minute": settings.rate_limit_predict_per_minute,
+        "upload_per_minute": settings.rate_limit_upload_per_minute,
+    }
+    return Limits(**{**defaults, **{k: int(v) for k, v in own.items() if k in defaults}})
+
+
+def check_job_quota(
+    session: Session, limits: Limits, tenant_id: str, *, shards: int, rounds: int
+) -> None:
+    if shards > limits.max_shards:
+        raise APIError(
+            422,
+            "quota_exceeded",
+            f"{shards} shards exceed this account's max_shards of {limits.max_shards}.",
+            "distribution.shards",
+        )
+    if rounds > limits.max_rounds:
+        raise APIError(
+            422,
+            "quota_exceeded",
+            f"{rounds} rounds exceed this account's max_rounds of {limits.max_rounds}.",
+            "training.rounds",
+        )
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))
+    )
+    if (active or 0) >= limits.max_running_jobs:
+        raise APIError(
+            429,
+            "quota_exceeded",
+            f"This account already has {active} unfinished jobs, its max_running_jobs; "
+            "wait for one to end or cancel one.",
+        )
+
+
+def stored_bytes(session: Session, tenant_id: str) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(Dataset.bytes), 0)).where(
+            Dataset.tenant_id == tenant_id, Dataset.deleted_at.is_(None)
+        )
+    )
+    return int(total or 0)
+
+
+class RateLimiter:
+    """A fixed one-minute window per tenant and action, counted in Redis so every API
+    process shares it."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def hit(self, tenant_id: str, action: str, per_minute: int) -> None:
+        now = time.time()
+        window = int(now // 60)
+        key = f"shardtrain:rate:{tenant_id}:{action}:{window}"
+        with self._redis.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = pipe.execute()
+        if int(count) > per_minute:
+            retry_after = max(1, int((window + 1) * 60 - now) + 1)
+            raise APIError(
+                429,
+                "rate_limited",
+                f"More than {per_minute} {action} requests this minute (this account's "
+                f"{action}_per_minute); retry in {retry_after} s.",
+                headers={"Retry-After": str(retry_after)},
+            )
