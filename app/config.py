@@ -23,6 +23,8 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(default=10 * 1024**3, gt=0)
     max_predict_rows: int = Field(default=10_000, gt=0)
+    # Every body but an upload's: 10,000 predict rows of wide records fit well inside.
+    max_json_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     model_cache_size: int = Field(default=8, gt=0)
     log_format: str = "plain"
 

@@ -101,7 +101,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        code = {404: "not_found", 400: "invalid_body", 405: "method_not_allowed"}.get(
+            exc.status_code, f"http_{exc.status_code}"
+        )
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(StaleDataError)

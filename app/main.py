@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app.body_limit import BodyLimitMiddleware
 from app.config import Settings, get_settings
 from app.datasets.routes import router as datasets_router
 from app.db import session_factory
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.fleet = WorkerRegistry(shared_redis)
     app.state.rate_limiter = RateLimiter(shared_redis)
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_body_bytes)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
     app.include_router(models_router)

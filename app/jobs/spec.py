@@ -12,8 +12,9 @@ MetricName = Literal["accuracy", "log_loss", "f1_macro", "roc_auc", "rmse", "mae
 
 
 class _Strict(BaseModel):
-    # A misspelt field is an error, not a silently ignored default.
-    model_config = ConfigDict(extra="forbid")
+    # A misspelt field is an error, not a silently ignored default; NaN and infinity
+    # are refused as such rather than by a bound they happen to fail.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
@@ -92,6 +93,7 @@ class DeployGate(_Strict):
 class JobSpec(_Strict):
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "example": {
                 "dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
