@@ -38,6 +38,16 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+# Every /v1 operation can answer these; declared once so the OpenAPI document (and the
+# clients generated from it) know the error object behind each.
+COMMON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body could not be parsed."},
+    401: {"model": ErrorResponse, "description": "Missing, invalid or revoked API key."},
+    413: {"model": ErrorResponse, "description": "The request body is too large."},
+    422: {"model": ErrorResponse, "description": "A field is invalid; `param` names it."},
+}
+
+
 class APIError(Exception):
     def __init__(
         self,

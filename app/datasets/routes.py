@@ -13,11 +13,11 @@ from app.deps import (
     TenantDep,
     rate_limit,
 )
-from app.errors import ErrorResponse
+from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.schemas import ListResponse
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=COMMON_ERROR_RESPONSES)
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorResponse, "description": "No such dataset."},

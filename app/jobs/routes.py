@@ -4,7 +4,7 @@ from fastapi import APIRouter, Body, Query, Request
 from sse_starlette import EventSourceResponse
 
 from app.deps import DispatcherDep, FleetDep, LimitsDep, SessionDep, TenantDep
-from app.errors import ErrorResponse
+from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.jobs import service
 from app.jobs.live import stream_events
@@ -12,7 +12,7 @@ from app.jobs.schemas import EventOut, JobOut, RoundMetricsOut
 from app.jobs.spec import JobSpec
 from app.schemas import ListResponse
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_ERROR_RESPONSES)
 
 _NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorResponse, "description": "No such job."}

@@ -12,7 +12,7 @@ from app.deps import (
     TenantDep,
     rate_limit,
 )
-from app.errors import APIError, ErrorResponse
+from app.errors import COMMON_ERROR_RESPONSES, APIError, ErrorResponse
 from app.registry import batch, service
 from app.registry.schemas import (
     BatchPredictionCreate,
@@ -23,7 +23,7 @@ from app.registry.schemas import (
 )
 from app.schemas import ListResponse
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=COMMON_ERROR_RESPONSES)
 
 _NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorResponse, "description": "No such model."}
