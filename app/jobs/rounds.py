@@ -88,6 +88,9 @@ def begin_prepare(session: Session, job_id: str) -> PrepareStep:
         return "failed"
     if job.status == "queued":
         transition(job, "preparing")
+        # The watchdog's clock for this stage starts now, not when the job was queued:
+        # time spent waiting for an ingest is not a stalled prepare.
+        job.stage_started_at = time.time()
     return "build"
 
 

@@ -153,7 +153,13 @@ def job_events(
     )
     if "text/event-stream" in request.headers.get("accept", ""):
         return EventSourceResponse(
-            stream_events(request.app.state.session_factory, job_id, after), ping=15
+            # A browser's EventSource resumes with Last-Event-ID after a reconnect.
+            stream_events(
+                request.app.state.session_factory,
+                job_id,
+                after or request.headers.get("last-event-id"),
+            ),
+            ping=15,
         )
     return ListResponse[EventOut](
         data=[EventOut.model_validate(e) for e in rows], has_more=has_more

@@ -221,3 +221,22 @@ def test_a_worker_cannot_overwrite_a_cancel_it_never_saw_on_sqlite(  # type: ign
         worker.commit()
     worker.close()
     assert load(sessions, job_id).status == "cancelled"
+
+
+def test_event_stream_resumes_after_last_event_id(  # type: ignore[no-untyped-def]
+    client: TestClient, ready_dataset: MakeDataset, sessions, store, params
+) -> None:
+    from inprocess import run_job
+
+    job_id = create_job(
+        client, ready_dataset("iris.csv", table_to_csv(iris_table())), training={"rounds": 1}
+    )
+    run_job(sessions, store, params, job_id)
+    events = client.get(f"/v1/jobs/{job_id}/events").json()["data"]
+    headers = {"accept": "text/event-stream", "last-event-id": events[2]["id"]}
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
+        text = response.read().decode()
+    ids = [
+        line.removeprefix("id: ").strip() for line in text.splitlines() if line.startswith("id:")
+    ]
+    assert ids == [e["id"] for e in events[3:]]
