@@ -5,6 +5,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 # Settings are read once per process: point them at test resources before any import.
 _TEST_DATA_DIR = tempfile.mkdtemp(prefix="shardtrain-test-")
@@ -120,5 +121,26 @@ def ready_dataset(
         with session_scope(sessions) as session:
             ingest_dataset(session, store, dataset_id)
         return dataset_id
+
+    return make
+
+
+@pytest.fixture
+def train_job(
+    client: TestClient,
+    ready_dataset: Callable[[str, bytes], str],
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    params: ParamStore,
+) -> Callable[..., dict[str, Any]]:
+    """Upload through the API, post a job, run its stages in-process; the job as read back."""
+    from inprocess import run_job
+
+    def make(name: str, data: bytes, **spec: object) -> dict[str, Any]:
+        dataset_id = ready_dataset(name, data)
+        response = client.post("/v1/jobs", json={"dataset_id": dataset_id, **spec})
+        assert response.status_code == 201, response.text
+        run_job(sessions, store, params, response.json()["id"])
+        return dict(client.get(f"/v1/jobs/{response.json()['id']}").json())
 
     return make

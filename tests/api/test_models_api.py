@@ -6,28 +6,16 @@ import pytest
 from fastapi.testclient import TestClient
 from inprocess import run_job
 from sample_data import SEED_EXAMPLE_CSV, iris_table, table_to_csv
-from sqlalchemy.orm import Session, sessionmaker
 
-from app.paramstore import ParamStore
 from app.storage import BlobStore
 
 MakeDataset = Callable[[str, bytes], str]
 
 
 @pytest.fixture
-def train(
-    client: TestClient,
-    ready_dataset: MakeDataset,
-    sessions: sessionmaker[Session],
-    store: BlobStore,
-    params: ParamStore,
-) -> Callable[..., dict]:
+def train(train_job: Callable[..., dict]) -> Callable[..., dict]:
     def make(name: str, data: bytes, **spec: object) -> dict:
-        dataset_id = ready_dataset(name, data)
-        response = client.post("/v1/jobs", json={"dataset_id": dataset_id, **spec})
-        assert response.status_code == 201, response.text
-        run_job(sessions, store, params, response.json()["id"])
-        job = client.get(f"/v1/jobs/{response.json()['id']}").json()
+        job = train_job(name, data, **spec)
         assert job["status"] == "succeeded", job
         return job
 

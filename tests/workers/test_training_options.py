@@ -6,15 +6,12 @@ from collections.abc import Callable
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from inprocess import run_job
 from sample_data import iris_table, table_to_csv
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.jobs import rounds
 from app.jobs.checkpoints import load_checkpoint
 from app.jobs.repository import JobRepository
-from app.paramstore import ParamStore
 from app.storage import BlobStore
 
 MakeDataset = Callable[[str, bytes], str]
@@ -26,21 +23,8 @@ TRAINING = {"rounds": 20, "local_epochs": 5, "batch_size": 16, "learning_rate": 
 
 
 @pytest.fixture
-def train(
-    client: TestClient,
-    ready_dataset: MakeDataset,
-    sessions: sessionmaker[Session],
-    store: BlobStore,
-    params: ParamStore,
-) -> Callable[..., dict]:
-    def make(data: bytes, **spec: object) -> dict:
-        dataset_id = ready_dataset("data.csv", data)
-        response = client.post("/v1/jobs", json={"dataset_id": dataset_id, **spec})
-        assert response.status_code == 201, response.text
-        run_job(sessions, store, params, response.json()["id"])
-        return dict(client.get(f"/v1/jobs/{response.json()['id']}").json())
-
-    return make
+def train(train_job: Callable[..., dict]) -> Callable[..., dict]:
+    return lambda data, **spec: train_job("data.csv", data, **spec)
 
 
 @pytest.mark.parametrize(
