@@ -92,7 +92,7 @@ def job_metrics(
     response_model=JobOut,
     responses={
         **_NOT_FOUND,
-        409: {"model": ErrorResponse, "description": "The dataset failed or was deleted."},
+        409: {"model": ErrorResponse, "description": "The dataset failed ingest."},
         422: {"model": ErrorResponse, "description": "The spec no longer fits the dataset."},
     },
 )

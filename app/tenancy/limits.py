@@ -1,6 +1,7 @@
 """Quotas and rate limits, per tenant: the settings' defaults, overridden one by one by
 the tenant's own `limits`."""
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ LIMIT_NAMES = (
     "upload_per_minute",
 )
 ACTIVE = ("queued", "preparing", "running")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,16 @@ class RateLimiter:
         now = time.time()
         window = int(now // 60)
         key = f"shardtrain:rate:{tenant_id}:{action}:{window}"
-        with self._redis.pipeline() as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            count, _ = pipe.execute()
+        try:
+            with self._redis.pipeline() as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 120)
+                count, _ = pipe.execute()
+        except redis.RedisError:
+            # Fail open: a Redis outage must not turn every predict into an error;
+            # /readyz reports it.
+            logger.warning("rate limiter unavailable; %s for %s not counted", action, tenant_id)
+            return
         if int(count) > per_minute:
             retry_after = max(1, int((window + 1) * 60 - now) + 1)
             raise APIError(
