@@ -91,3 +91,11 @@ def test_predict_rate_limit_counts_every_call(client: TestClient, settings: Sett
     assert client.post("/v1/models/mdl_none/predict", json=body).status_code == 404
     second = client.post("/v1/models/mdl_none/predict", json=body)
     assert second.status_code == 429 and "Retry-After" in second.headers
+
+
+def test_rate_limiter_fails_open_when_redis_is_down() -> None:
+    from app.tenancy.limits import RateLimiter
+
+    unreachable = RateLimiter(redis.Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=1))
+    for _ in range(3):
+        unreachable.hit("ten_x", "predict", per_minute=1)  # never raises
