@@ -213,6 +213,8 @@ def watchdog() -> None:
 def batch_predict(self: Task, batch_id: str) -> None:
     try:
         with session_scope() as session:
+            batch.mark_running(session, batch_id)
+        with session_scope() as session:
             batch.run_batch_prediction(session, _store(), batch_id)
     except Exception as exc:
         _retry_if_stale(self, exc)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -183,33 +183,38 @@ def _write_parts(
     width = preprocessor.n_features + 1  # the last column is the encoded target
     # Plain appends, not a memory map: written pages of a map count in the worker's
     # RSS until the kernel flushes them, so a big dataset would look like a leak.
-    with ExitStack() as stack:
-        outputs = {}
-        for group, key in keys.items():
-            target = store.path(key)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # A name of its own: a re-sent prepare running alongside never shares a file.
-            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
-            tmp = Path(name)
-            handle = stack.enter_context(os.fdopen(fd, "wb"))
-            header = {"descr": "<f4", "fortran_order": False, "shape": (counts[group], width)}
-            np.lib.format.write_array_header_1_0(handle, header)
-            outputs[group] = (handle, tmp, target)
-        written = dict.fromkeys(keys, 0)
-        offset = 0
-        for batch in _batches(path, names):
-            rows = assignment[offset : offset + batch.num_rows]
-            offset += batch.num_rows
-            features = preprocessor.transform(feature_columns(batch, dtypes))
-            targets = preprocessor.encode_target(_target_values(batch, spec.target, task))
-            block = np.empty((batch.num_rows, width), dtype="<f4")
-            block[:, :-1] = features
-            block[:, -1] = targets
-            for group, (handle, _tmp, _target) in outputs.items():
-                picked = block[rows == group]
-                handle.write(picked.tobytes())
-                written[group] += len(picked)
-    for group, (_handle, tmp, target) in outputs.items():
-        if written[group] != counts[group]:
-            raise ShardingError(f"part {group} got {written[group]} rows, not {counts[group]}")
-        tmp.replace(target)
+    outputs: dict[int, tuple[BinaryIO, Path, Path]] = {}
+    try:
+        with ExitStack() as stack:
+            for group, key in keys.items():
+                target = store.path(key)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # A name of its own: a re-sent prepare running alongside never shares a file.
+                fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
+                handle = stack.enter_context(os.fdopen(fd, "wb"))
+                header = {"descr": "<f4", "fortran_order": False, "shape": (counts[group], width)}
+                np.lib.format.write_array_header_1_0(handle, header)
+                outputs[group] = (handle, Path(name), target)
+            written = dict.fromkeys(keys, 0)
+            offset = 0
+            for batch in _batches(path, names):
+                rows = assignment[offset : offset + batch.num_rows]
+                offset += batch.num_rows
+                features = preprocessor.transform(feature_columns(batch, dtypes))
+                targets = preprocessor.encode_target(_target_values(batch, spec.target, task))
+                block = np.empty((batch.num_rows, width), dtype="<f4")
+                block[:, :-1] = features
+                block[:, -1] = targets
+                for group, (sink, _tmp, _target) in outputs.items():
+                    picked = block[rows == group]
+                    sink.write(picked.tobytes())
+                    written[group] += len(picked)
+        for group in outputs:
+            if written[group] != counts[group]:
+                raise ShardingError(f"part {group} got {written[group]} rows, not {counts[group]}")
+        for _handle, tmp, target in outputs.values():
+            tmp.replace(target)
+    finally:
+        # Whatever was not renamed into place is a leftover of a failed attempt.
+        for _handle, tmp, _target in outputs.values():
+            tmp.unlink(missing_ok=True)

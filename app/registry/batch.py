@@ -76,6 +76,15 @@ def get_batch_prediction(
     return found
 
 
+def mark_running(session: Session, batch_id: str) -> None:
+    """Committed on its own before the run, so clients can see the work has started."""
+    job = session.scalars(
+        select(BatchPrediction).where(BatchPrediction.id == batch_id).with_for_update()
+    ).one_or_none()
+    if job is not None and job.status == "queued":
+        job.status = "running"
+
+
 def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> None:
     """Worker side. Idempotent: only a queued or interrupted run is (re)done, whole."""
     job = session.scalars(

@@ -239,7 +239,7 @@ def test_batch_prediction_equals_online_predictions(  # type: ignore[no-untyped-
     import pyarrow.parquet as pq
 
     from app.db import session_scope
-    from app.registry.batch import run_batch_prediction
+    from app.registry.batch import mark_running, run_batch_prediction
 
     job = train("iris.csv", table_to_csv(iris_table()), target="species", training=TRAINING)
     model_id = job["model_id"]
@@ -253,6 +253,9 @@ def test_batch_prediction_equals_online_predictions(  # type: ignore[no-untyped-
     assert batch["object"] == "batch_prediction" and batch["status"] == "queued"
     url = f"/v1/models/{model_id}/batch_predictions/{batch['id']}"
     assert client.get(f"{url}/output").status_code == 409
+    with session_scope(sessions) as session:
+        mark_running(session, batch["id"])
+    assert client.get(url).json()["status"] == "running"
     with session_scope(sessions) as session:
         run_batch_prediction(session, store, batch["id"])
     done = client.get(url).json()
