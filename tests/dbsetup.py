@@ -8,6 +8,9 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 
+from app.db import session_factory, session_scope
+from app.tenancy.service import create_key, ensure_tenant
+
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get(
     "SHARDTRAIN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -33,3 +36,10 @@ def create_postgres_database() -> tuple[str, str]:
 def drop_postgres_database(name: str) -> None:
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def issue_key(database_url: str, tenant: str) -> str:
+    """A real tenant and API key, made the way `python -m app.admin` makes them."""
+    with session_scope(session_factory(database_url)) as session:
+        ensure_tenant(session, tenant)
+        return create_key(session, tenant).secret

@@ -28,7 +28,3 @@ class TenantRepository:
     def key_by_id_or_prefix(self, handle: str) -> ApiKey | None:
         statement = select(ApiKey).where((ApiKey.id == handle) | (ApiKey.prefix == handle))
         return self.session.scalars(statement).first()
-
-    def keys(self, tenant_id: str) -> list[ApiKey]:
-        statement = select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.seq)
-        return list(self.session.scalars(statement))

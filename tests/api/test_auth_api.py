@@ -6,8 +6,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from conftest import issue_key
-from dbsetup import ROOT
+from dbsetup import ROOT, issue_key
 from fastapi.testclient import TestClient
 from inprocess import run_job
 from sample_data import SEED_EXAMPLE_CSV

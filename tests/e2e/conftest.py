@@ -14,10 +14,11 @@ from e2e_system import (
     STAGE_DEADLINE_S,
     Processes,
     System,
-    free_port,
     wait_for_worker,
     wait_until_ready,
 )
+
+from app.runner import free_local_port
 
 E2E_REDIS_URL = os.environ.get("SHARDTRAIN_E2E_REDIS_URL", "redis://127.0.0.1:6379/12")
 
@@ -45,7 +46,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         [*admin, "create-key", "--tenant", "e2e"],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
-    processes = Processes(root=ROOT, env=env, workdir=workdir, port=free_port())
+    processes = Processes(root=ROOT, env=env, workdir=workdir, port=free_local_port())
     processes.start_worker()
     processes.start_beat()
     processes.start_api()

@@ -1,6 +1,5 @@
 """A handle on the running system for end-to-end tests."""
 
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,6 @@ from app.fleet import WorkerRegistry
 
 # The watchdog's deadline in the e2e system: short, so fault tests see it act.
 STAGE_DEADLINE_S = 6
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until_ready(

@@ -11,8 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 from dbsetup import ROOT
-from e2e_system import free_port, wait_until_ready
+from e2e_system import wait_until_ready
 from sample_data import SEED_EXAMPLE_CSV
+
+from app.runner import free_local_port
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +40,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_local_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDTRAIN_")}
     env.update({"SHARDTRAIN_DATA_DIR": str(tmp_path / "data"), "SHARDTRAIN_PORT": str(port)})
     log = tmp_path / "run.log"
