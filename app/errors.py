@@ -96,9 +96,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         if first.get("type") == "json_invalid":
-            # Its loc holds a character offset, not a field.
-            position = first.get("loc", ("", "?"))[-1]
-            message = f"The body is not valid JSON (at character {position})."
+            # FastAPI's decoder puts a character offset in loc; pydantic-core's (used
+            # by predict) puts line and column in its message.
+            position = (first.get("loc") or ("",))[-1]
+            if isinstance(position, int):
+                message = f"The body is not valid JSON (at character {position})."
+            else:
+                detail = str(first.get("ctx", {}).get("error", first.get("msg", "")))
+                message = f"The body is not valid JSON ({detail})."
             return error_response(422, "invalid_json", message, None)
         param = _param_from_loc(tuple(first.get("loc", ())))
         message = str(first.get("msg", "invalid request"))

@@ -8,6 +8,9 @@ import numpy as np
 
 from app.training.preprocessing import Preprocessor
 
+# Types a numeric column accepts; None is a missing value, imputed as in training.
+_NUMERIC_TYPES = frozenset({float, int, bool, type(None)})
+
 
 class InputError(ValueError):
     def __init__(self, param: str, message: str) -> None:
@@ -22,23 +25,56 @@ def records_to_columns(
     numeric = {f.name for f in preprocessor.numeric}
     columns: dict[str, np.ndarray] = {}
     for name in preprocessor.columns:
-        is_numeric = name in numeric
-        values = np.empty(len(records), dtype=np.float64 if is_numeric else object)
-        for row, record in enumerate(records):
-            if name not in record:
-                raise InputError(
-                    f"inputs.{row}.{name}", f"inputs[{row}] is missing column {name!r}"
-                )
-            values[row] = _numeric(record[name], name, row) if is_numeric else _text(record[name])
-        columns[name] = values
+        try:
+            values = [record[name] for record in records]
+        except KeyError:
+            values = None
+        fast = _fast_column(values, name in numeric)
+        columns[name] = fast if fast is not None else _checked_column(records, name, numeric)
     return columns
+
+
+def _fast_column(values: list[Any] | None, is_numeric: bool) -> np.ndarray | None:
+    """The whole column at C speed when every value has an accepted type; None sends
+    the column through the row-by-row path, which names the first bad row."""
+    if values is None:
+        return None
+    kinds = set(map(type, values))
+    if is_numeric:
+        # numpy turns None into NaN for a float array, the same as _numeric below.
+        if not kinds <= _NUMERIC_TYPES:
+            return None
+        try:
+            return np.array(values, dtype=np.float64)
+        except OverflowError:  # an integer past float64's range; named row by row
+            return None
+    if kinds <= {str, type(None)}:
+        column = np.empty(len(values), dtype=object)
+        column[:] = values
+        return column
+    return None
+
+
+def _checked_column(records: Sequence[dict[str, Any]], name: str, numeric: set[str]) -> np.ndarray:
+    is_numeric = name in numeric
+    values = np.empty(len(records), dtype=np.float64 if is_numeric else object)
+    for row, record in enumerate(records):
+        if name not in record:
+            raise InputError(f"inputs.{row}.{name}", f"inputs[{row}] is missing column {name!r}")
+        values[row] = _numeric(record[name], name, row) if is_numeric else _text(record[name])
+    return values
 
 
 def _numeric(value: Any, name: str, row: int) -> float:
     if value is None:
         return math.nan  # imputed like a missing training value
     if isinstance(value, bool | int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise InputError(
+                f"inputs.{row}.{name}", f"inputs[{row}].{name} is too large for a float"
+            ) from None
     raise InputError(
         f"inputs.{row}.{name}",
         f"inputs[{row}].{name} must be a number or null, not {type(value).__name__}",

@@ -1,7 +1,11 @@
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from pydantic_core import to_json
 
 from app.deps import (
     DispatcherDep,
@@ -60,6 +64,17 @@ def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut
     return ModelOut.model_validate(service.get_model(session, model_id, tenant))
 
 
+# The body is read and validated by pydantic-core straight from bytes, and the answer
+# serialised the same way: FastAPI's own JSON decode, model validation and
+# jsonable_encoder cost about 8x the model itself on a 10,000-row request.
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+    }
+}
+
+
 @router.post(
     "/{model_id}/predict",
     operation_id="models-predict",
@@ -73,19 +88,27 @@ def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut
         429: {"model": ErrorResponse, "description": "Over the predict rate limit."},
     },
     dependencies=[Depends(rate_limit("predict"))],
+    openapi_extra=_PREDICT_BODY,
 )
-def predict(
+async def predict(
+    http_request: Request,
     session: SessionDep,
     tenant: TenantDep,
     store: StoreDep,
     predictors: PredictorsDep,
     settings: SettingsDep,
     model_id: str,
-    request: Annotated[PredictRequest, Body()],
-) -> PredictionOut:
+) -> Response:
     """Apply the model's saved preprocessing to raw records and predict. Classification
     returns original label values and per-class probabilities."""
-    result = service.predict(
+    try:
+        request = PredictRequest.model_validate_json(await http_request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
+    result = await run_in_threadpool(
+        service.predict,
         session,
         store,
         predictors,
@@ -94,9 +117,13 @@ def predict(
         max_rows=settings.max_predict_rows,
         tenant_id=tenant,
     )
-    return PredictionOut(
-        model_id=model_id, predictions=result.predictions, probabilities=result.probabilities
-    )
+    body = {
+        "object": "prediction",
+        "model_id": model_id,
+        "predictions": result.predictions,
+        "probabilities": result.probabilities,
+    }
+    return Response(content=to_json(body), media_type="application/json")
 
 
 @router.post(

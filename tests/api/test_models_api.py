@@ -113,6 +113,41 @@ def test_predict_input_errors_name_column_and_row(client: TestClient, train) -> 
     assert missing_value.status_code == 200  # imputed like training's missing values
 
 
+def test_predict_names_a_bad_value_deep_in_a_long_request(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    job = train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)
+    url = f"/v1/models/{job['model_id']}/predict"
+    rows: list[dict[str, object]] = [{"x1": float(i % 7), "x2": i % 5} for i in range(5000)]
+    good = client.post(url, json={"inputs": rows})
+    assert good.status_code == 200 and len(good.json()["predictions"]) == 5000
+    # Whole-column conversion and the row-by-row path must agree on every value.
+    one_by_one = [client.post(url, json={"inputs": [r]}).json() for r in rows[:7]]
+    assert [p["predictions"][0] for p in one_by_one] == good.json()["predictions"][:7]
+    assert [p["probabilities"][0] for p in one_by_one] == good.json()["probabilities"][:7]
+
+    for bad, param in [
+        ({"x1": "3", "x2": 1}, "inputs.4321.x1"),  # a numeric string is not a number
+        ({"x1": 10**400, "x2": 1}, "inputs.4321.x1"),  # past float64's range
+        ({"x2": 1}, "inputs.4321.x1"),
+    ]:
+        response = client.post(url, json={"inputs": [*rows[:4321], bad, *rows[4322:]]})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["param"] == param
+
+
+def test_predict_body_that_is_not_json_is_422(client: TestClient, train) -> None:  # type: ignore[no-untyped-def]
+    job = train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)
+    url = f"/v1/models/{job['model_id']}/predict"
+    response = client.post(
+        url, content=b'{"inputs": [{"x1": 1,', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json" and "line 1 column" in error["message"]
+    wrong_shape = client.post(url, json={"inputs": [[1, 2]]})
+    assert wrong_shape.status_code == 422
+    assert wrong_shape.json()["error"]["param"] == "inputs.0"
+
+
 def test_too_many_rows_is_413(client: TestClient, train, settings) -> None:  # type: ignore[no-untyped-def]
     job = train("seed.csv", SEED_EXAMPLE_CSV, **SEED_SPEC)
     rows = [{"x1": 1, "x2": 2}] * (settings.max_predict_rows + 1)
