@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
 
-_TYPE_BY_STATUS = {
+TYPE_BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
@@ -74,7 +74,7 @@ def error_response(
     status_code: int, code: str, message: str, param: str | None = None
 ) -> JSONResponse:
     body = ErrorBody(
-        type=_TYPE_BY_STATUS.get(status_code, "api_error"), code=code, message=message, param=param
+        type=TYPE_BY_STATUS.get(status_code, "api_error"), code=code, message=message, param=param
     )
     return JSONResponse(status_code=status_code, content=ErrorResponse(error=body).model_dump())
 

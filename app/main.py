@@ -17,6 +17,7 @@ from app.dispatch import Dispatcher
 from app.errors import ErrorResponse, install_error_handlers
 from app.fleet import WorkerRegistry
 from app.jobs.routes import router as jobs_router
+from app.openapi import TAGS, install_openapi
 from app.registry.predictor import PredictorCache
 from app.registry.routes import router as models_router
 from app.storage import BlobStore
@@ -34,7 +35,7 @@ job's gate. Errors are `{"error": {type, code, message, param}}`.
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = FastAPI(title="Shardtrain", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="Shardtrain", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS)
     app.state.settings = settings
     app.state.session_factory = session_factory(settings.database_url)
     app.state.store = BlobStore(settings.blob_dir)
@@ -48,9 +49,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets_router)
     app.include_router(jobs_router)
     app.include_router(models_router)
+    install_openapi(app)
 
-    @app.get("/healthz", operation_id="health-live", tags=["health"], summary="Liveness")
+    @app.get(
+        "/healthz",
+        operation_id="health-live",
+        tags=["health"],
+        summary="Liveness",
+        responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+    )
     def healthz() -> dict[str, str]:
+        """The process answers; it checks nothing else (see /readyz)."""
         return {"status": "ok"}
 
     @app.get(
@@ -58,9 +67,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         operation_id="health-ready",
         tags=["health"],
         summary="Readiness: SQL and Redis answer",
-        responses={503: {"model": ErrorResponse, "description": "A dependency is down."}},
+        responses={
+            200: {
+                "description": "SQL and Redis both answer.",
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "status": "ready",
+                            "checks": {"database": "ok", "redis": "ok"},
+                        }
+                    }
+                },
+            },
+            503: {"model": ErrorResponse, "description": "A dependency is down."},
+        },
     )
     def readyz() -> Any:
+        """Whether this API process can reach PostgreSQL (or SQLite) and Redis now."""
         checks: dict[str, str] = {}
         try:
             with app.state.session_factory() as session:

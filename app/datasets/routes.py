@@ -27,8 +27,11 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
+        "description": "A multipart form: the file (streamed to storage as it arrives) and an "
+        "optional name.",
         "content": {
             "multipart/form-data": {
+                "example": {"file": "iris.csv", "name": "iris"},
                 "schema": {
                     "type": "object",
                     "required": ["file"],
@@ -44,7 +47,7 @@ _UPLOAD_BODY = {
                             "description": "A label; defaults to the file name.",
                         },
                     },
-                }
+                },
             }
         },
     }
@@ -106,6 +109,8 @@ def list_datasets(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ListResponse[DatasetOut]:
+    """The tenant's datasets, newest first. Page with `after` (the last id seen)
+    while `has_more` is true."""
     rows, has_more = service.list_datasets(session, limit=limit, after=after, tenant_id=tenant)
     return ListResponse[DatasetOut](
         data=[DatasetOut.model_validate(r) for r in rows], has_more=has_more
@@ -120,6 +125,8 @@ def list_datasets(
     responses=_ERRORS,
 )
 def get_dataset(session: SessionDep, tenant: TenantDep, dataset_id: str) -> DatasetOut:
+    """A dataset's status; once `ready`, its row count and typed columns with their
+    missing-value counts."""
     return DatasetOut.model_validate(service.get_dataset(session, dataset_id, tenant))
 
 
@@ -140,6 +147,7 @@ def preview_dataset(
     dataset_id: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> DatasetPreviewOut:
+    """The first rows of a `ready` dataset, as parsed (types applied)."""
     preview = service.preview_dataset(session, store, dataset_id, limit, tenant)
     return DatasetPreviewOut(
         dataset_id=dataset_id, data=preview.rows, has_more=preview.total_rows > len(preview.rows)

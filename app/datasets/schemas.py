@@ -10,6 +10,17 @@ class ColumnSchema(BaseModel):
 
 
 class DatasetPreviewOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "object": "dataset.preview",
+                "dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
+                "data": [{"sepal_length": 5.1, "sepal_width": 3.5, "species": "setosa"}],
+                "has_more": True,
+            }
+        }
+    )
+
     object: Literal["dataset.preview"] = "dataset.preview"
     dataset_id: str
     data: list[dict[str, Any]] = Field(description="The first rows, column: value.")
@@ -17,6 +28,12 @@ class DatasetPreviewOut(BaseModel):
 
 
 class DatasetDeletedOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d", "object": "dataset", "deleted": True}
+        }
+    )
+
     id: str
     object: Literal["dataset"] = "dataset"
     deleted: Literal[True] = True

@@ -31,6 +31,12 @@ _NOT_FOUND: dict[int | str, dict[str, object]] = {
         422: {"model": ErrorResponse, "description": "The spec does not fit the dataset."},
         429: {"model": ErrorResponse, "description": "Too many unfinished jobs (quota)."},
     },
+    openapi_extra={
+        "requestBody": {
+            "description": "What to train: the dataset and target, the model, training and "
+            "sharding options, and the gate the model must pass to be deployed."
+        }
+    },
 )
 def create_job(
     session: SessionDep,
@@ -54,6 +60,8 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ListResponse[JobOut]:
+    """The tenant's jobs, newest first. Page with `after` (the last id seen) while
+    `has_more` is true."""
     rows, has_more = service.list_jobs(session, limit=limit, after=after, tenant_id=tenant)
     return ListResponse[JobOut](data=[service.job_out(j) for j in rows], has_more=has_more)
 
@@ -66,6 +74,8 @@ def list_jobs(
     responses=_NOT_FOUND,
 )
 def get_job(session: SessionDep, tenant: TenantDep, job_id: str) -> JobOut:
+    """A job's status, progress (round of rounds), latest metrics and, once it has
+    succeeded, the id of the model it made."""
     return service.job_out(service.get_job(session, job_id, tenant))
 
 
@@ -79,6 +89,8 @@ def get_job(session: SessionDep, tenant: TenantDep, job_id: str) -> JobOut:
 def job_metrics(
     session: SessionDep, tenant: TenantDep, job_id: str
 ) -> ListResponse[RoundMetricsOut]:
+    """One entry per merged round: train and validation loss, validation metrics,
+    each shard's loss, examples and seconds, and the shards left out of the merge."""
     return ListResponse[RoundMetricsOut](
         data=service.round_metrics(session, job_id, tenant), has_more=False
     )
@@ -136,7 +148,14 @@ def cancel_job(
         200: {
             "description": "The events, oldest first. With `Accept: text/event-stream`, "
             "a server-sent event stream that ends when the job does.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": "id: evt_1b2c3d4e5f6a7b8c9d0e1f2a\nevent: round.completed\n"
+                    'data: {"id": "evt_1b2c3d4e5f6a7b8c9d0e1f2a", "type": "round.completed", '
+                    '"message": "round 4 of 10 merged from 4 shard(s)"}\n\n',
+                }
+            },
         },
     },
 )
@@ -148,6 +167,9 @@ def job_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ListResponse[EventOut] | EventSourceResponse:
+    """Every transition and round of a job, oldest first, paged with `after`. Send
+    `Accept: text/event-stream` to follow it live; the stream resumes after
+    `Last-Event-ID` and ends when the job does."""
     rows, has_more = service.list_events(
         session, job_id, limit=limit, after=after, tenant_id=tenant
     )

@@ -16,6 +16,31 @@ class JobError(BaseModel):
 
 
 class JobOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": "job_9a8b7c6d5e4f3a2b1c0d9e8f",
+                "object": "job",
+                "status": "running",
+                "spec": JobSpec.model_config["json_schema_extra"]["example"],  # type: ignore[index]
+                "task": "classification",
+                "progress": {"round": 4, "rounds": 10},
+                "metrics": {
+                    "round": 4,
+                    "train_loss": 0.231,
+                    "split": "validation",
+                    "val_loss": 0.213,
+                    "accuracy": 0.93,
+                },
+                "model_id": None,
+                "error": None,
+                "created_at": 1767225600,
+                "started_at": 1767225601,
+                "finished_at": None,
+            }
+        }
+    )
+
     id: str
     object: Literal["job"] = "job"
     status: Literal["queued", "preparing", "running", "succeeded", "failed", "cancelled"]
@@ -31,7 +56,21 @@ class JobOut(BaseModel):
 
 
 class EventOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "evt_1b2c3d4e5f6a7b8c9d0e1f2a",
+                "object": "job.event",
+                "job_id": "job_9a8b7c6d5e4f3a2b1c0d9e8f",
+                "type": "round.completed",
+                "level": "info",
+                "message": "round 4 of 10 merged from 4 shard(s)",
+                "data": {"round": 4, "train_loss": 0.231, "val_loss": 0.213},
+                "created_at": 1767225642,
+            }
+        },
+    )
 
     id: str
     object: Literal["job.event"] = "job.event"
@@ -44,6 +83,23 @@ class EventOut(BaseModel):
 
 
 class RoundMetricsOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "object": "job.round",
+                "round": 4,
+                "train_loss": 0.231,
+                "val_loss": 0.213,
+                "val_metrics": {"accuracy": 0.93, "log_loss": 0.213},
+                "shards": [{"shard": 0, "examples": 34, "loss": 0.229, "seconds": 0.41}],
+                "excluded_shards": [],
+                "seconds": 1.82,
+                "slowest_shard_seconds": 0.47,
+                "created_at": 1767225642,
+            }
+        }
+    )
+
     object: Literal["job.round"] = "job.round"
     round: int
     train_loss: float | None

@@ -17,6 +17,7 @@ from app.deps import (
     rate_limit,
 )
 from app.errors import COMMON_ERROR_RESPONSES, APIError, ErrorResponse
+from app.openapi import PREDICT_BODY_REF
 from app.registry import batch, service
 from app.registry.schemas import (
     BatchPredictionCreate,
@@ -45,6 +46,7 @@ def list_models(
     job_id: Annotated[str | None, Query(max_length=64)] = None,
     status: Literal["deployed", "rejected"] | None = None,
 ) -> ListResponse[ModelOut]:
+    """The tenant's models, newest first; filter by `job_id` or `status`."""
     rows, has_more = service.list_models(
         session, limit=limit, after=after, job_id=job_id, status=status, tenant_id=tenant
     )
@@ -61,6 +63,7 @@ def list_models(
     responses=_NOT_FOUND,
 )
 def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut:
+    """A model's holdout metrics, gate decision, feature schema, target and classes."""
     return ModelOut.model_validate(service.get_model(session, model_id, tenant))
 
 
@@ -70,7 +73,9 @@ def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut
 _PREDICT_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+        "description": "Raw records as column: value objects; at most "
+        "`SHARDTRAIN_MAX_PREDICT_ROWS` (10,000 by default) per request.",
+        "content": {"application/json": {"schema": {"$ref": PREDICT_BODY_REF}}},
     }
 }
 
@@ -186,6 +191,7 @@ def model_artifact(
         409: {"model": ErrorResponse, "description": "Model not deployed or dataset not ready."},
         422: {"model": ErrorResponse, "description": "The dataset lacks a feature column."},
     },
+    openapi_extra={"requestBody": {"description": "The ready dataset to predict over."}},
 )
 def create_batch_prediction(
     session: SessionDep,
@@ -212,6 +218,7 @@ def create_batch_prediction(
 def get_batch_prediction(
     session: SessionDep, tenant: TenantDep, model_id: str, batch_id: str
 ) -> BatchPredictionOut:
+    """A batch prediction's status and, once succeeded, its row count."""
     return BatchPredictionOut.model_validate(
         batch.get_batch_prediction(session, model_id, batch_id, tenant)
     )
@@ -221,12 +228,18 @@ def get_batch_prediction(
     "/{model_id}/batch_predictions/{batch_id}/output",
     operation_id="models-batch-predictions-output",
     summary="Download a batch prediction's output",
+    response_class=Response,
     responses={
         **_NOT_FOUND,
         409: {"model": ErrorResponse, "description": "The batch prediction has not succeeded."},
         200: {
             "description": "Parquet, or CSV with `?format=csv`.",
-            "content": {"application/vnd.apache.parquet": {}, "text/csv": {}},
+            "content": {
+                "application/vnd.apache.parquet": {},
+                "text/csv": {
+                    "example": "row_id,prediction,probability_no,probability_yes\n0,yes,0.12,0.88\n"
+                },
+            },
         },
     },
 )
@@ -238,6 +251,8 @@ def batch_prediction_output(
     batch_id: str,
     format: Literal["parquet", "csv"] = "parquet",
 ) -> Response:
+    """The predictions of a succeeded batch prediction: Parquet (default) or
+    CSV, one row per dataset row with its `row_id`."""
     found = batch.get_batch_prediction(session, model_id, batch_id, tenant)
     if found.status != "succeeded" or found.output_key is None:
         raise APIError(

@@ -20,7 +20,25 @@ class GateOut(BaseModel):
 
 
 class ModelOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "mdl_0a1b2c3d4e5f6a7b8c9d0e1f",
+                "object": "model",
+                "job_id": "job_9a8b7c6d5e4f3a2b1c0d9e8f",
+                "task": "classification",
+                "type": "logistic_regression",
+                "status": "deployed",
+                "metrics": {"accuracy": 0.933, "macro_f1": 0.931, "log_loss": 0.198},
+                "gate": {"metric": "accuracy", "min": 0.9, "value": 0.933, "passed": True},
+                "features": [{"name": "sepal_length", "dtype": "float"}],
+                "target": "species",
+                "classes": ["setosa", "versicolor", "virginica"],
+                "created_at": 1767225700,
+            }
+        },
+    )
 
     id: str
     object: Literal["model"] = "model"
@@ -46,6 +64,17 @@ class PredictRequest(BaseModel):
 
 
 class PredictionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "object": "prediction",
+                "model_id": "mdl_0a1b2c3d4e5f6a7b8c9d0e1f",
+                "predictions": ["setosa"],
+                "probabilities": [{"setosa": 0.97, "versicolor": 0.02, "virginica": 0.01}],
+            }
+        }
+    )
+
     object: Literal["prediction"] = "prediction"
     model_id: str
     predictions: list[Any]
@@ -63,7 +92,22 @@ class BatchPredictionCreate(BaseModel):
 
 
 class BatchPredictionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "bp_5e6f7a8b9c0d1e2f3a4b5c6d",
+                "object": "batch_prediction",
+                "model_id": "mdl_0a1b2c3d4e5f6a7b8c9d0e1f",
+                "dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
+                "status": "succeeded",
+                "rows": 1000000,
+                "error": None,
+                "created_at": 1767225800,
+                "finished_at": 1767225812,
+            }
+        },
+    )
 
     id: str
     object: Literal["batch_prediction"] = "batch_prediction"
