@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./sdk
 	touch $(STAMP)
 
 run: install
@@ -24,8 +25,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check app workers migrations tests bench
-	$(BIN)/ruff format --check app workers migrations tests bench
+	$(BIN)/ruff check app workers migrations tests bench sdk
+	$(BIN)/ruff format --check app workers migrations tests bench sdk
 
 typecheck: install
 	$(BIN)/mypy

@@ -1,0 +1,90 @@
+"""`shardtrain datasets upload|list|show|preview|delete`."""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shardtrain.cli import exit_codes, render
+from shardtrain.cli.context import Output, OutputOpt, ProgressOpt, client_of, show_progress
+
+app = typer.Typer(help="Upload, list, inspect and delete datasets.", no_args_is_help=True)
+
+LimitOpt = Annotated[int, typer.Option(min=1, help="Show at most this many (newest first).")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every one, fetching page after page.")]
+
+
+@app.command()
+def upload(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    name: Annotated[str | None, typer.Option(help="A label; defaults to the file name.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until ingest ends.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to --wait at most.")] = None,
+    progress: ProgressOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Stream a CSV, Parquet or JSON Lines file; --wait exits 10 if ingest fails."""
+    client = client_of(ctx)
+    dataset = client.datasets.upload(path, name=name, progress=show_progress(progress))
+    if wait:
+        dataset = client.datasets.wait(dataset.id, timeout=timeout)
+    if output is Output.json:
+        render.emit_json(dataset)
+    else:
+        for table in render.dataset_detail(dataset):
+            render.console().print(table)
+    if dataset.status == "failed":
+        raise typer.Exit(exit_codes.UNSUCCESSFUL)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context, limit: LimitOpt = 20, all_: AllOpt = False, output: OutputOpt = Output.table
+) -> None:
+    """Datasets, newest first."""
+    items = client_of(ctx).datasets.list(limit=min(limit, 100))
+    datasets = list(items if all_ else islice(items, limit))
+    if output is Output.json:
+        render.emit_json(datasets)
+    else:
+        render.console().print(render.dataset_table(datasets))
+
+
+@app.command()
+def show(ctx: typer.Context, dataset_id: str, output: OutputOpt = Output.table) -> None:
+    """One dataset, with its columns once ready."""
+    dataset = client_of(ctx).datasets.get(dataset_id)
+    if output is Output.json:
+        render.emit_json(dataset)
+    else:
+        for table in render.dataset_detail(dataset):
+            render.console().print(table)
+
+
+@app.command()
+def preview(
+    ctx: typer.Context,
+    dataset_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows to show.")] = 20,
+    output: OutputOpt = Output.table,
+) -> None:
+    """The first rows of a ready dataset."""
+    result = client_of(ctx).datasets.preview(dataset_id, limit=limit)
+    if output is Output.json:
+        render.emit_json(result)
+    else:
+        render.console().print(render.records_table(result.data))
+
+
+@app.command()
+def delete(ctx: typer.Context, dataset_id: str, output: OutputOpt = Output.table) -> None:
+    """Delete a dataset, its Parquet copy and its shards (models keep working)."""
+    deleted = client_of(ctx).datasets.delete(dataset_id)
+    if output is Output.json:
+        render.emit_json(deleted)
+    else:
+        render.console().print(f"deleted {deleted.id}")

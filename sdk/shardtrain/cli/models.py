@@ -1,0 +1,105 @@
+"""`shardtrain models list|show|predict|download`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Literal, cast
+
+import typer
+
+from shardtrain.cli import render
+from shardtrain.cli.context import Output, OutputOpt, ProgressOpt, client_of, show_progress
+from shardtrain.cli.inputs import load_records
+
+app = typer.Typer(help="List, inspect, predict with and download models.", no_args_is_help=True)
+
+
+class Status(StrEnum):
+    deployed = "deployed"
+    rejected = "rejected"
+
+
+class ArtifactFormat(StrEnum):
+    safetensors = "safetensors"
+    onnx = "onnx"
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Option("--job", help="Only this job's models.")] = None,
+    status: Annotated[Status | None, typer.Option(help="Only deployed or rejected.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 20,
+    all_: Annotated[bool, typer.Option("--all", help="Every model, page after page.")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Models, newest first."""
+    wanted = cast(Literal["deployed", "rejected"], status.value) if status else None
+    items = client_of(ctx).models.list(limit=min(limit, 100), job_id=job, status=wanted)
+    models = list(items if all_ else islice(items, limit))
+    if output is Output.json:
+        render.emit_json(models)
+    else:
+        render.console().print(render.model_table(models))
+
+
+@app.command()
+def show(ctx: typer.Context, model_id: str, output: OutputOpt = Output.table) -> None:
+    """One model: status, holdout metrics, gate, features and classes."""
+    model = client_of(ctx).models.get(model_id)
+    if output is Output.json:
+        render.emit_json(model)
+    else:
+        for table in render.model_detail(model):
+            render.console().print(table)
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    model_id: str,
+    input: Annotated[
+        Path,
+        typer.Option("--input", "-i", help="Records: .csv (header row), .json (a list) or .jsonl."),
+    ],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Predict from raw records; CSV cells are read as the model's feature dtypes."""
+    client = client_of(ctx)
+    typed_text = input.suffix.lower() in {".csv", ".tsv", ".txt"}
+    features = client.models.get(model_id).features if typed_text else []
+    records = load_records(input, features)
+    if not records:
+        raise typer.BadParameter(f"{input} holds no records")
+    prediction = client.models.predict(model_id, records)
+    if output is Output.json:
+        render.emit_json(prediction)
+    else:
+        render.console().print(render.prediction_table(prediction))
+
+
+@app.command()
+def download(
+    ctx: typer.Context,
+    model_id: str,
+    dest: Annotated[
+        Path | None, typer.Option("--dest", help="A file, or a directory for <id>.<format>.")
+    ] = None,
+    format: Annotated[ArtifactFormat, typer.Option(help="safetensors or onnx.")] = (
+        ArtifactFormat.safetensors
+    ),
+    progress: ProgressOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Download the model's artifact; prints where it was written."""
+    fmt = cast(Literal["safetensors", "onnx"], format.value)
+    path = client_of(ctx).models.download(
+        model_id, dest, format=fmt, progress=show_progress(progress)
+    )
+    if output is Output.json:
+        render.emit_json({"model_id": model_id, "format": fmt, "path": str(path),
+                          "bytes": path.stat().st_size})  # fmt: skip
+    else:
+        render.console().print(f"wrote {path} ({path.stat().st_size} bytes)")

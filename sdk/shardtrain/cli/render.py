@@ -1,0 +1,202 @@
+"""How objects are shown: rich tables for `--output table`, plain JSON for `--output json`
+(printed without rich, so a script can parse stdout)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from shardtrain.cli.sparkline import sparkline
+from shardtrain.models import Dataset, Event, Job, Model, Prediction, RoundMetrics
+
+
+def console() -> Console:
+    return Console()
+
+
+def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+    if isinstance(value, BaseModel):
+        data: Any = value.model_dump(mode="json")
+    elif isinstance(value, dict):
+        data = value
+    else:
+        data = [item.model_dump(mode="json") for item in value]
+    typer.echo(json.dumps(data, indent=2))
+
+
+def emit_json_line(value: BaseModel) -> None:
+    typer.echo(value.model_dump_json())
+
+
+def when(timestamp: int | None) -> str:
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, "" if value is None else str(value))
+    return table
+
+
+def dataset_table(datasets: Iterable[Dataset]) -> Table:
+    table = Table("id", "name", "format", "status", "rows", "bytes", "created")
+    for d in datasets:
+        table.add_row(
+            d.id, d.name, d.format, d.status, number(d.rows), str(d.bytes), when(d.created_at)
+        )
+    return table
+
+
+def dataset_detail(d: Dataset) -> list[Table]:
+    tables = [
+        _fields(
+            f"dataset {d.id}",
+            [("name", d.name), ("format", d.format), ("status", d.status), ("rows", d.rows),
+             ("bytes", d.bytes), ("sha256", d.sha256), ("error", d.error),
+             ("created", when(d.created_at))],
+        )
+    ]  # fmt: skip
+    if d.columns:
+        columns = Table("column", "dtype", "missing", title="columns", title_justify="left")
+        for c in d.columns:
+            columns.add_row(c.name, c.dtype, str(c.missing))
+        tables.append(columns)
+    return tables
+
+
+def records_table(records: Sequence[dict[str, Any]]) -> Table:
+    names: list[str] = []
+    for record in records:
+        names.extend(k for k in record if k not in names)
+    table = Table(*names)
+    for record in records:
+        table.add_row(*(number(record.get(n)) for n in names))
+    return table
+
+
+def _losses(job: Job) -> str:
+    metrics = job.metrics or {}
+    return " ".join(f"{k}={number(metrics[k])}" for k in ("train_loss", "val_loss") if k in metrics)
+
+
+def job_table(jobs: Iterable[Job]) -> Table:
+    table = Table("id", "status", "dataset", "target", "model", "rounds", "model id", "created")
+    for j in jobs:
+        table.add_row(
+            j.id, j.status, j.spec.dataset_id, j.spec.target, j.spec.model.type,
+            f"{j.progress.round}/{j.progress.rounds}", j.model_id or "", when(j.created_at),
+        )  # fmt: skip
+    return table
+
+
+def job_detail(j: Job) -> Table:
+    metrics = ", ".join(f"{k}={number(v)}" for k, v in (j.metrics or {}).items())
+    error = f"{j.error.code}: {j.error.message}" if j.error else None
+    return _fields(
+        f"job {j.id}",
+        [("status", j.status), ("task", j.task), ("dataset", j.spec.dataset_id),
+         ("target", j.spec.target), ("model", j.spec.model.type),
+         ("progress", f"{j.progress.round}/{j.progress.rounds} rounds"), ("metrics", metrics),
+         ("model id", j.model_id), ("error", error), ("created", when(j.created_at)),
+         ("started", when(j.started_at)), ("finished", when(j.finished_at))],
+    )  # fmt: skip
+
+
+def event_row(table: Table, e: Event) -> None:
+    table.add_row(when(e.created_at), e.type, e.level, e.message)
+
+
+def event_table() -> Table:
+    return Table("time", "type", "level", "message")
+
+
+def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
+    """One row per round; the caption draws the loss columns as sparklines."""
+    names: list[str] = []
+    for r in rounds:
+        names.extend(k for k in r.val_metrics if k not in names)
+    table = Table("round", "train loss", "val loss", *names, "shards", "seconds")
+    for r in rounds:
+        table.add_row(
+            str(r.round), number(r.train_loss), number(r.val_loss),
+            *(number(r.val_metrics.get(n)) for n in names),
+            f"{len(r.shards) - len(r.excluded_shards)}/{len(r.shards)}", number(r.seconds, 2),
+        )  # fmt: skip
+    lines = []
+    for label, series in (
+        ("train loss", [r.train_loss for r in rounds]),
+        ("val loss", [r.val_loss for r in rounds]),
+    ):
+        if any(v is not None for v in series):
+            present = [v for v in series if v is not None]
+            span = f"{number(present[0])} → {number(present[-1])}"
+            lines.append(f"{label:<10} {sparkline(series)}  {span}")
+    table.caption = "\n".join(lines)
+    table.caption_justify = "left"
+    return table
+
+
+def model_table(models: Iterable[Model]) -> Table:
+    table = Table("id", "status", "type", "task", "job", "target", "metrics", "created")
+    for m in models:
+        metrics = " ".join(f"{k}={number(v)}" for k, v in m.metrics.items())
+        table.add_row(
+            m.id, m.status, m.type, m.task, m.job_id, m.target, metrics, when(m.created_at)
+        )
+    return table
+
+
+def model_detail(m: Model) -> list[Table]:
+    gate = None
+    if m.gate is not None:
+        bounds = " ".join(
+            f"{k} {number(v)}" for k, v in (("≥", m.gate.min), ("≤", m.gate.max)) if v is not None
+        )
+        verdict = "passed" if m.gate.passed else "failed"
+        gate = f"{m.gate.metric} {bounds}: {number(m.gate.value)} ({verdict})"
+    detail = _fields(
+        f"model {m.id}",
+        [("status", m.status), ("type", m.type), ("task", m.task), ("job", m.job_id),
+         ("target", m.target), ("classes", m.classes),
+         ("metrics", ", ".join(f"{k}={number(v)}" for k, v in m.metrics.items())),
+         ("gate", gate), ("created", when(m.created_at))],
+    )  # fmt: skip
+    features = Table("feature", "dtype", title="features", title_justify="left")
+    for f in m.features:
+        features.add_row(f.name, f.dtype)
+    return [detail, features]
+
+
+def prediction_table(p: Prediction) -> Table:
+    classes: list[str] = list(p.probabilities[0]) if p.probabilities else []
+    table = Table("row", "prediction", *(f"p({c})" for c in classes))
+    for i, predicted in enumerate(p.predictions):
+        probabilities = p.probabilities[i] if p.probabilities else {}
+        table.add_row(str(i), number(predicted), *(number(probabilities.get(c)) for c in classes))
+    return table
+
+
+def job_summary(j: Job) -> str:
+    losses = _losses(j)
+    return f"{j.id} {j.status}" + (f" ({losses})" if losses else "")

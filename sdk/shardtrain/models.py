@@ -1,0 +1,151 @@
+"""The API's objects as pydantic models. Unknown fields a newer server adds are kept
+(`extra="allow"`), never an error; tests/sdk/test_openapi_drift.py checks that every
+field the server declares is declared here with a compatible type."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from shardtrain.spec import JobSpec
+
+JOB_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+DATASET_TERMINAL = frozenset({"ready", "failed"})
+
+
+class APIObject(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Column(APIObject):
+    name: str
+    dtype: Literal["int", "float", "bool", "string"]
+    missing: int
+
+
+class Dataset(APIObject):
+    id: str
+    object: Literal["dataset"] = "dataset"
+    name: str
+    format: str
+    bytes: int
+    sha256: str
+    status: Literal["processing", "ready", "failed"]
+    rows: int | None = None
+    columns: list[Column] | None = None
+    error: str | None = None
+    created_at: int
+
+
+class DatasetPreview(APIObject):
+    object: Literal["dataset.preview"] = "dataset.preview"
+    dataset_id: str
+    data: list[dict[str, Any]]
+    has_more: bool
+
+
+class DatasetDeleted(APIObject):
+    id: str
+    object: Literal["dataset"] = "dataset"
+    deleted: bool = True
+
+
+class Progress(APIObject):
+    round: int
+    rounds: int
+
+
+class JobError(APIObject):
+    code: str
+    message: str
+
+
+class Job(APIObject):
+    id: str
+    object: Literal["job"] = "job"
+    status: Literal["queued", "preparing", "running", "succeeded", "failed", "cancelled"]
+    spec: JobSpec
+    task: str | None = None
+    progress: Progress
+    metrics: dict[str, Any] | None = None
+    model_id: str | None = None
+    error: JobError | None = None
+    created_at: int
+    started_at: int | None = None
+    finished_at: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in JOB_TERMINAL
+
+
+class Event(APIObject):
+    id: str
+    object: Literal["job.event"] = "job.event"
+    job_id: str
+    type: str
+    level: Literal["info", "warning", "error"]
+    message: str
+    data: dict[str, Any]
+    created_at: int
+
+
+class RoundMetrics(APIObject):
+    object: Literal["job.round"] = "job.round"
+    round: int
+    train_loss: float | None = None
+    val_loss: float | None = None
+    val_metrics: dict[str, float]
+    shards: list[dict[str, Any]]
+    excluded_shards: list[int]
+    seconds: float
+    slowest_shard_seconds: float
+    created_at: int
+
+
+class Feature(APIObject):
+    name: str
+    dtype: str
+
+
+class Gate(APIObject):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    value: float | None = None
+    passed: bool
+    overridden_at: int | None = None
+
+
+class Model(APIObject):
+    id: str
+    object: Literal["model"] = "model"
+    job_id: str
+    task: str
+    type: str
+    status: Literal["deployed", "rejected"]
+    metrics: dict[str, float]
+    gate: Gate | None = None
+    features: list[Feature]
+    target: str
+    classes: list[Any] | None = None
+    created_at: int
+
+
+class Prediction(APIObject):
+    object: Literal["prediction"] = "prediction"
+    model_id: str
+    predictions: list[Any]
+    probabilities: list[dict[str, float]] | None = None
+
+
+Item = TypeVar("Item", bound=BaseModel)
+
+
+class Page(APIObject, Generic[Item]):
+    """One page of a list: `{"object": "list", "data": [...], "has_more": bool}`."""
+
+    object: Literal["list"] = "list"
+    data: list[Item]
+    has_more: bool

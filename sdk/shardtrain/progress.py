@@ -1,0 +1,149 @@
+"""What `progress=True` shows, on stderr so that stdout stays clean for data: a transfer
+bar for uploads and downloads, and a round bar with the latest losses for a job."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from shardtrain.models import Job
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+class TransferBar:
+    """A byte counter; `None` when progress is off, so callers need no branches."""
+
+    def __init__(self, description: str, total: int | None, enabled: bool) -> None:
+        self._progress: Progress | None = None
+        self._task = TaskID(0)
+        if enabled:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=_console(),
+            )
+            self._task = self._progress.add_task(description, total=total)
+
+    def __enter__(self) -> TransferBar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def advance(self, count: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, count)
+
+    def reset(self) -> None:
+        if self._progress is not None:
+            self._progress.reset(self._task)
+
+
+class CountingReader:
+    """A file object that reports what is read from it. httpx streams a multipart part
+    from it in 64 KiB reads (never all at once), takes its length from `fileno()`, and
+    seeks it back to 0 on a retried request, which restarts the bar."""
+
+    def __init__(self, file: IO[bytes], bar: TransferBar) -> None:
+        self._file = file
+        self._bar = bar
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._file.read(size)
+        self._bar.advance(len(chunk))
+        return chunk
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self._file.seek(offset, whence)
+        if position == 0:
+            self._bar.reset()
+        return position
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+
+def job_line(job: Job) -> str:
+    metrics: dict[str, Any] = job.metrics or {}
+    parts = [f"{job.id} {job.status}"]
+    for key in ("train_loss", "val_loss"):
+        value = metrics.get(key)
+        if isinstance(value, int | float):
+            parts.append(f"{key} {value:.4f}")
+    return "  ".join(parts)
+
+
+class JobBar:
+    """Rounds merged out of rounds planned, with the status and the latest losses."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        if enabled:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("rounds"),
+                TimeElapsedColumn(),
+                console=_console(),
+            )
+
+    def __enter__(self) -> JobBar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, job: Job) -> None:
+        if self._progress is None:
+            return
+        if self._task is None:
+            self._task = self._progress.add_task(job_line(job), total=job.progress.rounds)
+        self._progress.update(
+            self._task,
+            description=job_line(job),
+            completed=job.progress.round,
+            total=job.progress.rounds,
+        )

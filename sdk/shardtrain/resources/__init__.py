@@ -1,0 +1,7 @@
+"""One module per API resource, each with its sync and async class."""
+
+from shardtrain.resources.datasets import AsyncDatasets, Datasets
+from shardtrain.resources.jobs import AsyncJobs, Jobs
+from shardtrain.resources.models import AsyncModels, Models
+
+__all__ = ["AsyncDatasets", "AsyncJobs", "AsyncModels", "Datasets", "Jobs", "Models"]

@@ -1,0 +1,102 @@
+"""The job spec, typed: mirrors the server's `app/jobs/spec.py` (fields, defaults, bounds
+and allowed values); tests/sdk/test_openapi_drift.py fails when the two part ways.
+
+Only the fields a caller sets are sent (`to_request()`), so the server's own defaults
+apply to the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MetricName = Literal["accuracy", "log_loss", "f1_macro", "roc_auc", "rmse", "mae", "r2"]
+
+
+class _Strict(BaseModel):
+    # A misspelt field fails here, before the request, as it would on the server.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ModelSpec(_Strict):
+    type: Literal["logistic_regression", "linear_regression", "mlp"] = "logistic_regression"
+    hidden_layers: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [64], max_length=16
+    )
+    activation: Literal["relu", "tanh", "gelu"] = "relu"
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class PreprocessingSpec(_Strict):
+    standardize: bool = True
+    impute: Literal["mean", "median", "most_frequent"] = "mean"
+    categorical: Literal["one_hot"] = "one_hot"
+
+
+class EarlyStoppingSpec(_Strict):
+    patience: int = Field(default=3, ge=1, le=1000)
+    min_delta: float = Field(default=1e-4, ge=0.0)
+
+
+class TrainingSpec(_Strict):
+    optimizer: Literal["sgd", "momentum", "adam"] = "adam"
+    learning_rate: float = Field(default=0.01, gt=0.0, le=10.0)
+    batch_size: int = Field(default=256, ge=1, le=1_000_000)
+    local_epochs: int = Field(default=1, ge=1, le=1000)
+    rounds: int = Field(default=10, ge=1, le=1000)
+    l1: float = Field(default=0.0, ge=0.0, le=1e3)
+    l2: float = Field(default=0.0, ge=0.0, le=1e3)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    early_stopping: EarlyStoppingSpec | None = Field(default_factory=EarlyStoppingSpec)
+
+
+class DistributionSpec(_Strict):
+    shards: int = Field(default=4, ge=1, le=256)
+    aggregation: Literal["fedavg", "mean", "median", "trimmed_mean"] = "fedavg"
+    trim_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ValidationSpec(_Strict):
+    holdout_fraction: float = Field(default=0.2, ge=0.0, le=0.8)
+    validation_fraction: float = Field(default=0.1, ge=0.0, le=0.8)
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> Self:
+        if self.holdout_fraction + self.validation_fraction > 0.9:
+            raise ValueError("holdout_fraction + validation_fraction must leave training rows")
+        return self
+
+
+class DeployGate(_Strict):
+    metric: MetricName
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError("deploy_if needs `min` or `max`")
+        return self
+
+
+class JobSpec(_Strict):
+    """Every field but `dataset_id` and `target` has a default (the server's)."""
+
+    dataset_id: str = Field(min_length=1, max_length=64)
+    target: str = Field(min_length=1, max_length=255)
+    features: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
+        default=None, max_length=10_000
+    )
+    task: Literal["auto", "classification", "regression"] = "auto"
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    distribution: DistributionSpec = Field(default_factory=DistributionSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    deploy_if: DeployGate | None = None
+
+    def to_request(self) -> dict[str, Any]:
+        """The JSON body: only what was set, so unset fields take the server's defaults."""
+        return self.model_dump(mode="json", exclude_unset=True)
