@@ -16,6 +16,7 @@ from app.db import session_factory
 from app.dispatch import Dispatcher
 from app.errors import ErrorResponse, install_error_handlers
 from app.fleet import WorkerRegistry
+from app.jobs.chart_routes import router as job_charts_router
 from app.jobs.routes import router as jobs_router
 from app.openapi import TAGS, install_openapi
 from app.registry.predictor import PredictorCache
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_body_bytes)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
+    app.include_router(job_charts_router)
     app.include_router(models_router)
     install_openapi(app)
 
