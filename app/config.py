@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,7 +27,8 @@ class Settings(BaseSettings):
     # Every body but an upload's: 10,000 predict rows of wide records fit well inside.
     max_json_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     model_cache_size: int = Field(default=8, gt=0)
-    log_format: str = "plain"
+    # `json`: one JSON object per log line (python-json-logger), for log collectors.
+    log_format: Literal["plain", "json"] = "plain"
 
     # Celery: a shard task must finish well inside the visibility timeout, or
     # Redis hands the unacknowledged message to a second worker.

@@ -1,7 +1,6 @@
 """create_app(): routers, error handlers, shared state. Run with
 ``uvicorn app.main:create_app --factory``."""
 
-import logging
 from typing import Any
 
 import redis
@@ -18,6 +17,8 @@ from app.errors import ErrorResponse, install_error_handlers
 from app.fleet import WorkerRegistry
 from app.jobs.chart_routes import router as job_charts_router
 from app.jobs.routes import router as jobs_router
+from app.observability.exposition import install_metrics
+from app.observability.logging import configure_logging
 from app.openapi import TAGS, install_openapi
 from app.registry.predictor import PredictorCache
 from app.registry.routes import router as models_router
@@ -35,7 +36,7 @@ job's gate. Errors are `{"error": {type, code, message, param}}`.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format)
     app = FastAPI(title="Shardtrain", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS)
     app.state.settings = settings
     app.state.session_factory = session_factory(settings.database_url)
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(shared_redis)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_body_bytes)
+    # Added last, so outermost: it times and labels even the requests refused above.
+    install_metrics(app, app.state.session_factory, shared_redis)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
     app.include_router(job_charts_router)

@@ -4,9 +4,13 @@ Started as ``celery -A workers.celery_app worker``. The API imports this module
 only to send messages by task name; it never imports the task modules.
 """
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import setup_logging
 
 from app.config import Settings, get_settings
+from app.observability.logging import configure_logging
 
 # `train_gpu` carries shards of `device: cuda` jobs; only workers with a GPU consume it.
 QUEUES = ("ingest", "train", "train_gpu", "merge")
@@ -50,6 +54,15 @@ def create_celery(settings: Settings) -> Celery:
         },
     )
     return app
+
+
+@setup_logging.connect
+def _configure_logging(
+    loglevel: int | str | None = None, logfile: str | None = None, **_: Any
+) -> None:
+    """With a receiver on this signal Celery configures no logging of its own, so the
+    worker and beat write the API's format (plain or JSON) with the task's ids."""
+    configure_logging(get_settings().log_format, loglevel or "INFO", filename=logfile)
 
 
 celery_app = create_celery(get_settings())

@@ -26,6 +26,8 @@ from app.jobs import finalize, rounds
 from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
 from app.jobs.watchdog import sweep
+from app.observability.logging import log_ids
+from app.observability.worker_metrics import WorkerMetrics
 from app.paramstore import ParamStore
 from app.registry import batch
 from app.storage import BlobStore
@@ -84,6 +86,11 @@ def _params() -> ParamStore:
     )
 
 
+@cache
+def _metrics() -> WorkerMetrics:
+    return WorkerMetrics(redis.Redis.from_url(get_settings().broker_url, socket_timeout=5))
+
+
 def _dispatcher() -> Dispatcher:
     return Dispatcher(celery_app)
 
@@ -104,20 +111,28 @@ def _fail_job(job_id: str, code: str, message: str) -> None:
 
 @celery_app.task(name="shardtrain.ingest_dataset", bind=True)
 def ingest_dataset(self: Task, dataset_id: str) -> None:
-    try:
-        with session_scope() as session:
-            ingest(session, _store(), dataset_id)
-    except Exception as exc:
-        _retry_if_stale(self, exc)
-        # Anything but a bad file (those are IngestError, handled inside) is our fault:
-        # the dataset still ends `failed`, never `processing` forever.
-        logger.exception("ingest crashed for dataset %s", dataset_id)
-        with session_scope() as session:
-            mark_failed(session, dataset_id, f"internal error during ingest: {type(exc).__name__}")
+    with log_ids(dataset_id=dataset_id):
+        try:
+            with session_scope() as session:
+                ingest(session, _store(), dataset_id)
+        except Exception as exc:
+            _retry_if_stale(self, exc)
+            # Anything but a bad file (those are IngestError, handled inside) is our fault:
+            # the dataset still ends `failed`, never `processing` forever.
+            logger.exception("ingest crashed for dataset %s", dataset_id)
+            with session_scope() as session:
+                mark_failed(
+                    session, dataset_id, f"internal error during ingest: {type(exc).__name__}"
+                )
 
 
 @celery_app.task(name="shardtrain.prepare_job", bind=True, max_retries=None)
 def prepare_job(self: Task, job_id: str) -> None:
+    with log_ids(job_id=job_id):
+        _prepare_job(self, job_id)
+
+
+def _prepare_job(self: Task, job_id: str) -> None:
     with session_scope() as session:
         step = rounds.begin_prepare(session, job_id)
     if step == "wait":
@@ -150,20 +165,26 @@ def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> 
 
 @celery_app.task(name="shardtrain.train_shard", bind=True)
 def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
-    try:
-        with session_scope() as session:
-            rounds.train_shard(session, _store(), _params(), job_id, round_, shard)
-    except rounds.DeviceUnavailable as exc:
-        _fail_job(job_id, "device_unavailable", str(exc))
-    except Exception as exc:
-        _retry_if_stale(self, exc)
-        # Returning normally lets the chord's merge run; it sees the failed job and stops.
-        logger.exception("shard %s of round %s failed for job %s", shard, round_, job_id)
-        _fail_job(job_id, "shard_failed", f"shard {shard}, round {round_}: {exc}")
+    with log_ids(job_id=job_id, round=round_, shard=shard):
+        try:
+            with session_scope() as session:
+                rounds.train_shard(session, _store(), _params(), job_id, round_, shard)
+        except rounds.DeviceUnavailable as exc:
+            _fail_job(job_id, "device_unavailable", str(exc))
+        except Exception as exc:
+            _retry_if_stale(self, exc)
+            # Returning normally lets the chord's merge run; it sees the failed job and stops.
+            logger.exception("shard %s of round %s failed for job %s", shard, round_, job_id)
+            _fail_job(job_id, "shard_failed", f"shard {shard}, round {round_}: {exc}")
 
 
 @celery_app.task(name="shardtrain.merge_round", bind=True)
 def merge_round(self: Task, job_id: str, round_: int) -> None:
+    with log_ids(job_id=job_id, round=round_):
+        _merge_round(self, job_id, round_)
+
+
+def _merge_round(self: Task, job_id: str, round_: int) -> None:
     params = _params()
     try:
         with session_scope() as session:
@@ -172,6 +193,7 @@ def merge_round(self: Task, job_id: str, round_: int) -> None:
             if step.next != "none":
                 # Shard results and the previous global are no longer needed once committed.
                 enqueue_after_commit(session, lambda: params.delete_round(job_id, round_ - 1))
+                _record_round_after_commit(session, job_id, round_)
     except IntegrityError:
         logger.info("round %s of job %s was already merged", round_, job_id)
     except Exception as exc:
@@ -180,17 +202,44 @@ def merge_round(self: Task, job_id: str, round_: int) -> None:
         _fail_job(job_id, "merge_failed", f"round {round_}: {exc}")
 
 
+def _record_round_after_commit(session: Session, job_id: str, round_: int) -> None:
+    """Observe the round's duration and its shards' throughput once its merge commits:
+    a redelivered or rolled-back merge is then never counted."""
+    repository = JobRepository(session)
+    job, merged = repository.get(job_id), repository.round(job_id, round_)
+    if job is None or merged is None:
+        return
+    epochs = int(job.spec["training"]["local_epochs"])
+    rates = [
+        shard["examples"] * epochs / shard["seconds"]
+        for shard in merged.shards
+        if shard["seconds"] > 0
+    ]
+    seconds = merged.seconds
+
+    def record() -> None:
+        logger.info("round %s merged, %.2f s after its dispatch", round_, seconds)
+        try:
+            _metrics().record_merged_round(seconds, rates)
+        except redis.RedisError:
+            # Metrics are not worth failing a committed round for.
+            logger.warning("could not record the metrics of round %s", round_, exc_info=True)
+
+    enqueue_after_commit(session, record)
+
+
 @celery_app.task(name="shardtrain.finalize_job", bind=True)
 def finalize_job(self: Task, job_id: str) -> None:
     params = _params()
-    try:
-        with session_scope() as session:
-            if finalize.finalize_job(session, _store(), job_id):
-                enqueue_after_commit(session, lambda: params.delete_job(job_id))
-    except Exception as exc:
-        _retry_if_stale(self, exc)
-        logger.exception("finalize failed for job %s", job_id)
-        _fail_job(job_id, "finalize_failed", str(exc))
+    with log_ids(job_id=job_id):
+        try:
+            with session_scope() as session:
+                if finalize.finalize_job(session, _store(), job_id):
+                    enqueue_after_commit(session, lambda: params.delete_job(job_id))
+        except Exception as exc:
+            _retry_if_stale(self, exc)
+            logger.exception("finalize failed for job %s", job_id)
+            _fail_job(job_id, "finalize_failed", str(exc))
 
 
 @celery_app.task(name="shardtrain.watchdog")
@@ -211,13 +260,14 @@ def watchdog() -> None:
 
 @celery_app.task(name="shardtrain.batch_predict", bind=True)
 def batch_predict(self: Task, batch_id: str) -> None:
-    try:
-        with session_scope() as session:
-            batch.mark_running(session, batch_id)
-        with session_scope() as session:
-            batch.run_batch_prediction(session, _store(), batch_id)
-    except Exception as exc:
-        _retry_if_stale(self, exc)
-        logger.exception("batch prediction %s failed", batch_id)
-        with session_scope() as session:
-            batch.mark_failed(session, batch_id, f"{type(exc).__name__}: {exc}")
+    with log_ids(batch_id=batch_id):
+        try:
+            with session_scope() as session:
+                batch.mark_running(session, batch_id)
+            with session_scope() as session:
+                batch.run_batch_prediction(session, _store(), batch_id)
+        except Exception as exc:
+            _retry_if_stale(self, exc)
+            logger.exception("batch prediction %s failed", batch_id)
+            with session_scope() as session:
+                batch.mark_failed(session, batch_id, f"{type(exc).__name__}: {exc}")

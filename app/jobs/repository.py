@@ -1,4 +1,4 @@
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import Job, JobEvent, JobRound
@@ -29,6 +29,17 @@ class JobRepository:
     def rounds(self, job_id: str) -> list[JobRound]:
         statement = select(JobRound).where(JobRound.job_id == job_id).order_by(JobRound.round)
         return list(self.session.scalars(statement))
+
+    def round(self, job_id: str, round_: int) -> JobRound | None:
+        statement = select(JobRound).where(JobRound.job_id == job_id, JobRound.round == round_)
+        return self.session.scalars(statement).one_or_none()
+
+    def count_by_status(self) -> dict[str, int]:
+        """Jobs per status in one GROUP BY query: `/metrics` runs it on every scrape."""
+        statement = owned_by(
+            select(Job.status, func.count()).group_by(Job.status), Job, self.tenant_id
+        )
+        return {status: count for status, count in self.session.execute(statement).tuples()}
 
     def add_round(self, job_round: JobRound) -> None:
         # The unique (job_id, round) constraint makes a duplicate merge fail here
