@@ -4,12 +4,12 @@ retypes in a response (or a spec field it changes) fails here, not in a user's p
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
-
 import shardtrain
+from pydantic import BaseModel
+from shardtrain import models, spec
+
 from app.config import Settings
 from app.main import create_app
-from shardtrain import models, spec
 
 # Server component -> the SDK model that reads (or, for the spec, writes) it.
 RESPONSES: dict[str, type[BaseModel]] = {
@@ -78,7 +78,7 @@ def _accepts(sdk: dict[str, Any], server: dict[str, Any], sdk_defs: dict[str, An
     """Whether a value valid for the server's schema is valid for the SDK's."""
     if "$ref" in sdk and "$ref" not in server:
         return _accepts(sdk_defs[_ref_name(sdk)], server, sdk_defs)
-    if not sdk or sdk.get("type") is None and "$ref" not in sdk:
+    if not sdk or (sdk.get("type") is None and "$ref" not in sdk):
         return True  # Any
     if "$ref" in server:
         wanted = MAPPED.get(_ref_name(server))

@@ -4,10 +4,9 @@ param and message."""
 from pathlib import Path
 
 import pytest
-from conftest import FAST, Served
-from sample_data import SEED_EXAMPLE_CSV
-
 import shardtrain
+from sample_data import SEED_EXAMPLE_CSV
+from sdk_harness import FAST, Served
 from shardtrain import (
     AuthenticationError,
     BadRequestError,
@@ -25,7 +24,11 @@ def test_unknown_key_is_authentication_error(served: Served) -> None:
     with pytest.raises(AuthenticationError) as caught:
         other.datasets.list_page()
     error = caught.value
-    assert (error.status, error.type, error.code) == (401, "authentication_error", "invalid_api_key")
+    assert (error.status, error.type, error.code) == (
+        401,
+        "authentication_error",
+        "invalid_api_key",
+    )
     assert isinstance(error, ShardtrainError)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import pydantic
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -31,12 +32,12 @@ class _ErrorMappingGroup(TyperGroup):
             return super().invoke(ctx)
         except ShardtrainError as exc:
             raise _fail(str(exc), exit_codes.exit_code_for(exc)) from None
-        except Exception as exc:
-            # A spec file the SDK's JobSpec refuses (pydantic's ValidationError).
-            code = exit_codes.exit_code_for(exc)
-            if code == exit_codes.ERROR:
-                raise
-            raise _fail(str(exc), code) from None
+        except pydantic.ValidationError as exc:
+            # A spec file the SDK's JobSpec refuses, before any request.
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
+            )
+            raise _fail(f"invalid {exc.title}: {problems}", exit_codes.INVALID) from None
         except KeyboardInterrupt:
             raise _fail("interrupted", exit_codes.INTERRUPTED) from None
         finally:

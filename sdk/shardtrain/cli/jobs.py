@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.live import Live
 
 from shardtrain.cli import exit_codes, render
 from shardtrain.cli.context import Output, OutputOpt, ProgressOpt, client_of, show_progress
@@ -95,10 +94,11 @@ def events(
             render.event_row(table, event)
         render.console().print(table)
         return
-    with Live(table, console=render.console(), auto_refresh=False) as live:
-        for event in stream:
-            render.event_row(table, event)
-            live.refresh()
+    # Followed events are printed as they arrive, one line each (a table would have to
+    # wait for the last one).
+    console = render.console()
+    for event in stream:
+        console.print(render.event_line(event), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -59,8 +59,22 @@ def _fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
     return table
 
 
+def _list_table(*columns: str, wraps: str = "") -> Table:
+    """Every cell on one line, ids and timestamps above all (ids are what a user copies);
+    only the `wraps` column (free text) folds when the terminal is narrow."""
+    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
+    for name in columns:
+        if name == wraps:
+            table.add_column(name, overflow="fold", ratio=1)
+        else:
+            # ds_/job_/mdl_ and 24 hex characters: at most 28.
+            width = 28 if name.endswith("id") else None
+            table.add_column(name, no_wrap=True, min_width=width)
+    return table
+
+
 def dataset_table(datasets: Iterable[Dataset]) -> Table:
-    table = Table("id", "name", "format", "status", "rows", "bytes", "created")
+    table = _list_table("id", "name", "format", "status", "rows", "bytes", "created", wraps="name")
     for d in datasets:
         table.add_row(
             d.id, d.name, d.format, d.status, number(d.rows), str(d.bytes), when(d.created_at)
@@ -91,7 +105,7 @@ def records_table(records: Sequence[dict[str, Any]]) -> Table:
         names.extend(k for k in record if k not in names)
     table = Table(*names)
     for record in records:
-        table.add_row(*(number(record.get(n)) for n in names))
+        table.add_row(*("" if record.get(n) is None else str(record[n]) for n in names))
     return table
 
 
@@ -101,12 +115,10 @@ def _losses(job: Job) -> str:
 
 
 def job_table(jobs: Iterable[Job]) -> Table:
-    table = Table("id", "status", "dataset", "target", "model", "rounds", "model id", "created")
+    table = _list_table("id", "status", "target", "rounds", "model id", "created")
     for j in jobs:
-        table.add_row(
-            j.id, j.status, j.spec.dataset_id, j.spec.target, j.spec.model.type,
-            f"{j.progress.round}/{j.progress.rounds}", j.model_id or "", when(j.created_at),
-        )  # fmt: skip
+        rounds = f"{j.progress.round}/{j.progress.rounds}"
+        table.add_row(j.id, j.status, j.spec.target, rounds, j.model_id or "", when(j.created_at))
     return table
 
 
@@ -125,6 +137,12 @@ def job_detail(j: Job) -> Table:
 
 def event_row(table: Table, e: Event) -> None:
     table.add_row(when(e.created_at), e.type, e.level, e.message)
+
+
+def event_line(e: Event) -> str:
+    line = f"{when(e.created_at)}  {e.type:<16} {e.level:<7} {e.message}"
+    losses = [f"{k}={number(e.data[k])}" for k in ("train_loss", "val_loss") if k in e.data]
+    return f"{line}  {' '.join(losses)}" if losses else line
 
 
 def event_table() -> Table:
@@ -158,12 +176,10 @@ def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
 
 
 def model_table(models: Iterable[Model]) -> Table:
-    table = Table("id", "status", "type", "task", "job", "target", "metrics", "created")
+    table = _list_table("id", "status", "type", "target", "metrics", "created", wraps="metrics")
     for m in models:
-        metrics = " ".join(f"{k}={number(v)}" for k, v in m.metrics.items())
-        table.add_row(
-            m.id, m.status, m.type, m.task, m.job_id, m.target, metrics, when(m.created_at)
-        )
+        metrics = " ".join(f"{k}={number(v, 3)}" for k, v in m.metrics.items())
+        table.add_row(m.id, m.status, m.type, m.target, metrics, when(m.created_at))
     return table
 
 
