@@ -102,7 +102,9 @@ def install_error_handlers(app: FastAPI) -> None:
             if isinstance(position, int):
                 message = f"The body is not valid JSON (at character {position})."
             else:
-                detail = str(first.get("ctx", {}).get("error", first.get("msg", "")))
+                context = first.get("ctx")
+                detail = context.get("error") if isinstance(context, dict) else None
+                detail = str(detail or first.get("msg", ""))
                 message = f"The body is not valid JSON ({detail})."
             return error_response(422, "invalid_json", message, None)
         param = _param_from_loc(tuple(first.get("loc", ())))
