@@ -13,11 +13,11 @@ import yaml
 from dbsetup import issue_key
 from e2e_system import System
 from sample_data import iris_table, table_to_csv
-from shardtrain.cli import app
-from shardtrain.cli.sparkline import BLOCKS
 from typer.testing import CliRunner
 
 from app.runner import free_local_port
+from shardtrain.cli import app
+from shardtrain.cli.sparkline import BLOCKS
 
 pytestmark = pytest.mark.e2e
 

@@ -8,10 +8,11 @@ import struct
 from pathlib import Path
 
 import pytest
-import shardtrain.progress
 from dbsetup import issue_key
 from e2e_system import System
 from sample_data import iris_table, table_to_csv
+
+import shardtrain.progress
 from shardtrain import (
     AsyncClient,
     Client,

@@ -7,10 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 from fault_injection import FaultInjector
 from sdk_harness import FAST, Served
-from shardtrain import Client
 
 from app.config import Settings
 from app.main import create_app
+from shardtrain import Client
 
 
 @pytest.fixture(scope="session")

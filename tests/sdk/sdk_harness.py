@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from fastapi.testclient import TestClient
 from fault_injection import FaultInjector
+
 from shardtrain import Client, RetryPolicy
 
 # Fast retries: the backoff is not what these tests measure (Retry-After is).

@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
+
 from shardtrain import errors
 from shardtrain.cli import exit_codes
 from shardtrain.cli.inputs import load_records, load_spec

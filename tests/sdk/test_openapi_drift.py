@@ -4,12 +4,12 @@ retypes in a response (or a spec field it changes) fails here, not in a user's p
 from typing import Any
 
 import pytest
-import shardtrain
 from pydantic import BaseModel
-from shardtrain import models, spec
 
+import shardtrain
 from app.config import Settings
 from app.main import create_app
+from shardtrain import models, spec
 
 # Server component -> the SDK model that reads (or, for the spec, writes) it.
 RESPONSES: dict[str, type[BaseModel]] = {

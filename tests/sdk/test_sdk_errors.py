@@ -4,9 +4,10 @@ param and message."""
 from pathlib import Path
 
 import pytest
-import shardtrain
 from sample_data import SEED_EXAMPLE_CSV
 from sdk_harness import FAST, Served
+
+import shardtrain
 from shardtrain import (
     AuthenticationError,
     BadRequestError,

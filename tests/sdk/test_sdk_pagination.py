@@ -8,10 +8,10 @@ import httpx
 from fault_injection import FaultInjector
 from sample_data import SEED_EXAMPLE_CSV
 from sdk_harness import FAST, Served
-from shardtrain import AsyncClient
 
 from app.config import Settings
 from app.main import create_app
+from shardtrain import AsyncClient
 
 
 def test_datasets_list_follows_every_page(served: Served, tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ import pytest
 from fault_injection import Fault, FaultInjector
 from sample_data import SEED_EXAMPLE_CSV
 from sdk_harness import FAST, Served
-from shardtrain import AsyncClient, NotFoundError, RateLimitError, ServerError
 
 from app.config import Settings
 from app.main import create_app
+from shardtrain import AsyncClient, NotFoundError, RateLimitError, ServerError
 
 
 @pytest.fixture
