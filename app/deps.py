@@ -18,7 +18,9 @@ from app.tenancy.limits import Limits, limits_for
 from app.tenancy.service import tenant_for_key
 
 
-def _settings(request: Request) -> Settings:
+# The plain lookups on app.state are coroutines so FastAPI calls them in the event
+# loop: a sync dependency costs a thread-pool round trip on every request.
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -27,19 +29,19 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def _store(request: Request) -> BlobStore:
+async def _store(request: Request) -> BlobStore:
     return request.app.state.store
 
 
-def _dispatcher(request: Request) -> Dispatcher:
+async def _dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
-def _fleet(request: Request) -> WorkerRegistry:
+async def _fleet(request: Request) -> WorkerRegistry:
     return request.app.state.fleet
 
 
-def _predictors(request: Request) -> PredictorCache:
+async def _predictors(request: Request) -> PredictorCache:
     return request.app.state.predictors
 
 
