@@ -1,6 +1,7 @@
 """Annotated dependencies shared by the routes."""
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -52,30 +53,40 @@ _bearer = HTTPBearer(
 )
 
 
-def _tenant(
+@dataclass(frozen=True)
+class Caller:
+    tenant_id: str
+    limits: Limits
+
+
+def _caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The caller's tenant id. Resolved in a session of its own, so a revoked key fails
-    on its very next request."""
+) -> Caller:
+    """The caller's tenant and its limits, read in one session of their own on every
+    request, so a revoked key fails on its very next request."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise APIError(401, "missing_api_key", "Send `Authorization: Bearer <api key>`.")
     with request.app.state.session_factory() as session:
         tenant_id = tenant_for_key(session, credentials.credentials)
-    if tenant_id is None:
-        raise APIError(401, "invalid_api_key", "The API key is not valid or was revoked.")
-    return tenant_id
+        if tenant_id is None:
+            raise APIError(401, "invalid_api_key", "The API key is not valid or was revoked.")
+        return Caller(tenant_id, limits_for(session, request.app.state.settings, tenant_id))
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+async def _tenant(caller: CallerDep) -> str:
+    return caller.tenant_id
+
+
+async def _limits(caller: CallerDep) -> Limits:
+    return caller.limits
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 TenantDep = Annotated[str, Depends(_tenant)]
-
-
-def _limits(request: Request, tenant: TenantDep) -> Limits:
-    with request.app.state.session_factory() as session:
-        return limits_for(session, request.app.state.settings, tenant)
-
-
 LimitsDep = Annotated[Limits, Depends(_limits)]
 
 

@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from app.db import session_scope
 from app.deps import (
     DispatcherDep,
     PredictorsDep,
@@ -19,6 +20,7 @@ from app.deps import (
 from app.errors import COMMON_ERROR_RESPONSES, APIError, ErrorResponse
 from app.openapi import PREDICT_BODY_REF
 from app.registry import batch, service
+from app.registry.predictor import Prediction
 from app.registry.schemas import (
     BatchPredictionCreate,
     BatchPredictionOut,
@@ -97,7 +99,6 @@ _PREDICT_BODY = {
 )
 async def predict(
     http_request: Request,
-    session: SessionDep,
     tenant: TenantDep,
     store: StoreDep,
     predictors: PredictorsDep,
@@ -112,16 +113,22 @@ async def predict(
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
-    result = await run_in_threadpool(
-        service.predict,
-        session,
-        store,
-        predictors,
-        model_id,
-        request.inputs,
-        max_rows=settings.max_predict_rows,
-        tenant_id=tenant,
-    )
+
+    # The lookup and the model run in one trip to the thread pool: on the hot path
+    # every hop between the event loop and a worker thread shows in the latency.
+    def run() -> Prediction:
+        with session_scope(http_request.app.state.session_factory) as session:
+            return service.predict(
+                session,
+                store,
+                predictors,
+                model_id,
+                request.inputs,
+                max_rows=settings.max_predict_rows,
+                tenant_id=tenant,
+            )
+
+    result = await run_in_threadpool(run)
     body = {
         "object": "prediction",
         "model_id": model_id,
