@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     model_cache_size: int = Field(default=8, gt=0)
     # `json`: one JSON object per log line (python-json-logger), for log collectors.
+    # Seconds between keep-alive comments on an idle event stream, so proxies do not
+    # close it while a long round trains.
+    sse_ping_s: float = Field(default=15.0, gt=0)
     log_format: Literal["plain", "json"] = "plain"
 
     # Celery: a shard task must finish well inside the visibility timeout, or

@@ -115,9 +115,14 @@ def rerun_job(
     dispatcher: DispatcherDep,
     fleet: FleetDep,
     job_id: str,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobOut:
-    """A new job, and so a new model version, from the spec of an earlier one."""
-    return service.job_out(service.rerun_job(session, dispatcher, fleet, job_id, tenant, limits))
+    """A new job, and so a new model version, from the spec of an earlier one. With an
+    `Idempotency-Key`, a repeated request returns the job the first one made."""
+    rerun = service.rerun_job(
+        session, dispatcher, fleet, job_id, tenant, limits, idempotency_key=idempotency_key
+    )
+    return service.job_out(rerun)
 
 
 @router.post(
@@ -181,7 +186,7 @@ def job_events(
                 job_id,
                 after or request.headers.get("last-event-id"),
             ),
-            ping=15,
+            ping=request.app.state.settings.sse_ping_s,
         )
     return ListResponse[EventOut](
         data=[EventOut.model_validate(e) for e in rows], has_more=has_more

@@ -151,12 +151,21 @@ def rerun_job(
     job_id: str,
     tenant_id: str,
     limits: Limits | None = None,
+    idempotency_key: str | None = None,
 ) -> Job:
     """A new job with the same spec: a new model version, trained from scratch."""
     earlier = get_job(session, job_id, tenant_id)
+    request = fingerprint({"rerun_of": job_id})
+    keys = IdempotencyRepository(session, tenant_id)
+    if idempotency_key is not None:
+        done = keys.find("jobs.rerun", idempotency_key, request)
+        if done is not None:
+            return get_job(session, done, tenant_id)
     spec = JobSpec.model_validate(earlier.spec)
     job = create_job(session, dispatcher, fleet, spec, tenant_id, limits=limits)
     record_event(session, job.id, "job.rerun", f"re-run of {job_id}", rerun_of=job_id)
+    if idempotency_key is not None:
+        keys.remember("jobs.rerun", idempotency_key, job.id, request)
     return job
 
 

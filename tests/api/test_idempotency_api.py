@@ -1,4 +1,4 @@
-"""Idempotency-Key on the two create endpoints."""
+"""Idempotency-Key on the endpoints that create: uploads, jobs and re-runs."""
 
 from collections.abc import Callable
 
@@ -56,3 +56,23 @@ def test_a_failed_request_does_not_burn_its_key(
     assert client.post("/v1/jobs", json=bad, headers=headers).status_code == 422
     good = {"dataset_id": dataset_id, "target": "label", "distribution": {"shards": 1}}
     assert client.post("/v1/jobs", json=good, headers=headers).status_code == 201
+
+
+def test_retried_rerun_returns_the_first_rerun(
+    client: TestClient, ready_dataset: MakeDataset
+) -> None:
+    dataset_id = ready_dataset("seed.csv", SEED_EXAMPLE_CSV)
+    body = {"dataset_id": dataset_id, "target": "label", "distribution": {"shards": 1}}
+    source = client.post("/v1/jobs", json=body).json()["id"]
+    other = client.post("/v1/jobs", json=body).json()["id"]
+    headers = {"Idempotency-Key": "rerun-1"}
+    first = client.post(f"/v1/jobs/{source}/rerun", headers=headers)
+    second = client.post(f"/v1/jobs/{source}/rerun", headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert second.json()["id"] == first.json()["id"] != source
+    assert len(client.get("/v1/jobs").json()["data"]) == 3
+    # The same key for a re-run of another job is a different request.
+    reused = client.post(f"/v1/jobs/{other}/rerun", headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert client.post(f"/v1/jobs/{source}/rerun").json()["id"] != first.json()["id"]

@@ -38,6 +38,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         "SHARDTRAIN_STAGE_DEADLINE_S": str(STAGE_DEADLINE_S),
         "SHARDTRAIN_WATCHDOG_INTERVAL_S": "1",
         "SHARDTRAIN_MAX_ATTEMPTS": "6",
+        # Keep-alive comments between the events of every followed stream, as a long
+        # job's stream has them.
+        "SHARDTRAIN_SSE_PING_S": "0.05",
     }
     # A tenant and key made with the operators' own command.
     admin = [sys.executable, "-m", "app.admin"]

@@ -108,6 +108,8 @@ class Jobs:
                     "GET", f"{PATH}/{job_id}/events", headers=_sse_headers(last)
                 ) as response:
                     for sse in EventSource(response).iter_sse():
+                        if not sse.data:
+                            continue  # the server's keep-alive comment, not an event
                         event = Event.model_validate_json(sse.data)
                         last, failures = event.id, 0
                         yield event
@@ -204,6 +206,8 @@ class AsyncJobs:
                     "GET", f"{PATH}/{job_id}/events", headers=_sse_headers(last)
                 ) as response:
                     async for sse in EventSource(response).aiter_sse():
+                        if not sse.data:
+                            continue  # the server's keep-alive comment, not an event
                         event = Event.model_validate_json(sse.data)
                         last, failures = event.id, 0
                         yield event
