@@ -13,6 +13,9 @@ from app.observability.logging import log_ids
 # series without bound.
 UNMATCHED = "unmatched"
 REQUEST_ID_HEADER = b"x-request-id"
+# The server accepts any token as a method; anything else is one label, for the same
+# reason as UNMATCHED.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A caller's own request id (from a proxy) is kept only when it is short and plain,
 # since it is copied into every log line and the response.
 _ACCEPTABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
@@ -64,6 +67,5 @@ class HttpMetricsMiddleware:
             # The router records the matched route in the shared scope; its `path` is
             # the template, e.g. /v1/jobs/{job_id}.
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            self.histogram.labels(scope["method"], route, str(status)).observe(
-                time.perf_counter() - started
-            )
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.histogram.labels(method, route, str(status)).observe(time.perf_counter() - started)

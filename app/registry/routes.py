@@ -20,7 +20,6 @@ from app.deps import (
 from app.errors import COMMON_ERROR_RESPONSES, APIError, ErrorResponse
 from app.openapi import PREDICT_BODY_REF
 from app.registry import batch, service
-from app.registry.predictor import Prediction
 from app.registry.schemas import (
     BatchPredictionCreate,
     BatchPredictionOut,
@@ -107,18 +106,20 @@ async def predict(
 ) -> Response:
     """Apply the model's saved preprocessing to raw records and predict. Classification
     returns original label values and per-class probabilities."""
-    try:
-        request = PredictRequest.model_validate_json(await http_request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-        ) from None
+    raw = await http_request.body()
 
-    # The lookup and the model run in one trip to the thread pool: on the hot path
-    # every hop between the event loop and a worker thread shows in the latency.
-    def run() -> Prediction:
+    # Parsing, the lookup, the model and the answer's encoding in one trip to the
+    # thread pool: each hop between the event loop and a worker thread shows in the
+    # latency, and a large body parsed on the event loop would stall every other request.
+    def run() -> bytes:
+        try:
+            request = PredictRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+            ) from None
         with session_scope(http_request.app.state.session_factory) as session:
-            return service.predict(
+            result = service.predict(
                 session,
                 store,
                 predictors,
@@ -127,15 +128,16 @@ async def predict(
                 max_rows=settings.max_predict_rows,
                 tenant_id=tenant,
             )
+        return to_json(
+            {
+                "object": "prediction",
+                "model_id": model_id,
+                "predictions": result.predictions,
+                "probabilities": result.probabilities,
+            }
+        )
 
-    result = await run_in_threadpool(run)
-    body = {
-        "object": "prediction",
-        "model_id": model_id,
-        "predictions": result.predictions,
-        "probabilities": result.probabilities,
-    }
-    return Response(content=to_json(body), media_type="application/json")
+    return Response(content=await run_in_threadpool(run), media_type="application/json")
 
 
 @router.post(

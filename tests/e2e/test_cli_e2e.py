@@ -194,3 +194,13 @@ def test_installed_console_script(system: System) -> None:
     )
     assert missing.returncode == 4
     assert missing.stderr.startswith("error: 404 not_found")
+
+
+def test_names_that_look_like_markup_print_as_they_are(sh: Shell, tmp_path: Path) -> None:
+    data = tmp_path / "odd.csv"
+    data.write_bytes(b"x,y\n1,2\n")
+    name = "[/b]odd [red]name"
+    dataset = sh.json("datasets", "upload", str(data), "--name", name)
+    assert isinstance(dataset, dict)
+    assert name in sh("datasets", "show", dataset["id"])
+    assert name in sh("datasets", "list")

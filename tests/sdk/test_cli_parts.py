@@ -35,6 +35,13 @@ def test_csv_cells_take_the_feature_dtypes(tmp_path: Path) -> None:
     ]
 
 
+def test_a_csv_row_longer_than_its_header_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("x,y\n1,2\n3,4,5\n")
+    with pytest.raises(typer.BadParameter, match="line 3: more cells"):
+        load_records(path, [Feature(name="x", dtype="int"), Feature(name="y", dtype="int")])
+
+
 def test_json_records_as_a_list_an_envelope_or_lines(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text('[{"x": 1}]')
     (tmp_path / "b.json").write_text('{"inputs": [{"x": 1}]}')

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import pydantic
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from shardtrain._version import __version__
@@ -19,7 +20,8 @@ from shardtrain.errors import ShardtrainError
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
+    line = Text.assemble(("error", "bold red"), f": {message}")  # the message is not markup
+    Console(stderr=True).print(line, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -31,6 +31,8 @@ def upload(
     client = client_of(ctx)
     dataset = client.datasets.upload(path, name=name, progress=show_progress(progress))
     if wait:
+        # On stderr before waiting: a script whose --wait times out still learns the id.
+        typer.echo(f"uploaded {dataset.id}", err=True)
         dataset = client.datasets.wait(dataset.id, timeout=timeout)
     if output is Output.json:
         render.emit_json(dataset)

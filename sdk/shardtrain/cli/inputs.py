@@ -63,7 +63,14 @@ def load_records(path: Path, features: list[Feature]) -> list[dict[str, Any]]:
         dtypes = {f.name: f.dtype for f in features}
         delimiter = "\t" if suffix == ".tsv" else ","
         rows = csv.DictReader(text.splitlines(), delimiter=delimiter)
-        return [{k: _cell(v or "", dtypes.get(k)) for k, v in row.items()} for row in rows]
+        records = []
+        for row in rows:
+            if None in row:  # DictReader files cells past the header under None
+                raise typer.BadParameter(
+                    f"{path} line {rows.line_num}: more cells than the header has columns"
+                )
+            records.append({k: _cell(v or "", dtypes.get(k)) for k, v in row.items()})
+        return records
     try:
         if suffix in {".jsonl", ".ndjson"}:
             loaded: Any = [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -45,6 +45,8 @@ def create(
     client = client_of(ctx)
     job = client.jobs.create(JobSpec.model_validate(fields))
     if wait:
+        # On stderr before waiting: a script whose --wait times out still learns the id.
+        typer.echo(f"created {job.id}", err=True)
         job = client.jobs.wait(job.id, progress=show_progress(progress), timeout=timeout)
     _finish(job, output)
     if wait and job.status != "succeeded":

@@ -19,7 +19,9 @@ from shardtrain.models import Dataset, Event, Job, Model, Prediction, RoundMetri
 
 
 def console() -> Console:
-    return Console()
+    # Names, messages and values come from users: `[/b]` in a dataset name must print
+    # as itself, not be read as rich markup (which would raise or swallow text).
+    return Console(markup=False)
 
 
 def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
