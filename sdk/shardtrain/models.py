@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from shardtrain.spec import JobSpec
 
@@ -74,6 +80,19 @@ class Job(APIObject):
     created_at: int
     started_at: int | None = None
     finished_at: int | None = None
+
+    @field_validator("spec", mode="wrap")
+    @classmethod
+    def _spec_from_a_newer_server(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # JobSpec is strict so that a caller's typo fails before the request; a spec the
+        # server sends back with a field or value this SDK does not know yet must not
+        # make every read of the job fail. Known fields are kept as sent.
+        try:
+            return handler(value)
+        except ValidationError:
+            if not isinstance(value, dict):
+                raise
+            return JobSpec.model_construct(**value)
 
     @property
     def done(self) -> bool:
