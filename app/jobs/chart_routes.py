@@ -1,3 +1,5 @@
+from functools import lru_cache
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
@@ -7,6 +9,13 @@ from app.jobs import service
 from app.jobs.charts import LossPoint, render_loss_chart
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_ERROR_RESPONSES)
+
+
+# A render costs tens of milliseconds of a thread-pool thread; dashboards poll the same
+# job again and again, and the image changes only when a round is merged.
+@lru_cache(maxsize=128)
+def _chart(points: tuple[LossPoint, ...], title: str) -> bytes:
+    return render_loss_chart(points, title=title)
 
 
 @router.get(
@@ -27,9 +36,9 @@ def job_metrics_chart(session: SessionDep, tenant: TenantDep, job_id: str) -> Re
     """The numbers of `GET /v1/jobs/{job_id}/metrics`, drawn: the merged train loss
     (weighted by shard examples) and the validation loss of every round so far."""
     rounds = service.round_metrics(session, job_id, tenant)
-    png = render_loss_chart(
-        [LossPoint(r.round, r.train_loss, r.val_loss) for r in rounds],
-        title=f"{job_id}: loss per round",
+    png = _chart(
+        tuple(LossPoint(r.round, r.train_loss, r.val_loss) for r in rounds),
+        f"{job_id}: loss per round",
     )
     # Each merged round changes the image, so a cached copy would hide progress.
     return Response(content=png, media_type="image/png", headers={"Cache-Control": "no-store"})
