@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Python leaves SIGINT ignored when it starts ignored (a shell's background job,
+    # nohup): Ctrl-C must stop everything however this process was started.
+    signal.signal(signal.SIGINT, on_signal)
     try:
         print(f"shardtrain: database {settings.database_url}", flush=True)
         _migrate(settings.database_url)
