@@ -5,7 +5,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def feature_columns(batch: pa.RecordBatch, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
+def feature_columns(
+    batch: pa.RecordBatch | pa.Table, dtypes: dict[str, str]
+) -> dict[str, np.ndarray]:
     """Numeric columns as float64 with NaN for missing; text as object arrays with None."""
     columns: dict[str, np.ndarray] = {}
     for name, dtype in dtypes.items():

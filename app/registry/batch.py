@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.datasets.columns import feature_columns
 from app.datasets.repository import DatasetRepository
 from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
@@ -106,7 +105,7 @@ def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> N
         writer: pq.ParquetWriter | None = None
         source = pq.ParquetFile(store.path(dataset.data_key), pre_buffer=False)
         for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=list(dtypes)):
-            table = _predictions(predictor, batch, dtypes, first_row=rows)
+            table = predictor.predict_table(batch, dtypes, first_row=rows)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
@@ -114,23 +113,6 @@ def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> N
         if writer is not None:
             writer.close()
     job.status, job.rows, job.output_key, job.finished_at = "succeeded", rows, key, now_s()
-
-
-def _predictions(
-    predictor: Predictor, batch: pa.RecordBatch, dtypes: dict[str, str], *, first_row: int
-) -> pa.Table:
-    outputs = predictor.outputs(feature_columns(batch, dtypes))
-    columns: dict[str, pa.Array] = {
-        # The row's position in the dataset, so predictions join back to their inputs.
-        "row_id": pa.array(range(first_row, first_row + batch.num_rows), pa.int64()),
-    }
-    if predictor.task == "regression":
-        columns["prediction"] = pa.array(outputs, pa.float64())
-    else:
-        columns["prediction"] = pa.array(predictor.labels(outputs))
-        for i, name in enumerate(predictor.class_names):
-            columns[f"probability_{name}"] = pa.array(outputs[:, i], pa.float64())
-    return pa.table(columns)
 
 
 def mark_failed(session: Session, batch_id: str, message: str) -> None:

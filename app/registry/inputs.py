@@ -1,10 +1,13 @@
-"""Turn raw prediction records into typed column arrays, naming any field at fault."""
+"""Turn raw prediction inputs (JSON records, or an Arrow table) into typed columns,
+naming any field at fault."""
 
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from app.training.preprocessing import Preprocessor
 
@@ -88,3 +91,40 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+def read_arrow_stream(raw: bytes) -> pa.Table:
+    try:
+        return pa.ipc.open_stream(raw).read_all()
+    except (pa.ArrowException, ValueError) as exc:
+        raise InputError("inputs", f"the body is not an Arrow IPC stream ({exc})") from None
+
+
+def table_to_features(table: pa.Table, dtypes: dict[str, str]) -> pa.RecordBatch:
+    """The model's feature columns of `table`, one record batch, each column of a type
+    the dtype accepts: the same rules as JSON records (numbers, booleans or null for
+    numeric features; text, or numbers and booleans as their text, for the others)."""
+    if table.num_rows == 0:
+        raise InputError("inputs", "the table has no rows")
+    columns = []
+    for name, dtype in dtypes.items():
+        if name not in table.column_names:
+            raise InputError(f"inputs.{name}", f"the table is missing column {name!r}")
+        column = table.column(name)
+        kind = column.type
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+        numeric = numeric or pa.types.is_boolean(kind) or pa.types.is_null(kind)
+        text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        if dtype == "string" and not text:
+            if not numeric:
+                raise InputError(f"inputs.{name}", f"column {name!r} must be text, not {kind}")
+            column = pc.cast(column, pa.string())
+        elif dtype != "string" and not numeric:
+            raise InputError(
+                f"inputs.{name}", f"column {name!r} must be numbers, booleans or null, not {kind}"
+            )
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=list(dtypes)).combine_chunks().to_batches()[0]

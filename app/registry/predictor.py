@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 
+from app.datasets.columns import feature_columns
 from app.registry.artifact import read_artifact
 from app.registry.inputs import records_to_columns
 from app.training.networks import build_network
@@ -49,6 +51,25 @@ class Predictor:
     def labels(self, proba: np.ndarray) -> list[Any]:
         classes = self.preprocessor.target.classes or []
         return [classes[i] for i in np.argmax(proba, axis=1).tolist()]
+
+    def predict_table(
+        self, batch: pa.RecordBatch | pa.Table, dtypes: dict[str, str], *, first_row: int = 0
+    ) -> pa.Table:
+        """`row_id` (the row's position, counted from `first_row`), `prediction`, and a
+        `probability_<class>` column per class: batch predictions' output format."""
+        outputs = self.outputs(feature_columns(batch, dtypes))
+        columns: dict[str, pa.Array] = {
+            "row_id": pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)),
+        }
+        if self.task == "regression":
+            columns["prediction"] = pa.array(outputs, pa.float64())
+        else:
+            # Arrow's take, not a Python list of labels: a row costs no Python object.
+            classes = pa.array(self.preprocessor.target.classes or [])
+            columns["prediction"] = classes.take(pa.array(np.argmax(outputs, axis=1)))
+            for i, name in enumerate(self.class_names):
+                columns[f"probability_{name}"] = pa.array(outputs[:, i], pa.float64())
+        return pa.table(columns)
 
     def predict(self, records: Sequence[dict[str, Any]]) -> Prediction:
         outputs = self.outputs(records_to_columns(records, self.preprocessor))

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from app.errors import APIError, NotFound
@@ -10,9 +11,9 @@ from app.jobs.events import record_event
 from app.models import RegisteredModel
 from app.models.base import now_s
 from app.registry.artifact import read_artifact
-from app.registry.inputs import InputError
+from app.registry.inputs import InputError, table_to_features
 from app.registry.onnx_graph import export_onnx
-from app.registry.predictor import Prediction, PredictorCache
+from app.registry.predictor import Prediction, Predictor, PredictorCache
 from app.registry.repository import ModelRepository
 from app.storage import BlobStore
 
@@ -70,10 +71,51 @@ def predict(
     max_rows: int,
     tenant_id: str | None,
 ) -> Prediction:
+    _, predictor = _deployed(
+        session, store, predictors, model_id, len(records), max_rows, tenant_id
+    )
+    try:
+        return predictor.predict(records)
+    except InputError as exc:
+        raise APIError(422, "invalid_input", exc.message, exc.param) from exc
+
+
+def predict_table(
+    session: Session,
+    store: BlobStore,
+    predictors: PredictorCache,
+    model_id: str,
+    table: pa.Table,
+    *,
+    max_rows: int,
+    tenant_id: str | None,
+) -> pa.Table:
+    """Predictions for an Arrow table of raw columns, as a table shaped like a batch
+    prediction's output (`row_id`, `prediction`, `probability_<class>`)."""
+    model, predictor = _deployed(
+        session, store, predictors, model_id, table.num_rows, max_rows, tenant_id
+    )
+    dtypes = {f["name"]: f["dtype"] for f in model.features}
+    try:
+        batch = table_to_features(table, dtypes)
+    except InputError as exc:
+        raise APIError(422, "invalid_input", exc.message, exc.param) from exc
+    return predictor.predict_table(batch, dtypes)
+
+
+def _deployed(
+    session: Session,
+    store: BlobStore,
+    predictors: PredictorCache,
+    model_id: str,
+    rows: int,
+    max_rows: int,
+    tenant_id: str | None,
+) -> tuple[RegisteredModel, Predictor]:
     model = get_model(session, model_id, tenant_id)
-    if len(records) > max_rows:
+    if rows > max_rows:
         raise APIError(
-            413, "too_many_rows", f"{len(records)} rows exceed the limit of {max_rows}.", "inputs"
+            413, "too_many_rows", f"{rows} rows exceed the limit of {max_rows}.", "inputs"
         )
     if model.status != "deployed":
         gate = model.gate or {}
@@ -84,11 +126,7 @@ def predict(
             f"{gate.get('value')} did not pass the job's deploy_if gate.",
             "model_id",
         )
-    predictor = predictors.get(model.id, store.path(model.artifact_key))
-    try:
-        return predictor.predict(records)
-    except InputError as exc:
-        raise APIError(422, "invalid_input", exc.message, exc.param) from exc
+    return model, predictors.get(model.id, store.path(model.artifact_key))
 
 
 def onnx_path(store: BlobStore, model: RegisteredModel) -> Path:

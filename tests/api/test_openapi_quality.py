@@ -23,7 +23,12 @@ from app.registry.schemas import (
 )
 
 # Media types whose examples would be bytes: nothing useful to show.
-BINARY = {"application/octet-stream", "application/vnd.apache.parquet", "image/png"}
+BINARY = {
+    "application/octet-stream",
+    "application/vnd.apache.parquet",
+    "application/vnd.apache.arrow.stream",
+    "image/png",
+}
 MODELS: dict[str, type[BaseModel]] = {
     m.__name__: m
     for m in (
@@ -86,7 +91,8 @@ def test_every_request_body_is_described_with_an_example(document: dict[str, Any
         bodies += 1
         assert op["requestBody"].get("description"), f"{method} {path}"
         for media_type, media in op["requestBody"]["content"].items():
-            assert example_of(document, media) is not None, f"{method} {path} {media_type}"
+            if media_type not in BINARY:
+                assert example_of(document, media) is not None, f"{method} {path} {media_type}"
     assert bodies >= 4
 
 
