@@ -235,7 +235,7 @@ def main() -> int:
         f"{10_000 / mlp_bare_rows_s * 1000:.2f} ms (MLP), so a server that did nothing but "
         "the forward would still reach at most "
         f"{ceiling(empty_ms, bare_rows_s):.2f}x and {ceiling(empty_ms, mlp_bare_rows_s):.2f}x "
-        "before moving the 0.8 MB of JSON each way.",
+        "before moving a byte of the body either way.",
     ]
     report = PROTOCOL + "\n\n" + "\n".join(lines)
     print(report)
