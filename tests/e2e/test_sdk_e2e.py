@@ -7,6 +7,7 @@ import json
 import struct
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from dbsetup import issue_key
 from e2e_system import System
@@ -108,6 +109,11 @@ def test_upload_train_follow_wait_predict_download(
     assert prediction.predictions == ["setosa", "virginica"]
     assert prediction.probabilities is not None
     assert all(abs(sum(p.values()) - 1) < 1e-4 for p in prediction.probabilities)
+    table = sdk.models.predict_table(model.id, pa.Table.from_pylist(records))
+    assert table.column("prediction").to_pylist() == prediction.predictions
+    assert table.column("probability_virginica").to_pylist() == pytest.approx(
+        [p["virginica"] for p in prediction.probabilities]
+    )
 
     artifact = sdk.models.download(model.id, tmp_path)
     assert artifact == tmp_path / f"{model.id}.safetensors"
@@ -166,6 +172,11 @@ def test_async_client_on_the_live_system(system: System, tmp_path: Path) -> None
                 [{"sepal_length": 5.0, "sepal_width": 3.4, "petal_length": 1.5,
                   "petal_width": 0.2}],
             )  # fmt: skip
+            table = await client.models.predict_table(
+                finished.model_id, pa.table({"sepal_length": [5.0], "sepal_width": [3.4],
+                                             "petal_length": [1.5], "petal_width": [0.2]})
+            )  # fmt: skip
+            assert table.column("prediction").to_pylist() == predicted.predictions
             return finished.status, events, str(predicted.predictions[0])
 
     status, events, predicted = asyncio.run(scenario())

@@ -1,19 +1,24 @@
-"""`client.models`: list, read, predict on raw records, deploy a rejected model by hand,
-download the artifact (safetensors or ONNX), streamed to a file."""
+"""`client.models`: list, read, predict on raw records (JSON, or Arrow tables), deploy a
+rejected model by hand, download the artifact (safetensors or ONNX), streamed to a file."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from shardtrain import _arrow as arrow
 from shardtrain._http import AsyncHTTP, SyncHTTP
 from shardtrain.models import Model, Page, Prediction
 from shardtrain.pagination import aiterate_pages, iterate_pages
 from shardtrain.progress import TransferBar
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 PATH = "/v1/models"
+_ARROW = {"content-type": arrow.ARROW_STREAM}
 ArtifactFormat = Literal["safetensors", "onnx"]
 ModelStatus = Literal["deployed", "rejected"]
 
@@ -65,6 +70,15 @@ class Models:
             "POST", f"{PATH}/{model_id}/predict", json={"inputs": [dict(r) for r in inputs]}
         )
         return Prediction.model_validate(body)
+
+    def predict_table(self, model_id: str, table: pa.Table) -> pa.Table:
+        """A pyarrow table of raw columns in; a table of `row_id`, `prediction` and
+        `probability_<class>` out. No Python object per row on either side, so large
+        requests run several times faster than `predict` (needs the `arrow` extra)."""
+        response = self._http.request(
+            "POST", f"{PATH}/{model_id}/predict", content=arrow.encode(table), headers=_ARROW
+        )
+        return arrow.decode(response.content)
 
     def deploy(self, model_id: str) -> Model:
         return Model.model_validate(self._http.json("POST", f"{PATH}/{model_id}/deploy"))
@@ -131,6 +145,12 @@ class AsyncModels:
             "POST", f"{PATH}/{model_id}/predict", json={"inputs": [dict(r) for r in inputs]}
         )
         return Prediction.model_validate(body)
+
+    async def predict_table(self, model_id: str, table: pa.Table) -> pa.Table:
+        response = await self._http.request(
+            "POST", f"{PATH}/{model_id}/predict", content=arrow.encode(table), headers=_ARROW
+        )
+        return arrow.decode(response.content)
 
     async def deploy(self, model_id: str) -> Model:
         return Model.model_validate(await self._http.json("POST", f"{PATH}/{model_id}/deploy"))
