@@ -34,11 +34,7 @@ def upload(
         # On stderr before waiting: a script whose --wait times out still learns the id.
         typer.echo(f"uploaded {dataset.id}", err=True)
         dataset = client.datasets.wait(dataset.id, timeout=timeout)
-    if output is Output.json:
-        render.emit_json(dataset)
-    else:
-        for table in render.dataset_detail(dataset):
-            render.console().print(table)
+    render.show(output, dataset, *render.dataset_detail(dataset))
     if dataset.status == "failed":
         raise typer.Exit(exit_codes.UNSUCCESSFUL)
 
@@ -50,21 +46,14 @@ def list_(
     """Datasets, newest first."""
     items = client_of(ctx).datasets.list(limit=min(limit, 100))
     datasets = list(items if all_ else islice(items, limit))
-    if output is Output.json:
-        render.emit_json(datasets)
-    else:
-        render.console().print(render.dataset_table(datasets))
+    render.show(output, datasets, render.dataset_table(datasets))
 
 
 @app.command()
 def show(ctx: typer.Context, dataset_id: str, output: OutputOpt = Output.table) -> None:
     """One dataset, with its columns once ready."""
     dataset = client_of(ctx).datasets.get(dataset_id)
-    if output is Output.json:
-        render.emit_json(dataset)
-    else:
-        for table in render.dataset_detail(dataset):
-            render.console().print(table)
+    render.show(output, dataset, *render.dataset_detail(dataset))
 
 
 @app.command()
@@ -76,17 +65,11 @@ def preview(
 ) -> None:
     """The first rows of a ready dataset."""
     result = client_of(ctx).datasets.preview(dataset_id, limit=limit)
-    if output is Output.json:
-        render.emit_json(result)
-    else:
-        render.console().print(render.records_table(result.data))
+    render.show(output, result, render.records_table(result.data))
 
 
 @app.command()
 def delete(ctx: typer.Context, dataset_id: str, output: OutputOpt = Output.table) -> None:
     """Delete a dataset, its Parquet copy and its shards (models keep working)."""
     deleted = client_of(ctx).datasets.delete(dataset_id)
-    if output is Output.json:
-        render.emit_json(deleted)
-    else:
-        render.console().print(f"deleted {deleted.id}")
+    render.show(output, deleted, f"deleted {deleted.id}")

@@ -18,10 +18,7 @@ app = typer.Typer(help="Create, follow, inspect and cancel training jobs.", no_a
 
 
 def _finish(job: Job, output: Output) -> None:
-    if output is Output.json:
-        render.emit_json(job)
-    else:
-        render.console().print(render.job_detail(job))
+    render.show(output, job, render.job_detail(job))
 
 
 @app.command()
@@ -63,10 +60,7 @@ def list_(
     """Jobs, newest first."""
     items = client_of(ctx).jobs.list(limit=min(limit, 100))
     jobs = list(items if all_ else islice(items, limit))
-    if output is Output.json:
-        render.emit_json(jobs)
-    else:
-        render.console().print(render.job_table(jobs))
+    render.show(output, jobs, render.job_table(jobs))
 
 
 @app.command()
@@ -113,10 +107,7 @@ def cancel(ctx: typer.Context, job_id: str, output: OutputOpt = Output.table) ->
 def metrics(ctx: typer.Context, job_id: str, output: OutputOpt = Output.table) -> None:
     """Per-round train and validation loss and metrics, with sparklines of the losses."""
     rounds = client_of(ctx).jobs.metrics(job_id)
-    if output is Output.json:
-        render.emit_json(rounds)
-    else:
-        render.console().print(render.metrics_table(rounds))
+    render.show(output, rounds, render.metrics_table(rounds))
 
 
 @app.command()

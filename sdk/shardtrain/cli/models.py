@@ -39,21 +39,14 @@ def list_(
     wanted = cast(Literal["deployed", "rejected"], status.value) if status else None
     items = client_of(ctx).models.list(limit=min(limit, 100), job_id=job, status=wanted)
     models = list(items if all_ else islice(items, limit))
-    if output is Output.json:
-        render.emit_json(models)
-    else:
-        render.console().print(render.model_table(models))
+    render.show(output, models, render.model_table(models))
 
 
 @app.command()
 def show(ctx: typer.Context, model_id: str, output: OutputOpt = Output.table) -> None:
     """One model: status, holdout metrics, gate, features and classes."""
     model = client_of(ctx).models.get(model_id)
-    if output is Output.json:
-        render.emit_json(model)
-    else:
-        for table in render.model_detail(model):
-            render.console().print(table)
+    render.show(output, model, *render.model_detail(model))
 
 
 @app.command()
@@ -74,10 +67,7 @@ def predict(
     if not records:
         raise typer.BadParameter(f"{input} holds no records")
     prediction = client.models.predict(model_id, records)
-    if output is Output.json:
-        render.emit_json(prediction)
-    else:
-        render.console().print(render.prediction_table(prediction))
+    render.show(output, prediction, render.prediction_table(prediction))
 
 
 @app.command()

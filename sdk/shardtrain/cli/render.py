@@ -11,9 +11,10 @@ from typing import Any
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
+from shardtrain.cli.context import Output
 from shardtrain.cli.sparkline import sparkline
 from shardtrain.models import Dataset, Event, Job, Model, Prediction, RoundMetrics
 
@@ -32,6 +33,16 @@ def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     else:
         data = [item.model_dump(mode="json") for item in value]
     typer.echo(json.dumps(data, indent=2))
+
+
+def show(output: Output, value: BaseModel | Sequence[BaseModel], *views: RenderableType) -> None:
+    """`value` as JSON for scripts, or the views (tables, lines) for people."""
+    if output is Output.json:
+        emit_json(value)
+        return
+    out = console()
+    for view in views:
+        out.print(view)
 
 
 def emit_json_line(value: BaseModel) -> None:
