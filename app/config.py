@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     stage_deadline_s: float = Field(default=900.0, gt=0)
     watchdog_interval_s: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    # Beat's period for relaying outbox messages the broker refused (a Redis outage).
+    outbox_relay_interval_s: float = Field(default=5.0, gt=0)
 
     # Per-tenant limits; a tenant's own `limits` (set with `python -m app.admin set-limit`)
     # override these defaults one by one.
@@ -53,6 +55,9 @@ class Settings(BaseSettings):
     quota_max_stored_bytes: int = Field(default=100 * 1024**3, ge=1)
     quota_max_shards: int = Field(default=256, ge=1)
     quota_max_rounds: int = Field(default=1000, ge=1)
+    # Weights and biases of one model: each shard holds a copy, Redis holds one per
+    # shard per round, so this bounds worker memory and the parameter store alike.
+    quota_max_parameters: int = Field(default=50_000_000, ge=1)
     rate_limit_predict_per_minute: int = Field(default=6000, ge=1)
     rate_limit_upload_per_minute: int = Field(default=60, ge=1)
 

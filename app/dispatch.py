@@ -1,20 +1,42 @@
-"""Sends pipeline messages by task name: ids only, never bytes (they live in storage)."""
+"""Sends pipeline messages by task name: ids only, never bytes (they live in storage).
+
+Services do not call these methods directly: `app.outbox.send_after_commit` records the
+call in SQL first, so a broker outage delays a message instead of losing it.
+"""
+
+from typing import Any
 
 from celery import Celery, chord
+
+# Results of these are never read: not asking for them keeps a send from waiting on the
+# result backend, which retries for ~19 s when Redis is down.
+_FIRE_AND_FORGET = {"ignore_result": True}
+KINDS = frozenset({"ingest", "prepare", "round", "batch_predict", "finalize", "revoke_round"})
 
 
 class Dispatcher:
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
 
+    def check_kind(self, kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"no message kind {kind!r}")
+
+    def send(self, kind: str, args: dict[str, Any]) -> None:
+        """Send one recorded message: `kind` names the method, `args` its arguments."""
+        self.check_kind(kind)
+        getattr(self, kind)(**args)
+
     def ingest(self, dataset_id: str) -> None:
-        self._celery.send_task("shardtrain.ingest_dataset", args=[dataset_id])
+        self._celery.send_task(
+            "shardtrain.ingest_dataset", args=[dataset_id], **_FIRE_AND_FORGET
+        )
 
     def prepare(self, job_id: str) -> None:
-        self._celery.send_task("shardtrain.prepare_job", args=[job_id])
+        self._celery.send_task("shardtrain.prepare_job", args=[job_id], **_FIRE_AND_FORGET)
 
     def round(
-        self, job_id: str, round_: int, shards: int, *, device: str = "auto", attempt: int = 0
+        self, job_id: str, round_: int, shards: int, device: str = "auto", attempt: int = 0
     ) -> None:
         """One round as a chord: every shard trains, then one merge."""
         queue = "train_gpu" if device == "cuda" else "train"
@@ -33,10 +55,10 @@ class Dispatcher:
         chord(header)(body)
 
     def batch_predict(self, batch_id: str) -> None:
-        self._celery.send_task("shardtrain.batch_predict", args=[batch_id])
+        self._celery.send_task("shardtrain.batch_predict", args=[batch_id], **_FIRE_AND_FORGET)
 
     def finalize(self, job_id: str) -> None:
-        self._celery.send_task("shardtrain.finalize_job", args=[job_id])
+        self._celery.send_task("shardtrain.finalize_job", args=[job_id], **_FIRE_AND_FORGET)
 
     def revoke_round(self, job_id: str, round_: int, shards: int, attempts: int) -> None:
         """Drop a cancelled job's queued shard tasks. Ones already running finish their

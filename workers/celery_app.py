@@ -21,6 +21,7 @@ TASK_ROUTES = {
     "shardtrain.merge_round": {"queue": "merge"},
     "shardtrain.finalize_job": {"queue": "merge"},
     "shardtrain.watchdog": {"queue": "merge"},
+    "shardtrain.relay_outbox": {"queue": "merge"},
     "shardtrain.batch_predict": {"queue": "merge"},
 }
 
@@ -50,7 +51,12 @@ def create_celery(settings: Settings) -> Celery:
                 "schedule": settings.watchdog_interval_s,
                 # A sweep that waited longer than an interval is stale: drop it.
                 "options": {"expires": settings.watchdog_interval_s},
-            }
+            },
+            "relay-outbox": {
+                "task": "shardtrain.relay_outbox",
+                "schedule": settings.outbox_relay_interval_s,
+                "options": {"expires": settings.outbox_relay_interval_s},
+            },
         },
     )
     return app

@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 import time
-from functools import cache, partial
+from functools import cache
 
 import redis
 import torch
@@ -25,9 +25,10 @@ from app.fleet import HEARTBEAT_S, WorkerRegistry, count_cuda_devices
 from app.jobs import finalize, rounds
 from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
-from app.jobs.watchdog import sweep
+from app.jobs.watchdog import sweep, sweep_batch_predictions, sweep_datasets
 from app.observability.logging import log_ids
 from app.observability.worker_metrics import WorkerMetrics
+from app.outbox import relay_pending, send_after_commit
 from app.paramstore import ParamStore
 from app.registry import batch
 from app.storage import BlobStore
@@ -153,14 +154,18 @@ def _prepare_job(self: Task, job_id: str) -> None:
 
 def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> None:
     if step.next == "round":
-        enqueue_after_commit(
+        send_after_commit(
             session,
-            lambda: _dispatcher().round(
-                job_id, step.round, step.shards, device=step.device, attempt=step.attempt
-            ),
+            _dispatcher(),
+            "round",
+            job_id=job_id,
+            round_=step.round,
+            shards=step.shards,
+            device=step.device,
+            attempt=step.attempt,
         )
     elif step.next == "finalize":
-        enqueue_after_commit(session, lambda: _dispatcher().finalize(job_id))
+        send_after_commit(session, _dispatcher(), "finalize", job_id=job_id)
 
 
 @celery_app.task(name="shardtrain.train_shard", bind=True)
@@ -245,17 +250,30 @@ def finalize_job(self: Task, job_id: str) -> None:
 @celery_app.task(name="shardtrain.watchdog")
 def watchdog() -> None:
     settings = get_settings()
+    limits = {"deadline_s": settings.stage_deadline_s, "max_attempts": settings.max_attempts}
+    dispatcher = _dispatcher()
     with session_scope() as session:
-        decisions = sweep(
-            session,
-            deadline_s=settings.stage_deadline_s,
-            max_attempts=settings.max_attempts,
-        )
-        for job_id, step in decisions:
+        for job_id, step in sweep(session, **limits):
             if step == "prepare":
-                enqueue_after_commit(session, partial(_dispatcher().prepare, job_id))
+                send_after_commit(session, dispatcher, "prepare", job_id=job_id)
             elif isinstance(step, rounds.NextStep):
                 _send_after_commit(session, job_id, step)
+    with session_scope() as session:
+        for dataset_id in sweep_datasets(session, **limits):
+            send_after_commit(session, dispatcher, "ingest", dataset_id=dataset_id)
+    with session_scope() as session:
+        for batch_id in sweep_batch_predictions(session, **limits):
+            send_after_commit(session, dispatcher, "batch_predict", batch_id=batch_id)
+
+
+@celery_app.task(name="shardtrain.relay_outbox")
+def relay_outbox() -> None:
+    """Send what the broker refused while it was down: the API and the tasks commit
+    their messages to the outbox and try once; this catches every one they missed."""
+    with session_scope() as session:
+        sent = relay_pending(session, _dispatcher())
+    if sent:
+        logger.info("relayed %s outbox message(s)", sent)
 
 
 @celery_app.task(name="shardtrain.batch_predict", bind=True)

@@ -29,6 +29,16 @@ class DatasetRepository:
         )
         return fetch_page(self.session, live, Dataset, limit=limit, after=after)
 
+    def stalled(self, *, before: float) -> list[Dataset]:
+        """Datasets still `processing` whose ingest was sent before `before`. Rows an
+        ingest holds locked are being worked on, so they are skipped, not waited for."""
+        statement = select(Dataset).where(
+            Dataset.status == "processing",
+            Dataset.deleted_at.is_(None),
+            Dataset.stage_started_at < before,
+        )
+        return list(self.session.scalars(statement.with_for_update(skip_locked=True)))
+
     def job_ids(self, dataset_id: str, *, statuses: tuple[str, ...] | None = None) -> list[str]:
         statement = select(Job.id).where(Job.dataset_id == dataset_id)
         if statuses is not None:

@@ -1,6 +1,7 @@
 """Dataset use cases: store an upload, ingest it on a worker, read and list."""
 
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from app.errors import APIError, NotFound
 from app.idempotency import IdempotencyRepository
 from app.models import Dataset
 from app.models.base import new_id, now_s
+from app.outbox import send_after_commit
 from app.storage import BlobStore
 from app.tenancy.limits import stored_bytes
 
@@ -102,13 +104,14 @@ def _record_upload(
             sha256=stored.sha256,
             status="processing",
             raw_key=f"datasets/{dataset_id}/raw",
+            stage_started_at=time.time(),
         )
     )
     if idempotency_key is not None:
         IdempotencyRepository(session, tenant_id).remember(
             "datasets.create", idempotency_key, dataset_id
         )
-    enqueue_after_commit(session, lambda: dispatcher.ingest(dataset_id))
+    send_after_commit(session, dispatcher, "ingest", dataset_id=dataset_id)
     return dataset
 
 

@@ -6,7 +6,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.datasets.repository import DatasetRepository
-from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
 from app.fleet import WorkerRegistry
@@ -17,6 +16,7 @@ from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobError, JobOut, Progress, RoundMetricsOut
 from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
 from app.models import Job, JobEvent
+from app.outbox import send_after_commit
 from app.tenancy.limits import Limits, check_job_quota
 
 
@@ -140,7 +140,7 @@ def create_job(
         IdempotencyRepository(session, tenant_id).remember(
             "jobs.create", idempotency_key, job_id, fingerprint(body)
         )
-    enqueue_after_commit(session, lambda: dispatcher.prepare(job_id))
+    send_after_commit(session, dispatcher, "prepare", job_id=job_id)
     return job
 
 
@@ -183,13 +183,14 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str, tenant_id:
     was_running = job.status == "running"
     transition(job, "cancelled", reason="cancelled by request")
     if was_running and job.plan is not None:
-        round_, shards, attempts = (
-            job.current_round + 1,
-            len(job.plan["shard_keys"]),
-            job.stage_attempts,
-        )
-        enqueue_after_commit(
-            session, lambda: dispatcher.revoke_round(job_id, round_, shards, attempts)
+        send_after_commit(
+            session,
+            dispatcher,
+            "revoke_round",
+            job_id=job_id,
+            round_=job.current_round + 1,
+            shards=len(job.plan["shard_keys"]),
+            attempts=job.stage_attempts,
         )
     return job
 

@@ -1,4 +1,5 @@
-"""Finds jobs whose awaited stage made no progress within the deadline and sends it again.
+"""Finds jobs, datasets and batch predictions whose awaited stage made no progress
+within the deadline and sends it again.
 
 Messages can be lost: a worker killed mid-task whose message Redis never hands back,
 a chord whose callback never fires, a Redis that restarted and forgot its queues.
@@ -7,6 +8,7 @@ the job fails with `worker_lost` instead of waiting forever. Every decision is a
 """
 
 import time
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +19,8 @@ from app.jobs.repository import JobRepository
 from app.jobs.rounds import NextStep, await_finalize, await_round
 from app.jobs.spec import JobSpec
 from app.models import Job
+from app.models.base import now_s
+from app.registry.repository import BatchPredictionRepository
 
 
 def sweep(
@@ -76,3 +80,55 @@ def _resend(job: Job, attempt: int) -> NextStep | str:
         return await_finalize(job, attempt)
     job.stage_started_at, job.stage_attempts = time.time(), attempt
     return "prepare"
+
+
+class _Watched(Protocol):
+    stage_started_at: float | None
+    stage_attempts: int
+
+
+def _send_again(row: _Watched, now: float, max_attempts: int) -> bool:
+    """Record one more send and say yes, or say no when the attempts are used up."""
+    if row.stage_attempts + 1 >= max_attempts:
+        return False
+    row.stage_started_at, row.stage_attempts = now, row.stage_attempts + 1
+    return True
+
+
+def _lost(what: str, max_attempts: int, deadline_s: float) -> str:
+    return (
+        f"worker_lost: no worker finished {what} after {max_attempts} attempt(s) "
+        f"of {deadline_s:.0f} s each"
+    )
+
+
+def sweep_datasets(
+    session: Session, *, deadline_s: float, max_attempts: int, now: float | None = None
+) -> list[str]:
+    """Ids of datasets whose ingest to send again; datasets out of attempts fail."""
+    now = time.time() if now is None else now
+    resend = []
+    for dataset in DatasetRepository(session).stalled(before=now - deadline_s):
+        if _send_again(dataset, now, max_attempts):
+            resend.append(dataset.id)
+        else:
+            dataset.status = "failed"
+            dataset.error = _lost("ingesting this file", max_attempts, deadline_s) + (
+                "; upload it again"
+            )
+    return resend
+
+
+def sweep_batch_predictions(
+    session: Session, *, deadline_s: float, max_attempts: int, now: float | None = None
+) -> list[str]:
+    """Ids of batch predictions to send again; runs out of attempts fail."""
+    now = time.time() if now is None else now
+    resend = []
+    for batch in BatchPredictionRepository(session).stalled(before=now - deadline_s):
+        if _send_again(batch, now, max_attempts):
+            resend.append(batch.id)
+        else:
+            batch.status, batch.finished_at = "failed", now_s()
+            batch.error = _lost("this run", max_attempts, deadline_s)
+    return resend

@@ -8,6 +8,7 @@ from app.models.idempotency_key import IdempotencyKey
 from app.models.job import Job
 from app.models.job_event import JobEvent
 from app.models.job_round import JobRound
+from app.models.outbox_message import OutboxMessage
 from app.models.registered_model import RegisteredModel
 from app.models.tenant import Tenant
 
@@ -20,6 +21,7 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobRound",
+    "OutboxMessage",
     "RegisteredModel",
     "Tenant",
 ]

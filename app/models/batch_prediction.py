@@ -1,4 +1,4 @@
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, new_id, now_s
@@ -20,3 +20,6 @@ class BatchPrediction(Base):
     output_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)
     finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # As on datasets: when the run was last sent, and how often the watchdog re-sent it.
+    stage_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stage_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

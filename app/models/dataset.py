@@ -1,6 +1,6 @@
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, new_id, now_s
@@ -30,3 +30,7 @@ class Dataset(Base):
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
     # Deleted datasets keep their row (jobs and models refer to it) but lose their bytes.
     deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # When the ingest message was last sent, and how often the watchdog re-sent it: a
+    # dataset left `processing` by a lost message is sent again, then failed.
+    stage_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stage_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -1,6 +1,7 @@
 """Batch prediction: a deployed model over a whole dataset, on a worker, in record
 batches, into a Parquet file with a row-id column."""
 
+import time
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -10,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.datasets.repository import DatasetRepository
-from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
 from app.models import BatchPrediction
 from app.models.base import now_s
+from app.outbox import send_after_commit
 from app.registry.predictor import Predictor
 from app.registry.service import get_model
 from app.storage import BlobStore
@@ -54,12 +55,16 @@ def create_batch_prediction(
                 "dataset_id",
             )
     job = BatchPrediction(
-        tenant_id=tenant_id, model_id=model_id, dataset_id=dataset_id, status="queued"
+        tenant_id=tenant_id,
+        model_id=model_id,
+        dataset_id=dataset_id,
+        status="queued",
+        stage_started_at=time.time(),
     )
     session.add(job)
     session.flush()
     batch_id = job.id
-    enqueue_after_commit(session, lambda: dispatcher.batch_predict(batch_id))
+    send_after_commit(session, dispatcher, "batch_predict", batch_id=batch_id)
     return job
 
 

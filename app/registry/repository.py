@@ -1,7 +1,7 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import RegisteredModel
+from app.models import BatchPrediction, RegisteredModel
 from app.pagination import fetch_page
 from app.tenancy.scope import owned_by
 
@@ -32,3 +32,17 @@ class ModelRepository:
         if status is not None:
             statement = statement.where(RegisteredModel.status == status)
         return fetch_page(self.session, statement, RegisteredModel, limit=limit, after=after)
+
+
+class BatchPredictionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def stalled(self, *, before: float) -> list[BatchPrediction]:
+        """Unfinished runs sent before `before`; a run in progress holds its row locked,
+        so it is skipped, not waited for."""
+        statement = select(BatchPrediction).where(
+            BatchPrediction.status.in_(("queued", "running")),
+            BatchPrediction.stage_started_at < before,
+        )
+        return list(self.session.scalars(statement.with_for_update(skip_locked=True)))
