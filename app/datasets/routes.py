@@ -62,6 +62,11 @@ _UPLOAD_BODY = {
     response_model=DatasetOut,
     openapi_extra=_UPLOAD_BODY,
     responses={
+        400: {
+            "model": ErrorResponse,
+            "description": "The body ended before its closing boundary or its Content-Length "
+            "(`truncated_body`); nothing was stored.",
+        },
         413: {"model": ErrorResponse, "description": "The file is over the upload limit."},
         415: {"model": ErrorResponse, "description": "Not CSV, Parquet or JSON Lines."},
         422: {"model": ErrorResponse, "description": "Empty file or bad form fields."},

@@ -51,6 +51,8 @@ class _UploadSink:
         self.filename: str | None = None
         self.name: bytearray | None = None
         self.file_parts = 0
+        # Set only by the closing boundary: a body that stops short of it lost its end.
+        self.closed = False
 
     def on_part_begin(self) -> None:
         self._part = _Part()
@@ -112,6 +114,9 @@ class _UploadSink:
         self._out.write(bytes(self._head))
         self._head.clear()
 
+    def on_end(self) -> None:
+        self.closed = True
+
     def finish(self) -> None:
         if self.file_parts == 0:
             raise APIError(422, "invalid_request", "file: a `file` part is required", "file")
@@ -128,7 +133,14 @@ class _UploadSink:
             "on_header_end": self.on_header_end,
             "on_headers_finished": self.on_headers_finished,
             "on_part_data": self.on_part_data,
+            "on_end": self.on_end,
         }
+
+
+def _truncated(message: str) -> APIError:
+    return APIError(
+        400, "truncated_body", f"{message} Nothing was stored; send the whole file again.", "file"
+    )
 
 
 async def receive_upload(
@@ -162,14 +174,27 @@ async def receive_upload(
     with store.writer(key) as out:
         sink = _UploadSink(out, max_bytes)
         parser = MultipartParser(boundary, sink.callbacks())  # type: ignore[arg-type]
+        received = 0
         try:
             async for chunk in body:
+                received += len(chunk)
                 parser.write(chunk)
             parser.finalize()
         except MultipartParseError as exc:
             raise APIError(
                 422, "invalid_request", f"Malformed multipart body: {exc}", "file"
             ) from exc
+        # python-multipart's finalize() accepts a body that stops anywhere, so a cut
+        # connection or a broken client would store the first half of a file as the file.
+        if declared and declared.isdigit() and received < int(declared):
+            raise _truncated(
+                f"The body ended after {received} of the {declared} bytes its "
+                "Content-Length declares."
+            )
+        if not sink.closed:
+            raise _truncated(
+                "The multipart body ended before its closing boundary: the upload was cut short."
+            )
         sink.finish()
     name = sink.name.decode("utf-8", "replace") if sink.name is not None else None
     assert sink.format is not None

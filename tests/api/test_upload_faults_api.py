@@ -1,0 +1,176 @@
+"""An upload that does not arrive whole stores nothing: a body cut before its closing
+boundary or its Content-Length is a 400, and a client that hangs up mid-upload is a 499 in
+the metrics, not a server error. On real PostgreSQL and SQLite."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import Message
+
+from app.config import Settings
+from app.models import Dataset
+
+BOUNDARY = "shardtrain-test-boundary"
+# Over the 64 KiB the upload sniffs before writing, so the cut lands after bytes have
+# already gone to storage.
+CSV = b"x,y\n" + b"".join(f"{i},{2 * i}\n".encode() for i in range(20_000))
+
+
+def multipart(data: bytes) -> bytes:
+    return (
+        (
+            f"--{BOUNDARY}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="rows.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+
+
+BODY = multipart(CSV)
+CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    root = settings.blob_dir
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def dataset_rows(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(Dataset)) or 0)
+
+
+def request_statuses(client: TestClient, route: str) -> dict[str, float]:
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    family = next(f for f in families if f.name == "shardtrain_http_request_duration_seconds")
+    return {
+        s.labels["status"]: s.value
+        for s in family.samples
+        if s.name.endswith("_count") and s.labels["route"] == route
+    }
+
+
+def test_the_whole_body_is_accepted(client: TestClient) -> None:
+    # The control for the cuts below: the same body, whole, is a dataset.
+    response = client.post("/v1/datasets", content=BODY, headers={"content-type": CONTENT_TYPE})
+    assert response.status_code == 201, response.text
+    assert response.json()["bytes"] == len(CSV)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        len(BODY) // 2,  # half the file: the issue's 100 of 200 rows
+        len(BODY) - len(f"--{BOUNDARY}--\r\n"),  # the whole file, no closing boundary
+        len(BODY) - len("--\r\n"),  # the boundary without its closing hyphens
+        80,  # inside the part's headers
+    ],
+)
+def test_a_body_without_its_closing_boundary_is_400_and_stores_nothing(
+    client: TestClient, settings: Settings, sessions: sessionmaker[Session], cut: int
+) -> None:
+    response = client.post(
+        "/v1/datasets", content=BODY[:cut], headers={"content-type": CONTENT_TYPE}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "truncated_body"
+    assert error["param"] == "file"
+    assert "closing boundary" in error["message"]
+    assert stored_files(settings) == []
+    assert dataset_rows(sessions) == 0
+    assert client.get("/v1/datasets").json()["data"] == []
+
+
+def test_a_body_shorter_than_its_content_length_is_400_and_stores_nothing(
+    client: TestClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    # Even with its closing boundary: what the client said it would send did not arrive.
+    response = client.post(
+        "/v1/datasets",
+        content=BODY,
+        headers={"content-type": CONTENT_TYPE, "content-length": str(len(BODY) + 1000)},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "truncated_body"
+    assert error["param"] == "file"
+    assert f"{len(BODY)} of the {len(BODY) + 1000} bytes" in error["message"]
+    assert stored_files(settings) == []
+    assert dataset_rows(sessions) == 0
+
+
+def call_asgi(
+    app: Any, headers: list[tuple[bytes, bytes]], incoming: list[Message]
+) -> list[Message]:
+    """Drive the app as a server would: `incoming` in order, then a disconnect forever."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/datasets",
+        "raw_path": b"/v1/datasets",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    pending = list(incoming)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        await app(scope, receive, send)
+
+    anyio.run(run)
+    return sent
+
+
+def test_a_client_that_hangs_up_mid_upload_is_no_server_error(
+    client: TestClient,
+    api_key: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    headers = [
+        (b"authorization", f"Bearer {api_key}".encode()),
+        (b"content-type", CONTENT_TYPE.encode()),
+        (b"content-length", str(len(BODY)).encode()),
+    ]
+    # Two chunks, so the first has reached storage before the client goes.
+    incoming: list[Message] = [
+        {"type": "http.request", "body": BODY[:70_000], "more_body": True},
+        {"type": "http.request", "body": BODY[70_000:100_000], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    with caplog.at_level(logging.INFO):
+        sent = call_asgi(client.app, headers, incoming)
+
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [499]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "client closed the connection" in caplog.text
+    statuses = request_statuses(client, "/v1/datasets")
+    assert statuses.get("499") == 1
+    assert "500" not in statuses
+    assert stored_files(settings) == []
+    assert dataset_rows(sessions) == 0
