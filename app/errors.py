@@ -10,8 +10,21 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
+
+# nginx's status for a client that hung up before the answer: it is not a server error,
+# and the metrics and logs should not count it as one. No client ever reads it.
+CLIENT_CLOSED_REQUEST = 499
+
+# pydantic-core's JSON parser (used where a route parses its own body) names these
+# limits in its message; the rest of its failures are malformed JSON.
+_PARSER_LIMITS = {
+    "recursion limit exceeded": "nesting too deep",
+    "number out of range": "a number too long to read",
+}
 
 TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -24,6 +37,7 @@ TYPE_BY_STATUS = {
     415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    CLIENT_CLOSED_REQUEST: "invalid_request_error",
 }
 
 
@@ -85,6 +99,24 @@ def _param_from_loc(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def _client_closed() -> JSONResponse:
+    logger.info("client closed the connection before its request was read")
+    return error_response(
+        CLIENT_CLOSED_REQUEST, "client_closed_request", "The client closed the connection."
+    )
+
+
+def _unparseable_body(exc: StarletteHTTPException) -> str:
+    # FastAPI reads JSON with the standard library and reports any failure but a syntax
+    # error as "There was an error parsing the body"; the cause says which limit it was.
+    cause = exc.__cause__
+    if isinstance(cause, RecursionError):
+        return "The body could not be parsed: nesting too deep."
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return "The body could not be parsed: an integer too long to read."
+    return str(exc.detail)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
@@ -105,6 +137,12 @@ def install_error_handlers(app: FastAPI) -> None:
                 context = first.get("ctx")
                 detail = context.get("error") if isinstance(context, dict) else None
                 detail = str(detail or first.get("msg", ""))
+                limit = next((v for k, v in _PARSER_LIMITS.items() if detail.startswith(k)), None)
+                if limit is not None:
+                    # The same answer as the routes FastAPI parses for: 400 invalid_body.
+                    return error_response(
+                        400, "invalid_body", f"The body could not be parsed: {limit} ({detail})."
+                    )
                 message = f"The body is not valid JSON ({detail})."
             return error_response(422, "invalid_json", message, None)
         param = _param_from_loc(tuple(first.get("loc", ())))
@@ -118,10 +156,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 400: "invalid_body", 405: "method_not_allowed"}.get(
+        if exc.status_code == 400:
+            if isinstance(exc.__cause__, ClientDisconnect):
+                return _client_closed()
+            return error_response(400, "invalid_body", _unparseable_body(exc))
+        code = {404: "not_found", 405: "method_not_allowed"}.get(
             exc.status_code, f"http_{exc.status_code}"
         )
         return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnected(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        return _client_closed()
 
     @app.exception_handler(StaleDataError)
     async def _stale(_request: Request, exc: StaleDataError) -> JSONResponse:
@@ -135,7 +181,40 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.info("integrity conflict: %s", exc.orig)
         return error_response(409, "conflict", "A concurrent request won; retry this one.")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error", exc_info=exc)
-        return error_response(500, "server_error", "The server failed to handle the request.")
+
+class UnhandledErrorMiddleware:
+    """A JSON 500 for an exception no handler claims, on a connection that stays open.
+
+    A handler registered for `Exception` runs in Starlette's ServerErrorMiddleware, which
+    re-raises after answering; uvicorn then logs the error a second time and closes the
+    connection, so a keep-alive client's next request met a reset. Added as the
+    innermost user middleware, this answers and returns normally instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                # Part of the answer is out: only closing the connection (the server
+                # does that) tells the client it is incomplete.
+                raise
+            logger.exception("unhandled error", exc_info=exc)
+            response = error_response(
+                500, "server_error", "The server failed to handle the request."
+            )
+            await response(scope, receive, send)

@@ -13,7 +13,7 @@ from app.config import Settings, get_settings
 from app.datasets.routes import router as datasets_router
 from app.db import session_factory
 from app.dispatch import Dispatcher
-from app.errors import ErrorResponse, install_error_handlers
+from app.errors import ErrorResponse, UnhandledErrorMiddleware, install_error_handlers
 from app.fleet import WorkerRegistry
 from app.jobs.chart_routes import router as job_charts_router
 from app.jobs.routes import router as jobs_router
@@ -47,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.fleet = WorkerRegistry(shared_redis)
     app.state.rate_limiter = RateLimiter(shared_redis)
     install_error_handlers(app)
+    # Added first, so innermost: the body limit and the metrics see its 500 like any answer.
+    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_body_bytes)
     # Added last, so outermost: it times and labels even the requests refused above.
     install_metrics(app, app.state.session_factory, shared_redis)

@@ -47,8 +47,10 @@ class HttpMetricsMiddleware:
             if _ACCEPTABLE_REQUEST_ID.fullmatch(incoming)
             else uuid.uuid4().hex[:16]
         )
-        # If the app raises before it answers, the server's error middleware (outside
-        # this one) sends a 500.
+        # The app's own last resort (UnhandledErrorMiddleware, inside this one) answers
+        # any exception with a 500; one that still escapes reaches the server, which
+        # answers 500 if nothing was sent. A client that hung up is labelled 499 by the
+        # app's error handlers, not here.
         status = 500
 
         async def send_with_request_id(message: Message) -> None:
