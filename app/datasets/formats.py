@@ -1,6 +1,7 @@
 """Which tabular format a file is: named by its extension, confirmed by its first bytes."""
 
 import csv
+import pickletools
 from pathlib import PurePosixPath
 
 FORMATS = ("csv", "parquet", "jsonl")
@@ -44,6 +45,8 @@ def detect_format(filename: str, head: bytes) -> str:
             raise UnsupportedFormat(f"the file is {what}, not CSV, Parquet or JSON Lines")
     if named == "parquet":
         raise UnsupportedFormat(f"{filename!r} is named as Parquet but lacks the PAR1 signature")
+    if _is_pickle(head):
+        raise UnsupportedFormat("the file is a Python pickle, not CSV, Parquet or JSON Lines")
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -53,9 +56,34 @@ def detect_format(filename: str, head: bytes) -> str:
         text = head[: exc.start].decode("utf-8")
     if "\x00" in text:
         raise UnsupportedFormat("the file is binary, not CSV, Parquet or JSON Lines")
+    if named == "jsonl" and text.lstrip().startswith("["):
+        raise UnsupportedFormat(
+            "the file is one JSON array, but JSON Lines holds one object per line "
+            "(convert it with: jq -c '.[]' file.json > file.jsonl)"
+        )
     if named:
         return named
     return "jsonl" if text.lstrip().startswith("{") else "csv"
+
+
+# A head cut short by the sniffing window still parses as this many opcodes before
+# it runs out of bytes; text meets an unknown opcode within its first few bytes.
+_PICKLE_MIN_OPCODES = 16
+
+
+def _is_pickle(head: bytes) -> bool:
+    """Protocols 0 and 1 have no magic number (protocol 0 is even printable text):
+    a pickle is recognised by its opcodes parsing through to STOP."""
+    opcodes = 0
+    try:
+        for opcode, _, _ in pickletools.genops(head):
+            if opcode.name == "STOP":
+                return True
+            opcodes += 1
+    except ValueError as exc:
+        truncated = "unknown" not in str(exc) and "invalid" not in str(exc).lower()
+        return truncated and opcodes >= _PICKLE_MIN_OPCODES
+    return False
 
 
 def sniff_delimiter(head: bytes) -> str:

@@ -1,31 +1,34 @@
 """Convert an uploaded file to Parquet batch by batch, inferring the column schema.
 
-Memory stays bounded by one record batch whatever the file size.
+Memory stays bounded by one record batch whatever the file size. Every error names
+what a person can fix: the file's line (CSV, JSON Lines) or row (Parquet) and the
+column.
 """
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from app.datasets.formats import sniff_delimiter
+from app.datasets.ingest_csv import csv_batches, csv_delimiter, first_not_castable
+from app.datasets.ingest_error import (
+    BLOCK_BYTES,
+    FLOAT32_MAX,
+    INFER_BYTES,
+    IngestError,
+    out_of_range,
+    short,
+)
+from app.datasets.ingest_jsonl import jsonl_batches
+from app.datasets.line_numbers import csv_row_line, jsonl_row_line
 
-# Types are inferred from the first 4 MiB, then the file streams in 1 MiB blocks: the
-# reader's peak memory grows with its block size (about 16 blocks in flight), and
-# these two keep a worker's growth near 100 MB whatever the file size.
-INFER_BYTES = 4 * 1024 * 1024
-BLOCK_BYTES = 1024 * 1024
+__all__ = ["BLOCK_BYTES", "INFER_BYTES", "IngestError", "IngestResult", "ingest_file"]
+
 PARQUET_BATCH_ROWS = 65_536
 ROW_GROUP_ROWS = 65_536
-
-
-class IngestError(ValueError):
-    """The file is not a usable table; the message names the line or column at fault."""
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,29 @@ _STORAGE_TYPES = {
     "float": pa.float64(),
     "string": pa.string(),
 }
+_WHERE_NAMES_ARE = {
+    "csv": "the header line",
+    "jsonl": "the objects' keys",
+    "parquet": "the Parquet schema",
+}
 
 
-def _storage_schema(schema: pa.Schema) -> pa.Schema:
+def _storage_schema(schema: pa.Schema, fmt: str) -> pa.Schema:
     names = schema.names
+    blank = [str(i + 1) for i, n in enumerate(names) if not n.strip()]
+    if blank:
+        which = f"column {blank[0]}" if len(blank) == 1 else f"columns {', '.join(blank)}"
+        raise IngestError(
+            f"{which} (counting from 1) {'has' if len(blank) == 1 else 'have'} no name; "
+            f"name every column in {_WHERE_NAMES_ARE[fmt]}"
+        )
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise IngestError(f"duplicate column name(s): {', '.join(duplicates)}")
+        positions = "; ".join(
+            f"{n!r} at columns {', '.join(str(i + 1) for i, m in enumerate(names) if m == n)}"
+            for n in duplicates
+        )
+        raise IngestError(f"duplicate column name(s): {positions}")
     fields = []
     for field in schema:
         if pa.types.is_nested(field.type):
@@ -65,163 +84,25 @@ def _storage_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _csv_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]:
-    infer_bytes, block_bytes = sizes
-    with path.open("rb") as handle:
-        delimiter = sniff_delimiter(handle.read(64 * 1024))
-    parse_options = pacsv.ParseOptions(delimiter=delimiter)
-    read_options = pacsv.ReadOptions(block_size=block_bytes, use_threads=True)
-    names: list[str] = []
-    types: list[pa.DataType] = []
-    rows = 0
-    try:
-        inference = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=infer_bytes, use_threads=False),
-            parse_options=parse_options,
-            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
-        )
-        names = inference.schema.names
-        # A column empty in the sample has no type yet: text takes anything later.
-        types = [pa.string() if pa.types.is_null(t) else t for t in inference.schema.types]
-        # Dropped, not just closed: a closed reader still holds its read-ahead blocks.
-        inference.close()
-        del inference
-        reader = pacsv.open_csv(
-            path,
-            read_options=read_options,
-            parse_options=parse_options,
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict(zip(names, types, strict=True)), strings_can_be_null=True
-            ),
-        )
-        for batch in reader:
-            rows += batch.num_rows
-            yield batch
-    except pa.ArrowInvalid as exc:
-        message = str(exc)
-        if "Expected" in message and "Row #" not in message:
-            # Parallel parsing loses row numbers; a serial pass finds the line again.
-            message = _serial_parse_error(path, block_bytes, parse_options, names) or message
-        column = re.search(r"column #(\d+): ", message)
-        if column and int(column.group(1)) < len(names):
-            index = int(column.group(1))
-            found = _locate_bad_value(
-                path, read_options, parse_options, names, index, types[index], rows
-            )
-            if found:
-                raise IngestError(found) from exc
-        raise IngestError(_explain_csv_error(message, names)) from exc
-
-
-def _serial_parse_error(
-    path: Path, block_bytes: int, parse_options: pacsv.ParseOptions, names: list[str]
-) -> str | None:
-    as_text = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
-    try:
-        for _ in pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=block_bytes, use_threads=False),
-            parse_options=parse_options,
-            convert_options=as_text,
-        ):
-            pass
-    except pa.ArrowInvalid as exc:
-        return str(exc)
-    return None
-
-
-def _locate_bad_value(
-    path: Path,
-    read_options: pacsv.ReadOptions,
-    parse_options: pacsv.ParseOptions,
-    names: list[str],
-    index: int,
-    inferred: pa.DataType,
-    start_row: int,
-) -> str | None:
-    """Find the line whose value broke the column's inferred type.
-
-    pyarrow names only the column; a second streaming pass reads everything as
-    text from the failing block on and bisects a batch with vectorised casts.
-    """
-    as_text = pacsv.ConvertOptions(
-        column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True
-    )
-    reader = pacsv.open_csv(
-        path, read_options=read_options, parse_options=parse_options, convert_options=as_text
-    )
-    row = 0
-    for batch in reader:
-        if row + batch.num_rows <= start_row:
-            row += batch.num_rows
-            continue
-        values = batch.column(index)
-        if _casts(values, inferred):
-            row += batch.num_rows
-            continue
-        low, high = 0, len(values)  # the first bad value lies in [low, high)
-        while high - low > 1:
-            middle = (low + high) // 2
-            if _casts(values.slice(low, middle - low), inferred):
-                low = middle
-            else:
-                high = middle
-        line = row + low + 2  # the header is line 1
-        value = values[low].as_py()
-        return (
-            f"line {line}: column {names[index]!r}: cannot read {value!r} as "
-            f"{_dtype_of(inferred)}, the type inferred from the first rows"
-        )
-    return None
-
-
-def _casts(values: pa.Array, target: pa.DataType) -> bool:
-    try:
-        values.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return True
-
-
-def _explain_csv_error(message: str, names: list[str]) -> str:
-    # pyarrow counts the header as row 1, so its row number is the file's line number
-    # (unless quoted fields span lines).
-    row = re.search(r"Row #(\d+): Expected (\d+) columns, got (\d+)", message)
-    if row:
-        line, expected, found = row.groups()
-        return f"line {line}: expected {expected} fields, found {found}"
-    # "In CSV column #3: CSV conversion error to int64: invalid value 'x'"
-    match = re.search(r"column #(\d+): (.*)", message)
-    if match and int(match.group(1)) < len(names):
-        name = names[int(match.group(1))]
-        return f"column {name!r}: {match.group(2)} (its type was inferred from the first rows)"
-    return message
-
-
-def _jsonl_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]:
-    infer_bytes, block_bytes = sizes
-    inference = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=infer_bytes))
-    schema = inference.schema
-    inference.close()
-    del inference
-    reader = pajson.open_json(
-        path,
-        read_options=pajson.ReadOptions(block_size=block_bytes),
-        parse_options=pajson.ParseOptions(explicit_schema=schema),
-    )
-    yield from reader
-
-
 def _parquet_batches(path: Path, _sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]:
     yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=PARQUET_BATCH_ROWS)
 
 
 _READERS: dict[str, Callable[[Path, tuple[int, int]], Iterator[pa.RecordBatch]]] = {
-    "csv": _csv_batches,
-    "jsonl": _jsonl_batches,
+    "csv": csv_batches,
+    "jsonl": jsonl_batches,
     "parquet": _parquet_batches,
 }
+
+
+def _locator(fmt: str, source: Path) -> Callable[[int], str]:
+    """Where data row `row` (0-based) is, in the words of the file's format."""
+    if fmt == "csv":
+        delimiter = csv_delimiter(source)
+        return lambda row: f"line {csv_row_line(source, delimiter, row)}"
+    if fmt == "jsonl":
+        return lambda row: f"line {jsonl_row_line(source, row)}"
+    return lambda row: f"row {row + 1}"  # Parquet has no lines
 
 
 def ingest_file(
@@ -236,18 +117,22 @@ def ingest_file(
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     missing: list[int] = []
+    locate = _locator(fmt, source)
     # Small read blocks are gathered into row groups of a useful size before writing.
     pending: list[pa.Table] = []
     pending_rows = 0
     try:
         for batch in _READERS[fmt](source, (infer_bytes, block_bytes)):
             if schema is None:
-                schema = _storage_schema(batch.schema)
+                schema = _storage_schema(batch.schema, fmt)
                 writer = pq.ParquetWriter(destination, schema)
                 missing = [0] * len(schema)
             elif batch.schema.names != schema.names:
-                raise IngestError(f"the columns change after row {rows}: {batch.schema.names}")
-            table = _cast(batch, schema, rows)
+                raise IngestError(
+                    f"{locate(rows)}: the columns change to {batch.schema.names} "
+                    f"from {schema.names}"
+                )
+            table = _cast(batch, schema, rows, locate)
             for i, column in enumerate(table.columns):
                 missing[i] += column.null_count
             rows += table.num_rows
@@ -273,13 +158,41 @@ def ingest_file(
     return IngestResult(rows=rows, columns=columns)
 
 
-def _cast(batch: pa.RecordBatch, schema: pa.Schema, first_row: int) -> pa.Table:
+def _cast(
+    batch: pa.RecordBatch, schema: pa.Schema, first_row: int, locate: Callable[[int], str]
+) -> pa.Table:
     arrays = []
     for field, column in zip(schema, batch.columns, strict=True):
         try:
-            arrays.append(column.cast(field.type))
+            cast = column.cast(field.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            bad = first_not_castable(column, field.type)
+            if bad is None:
+                raise IngestError(f"column {field.name!r}: {exc}") from exc
             raise IngestError(
-                f"column {field.name!r} after row {first_row}: cannot read as {field.type}: {exc}"
+                f"{locate(first_row + bad)}: column {field.name!r}: cannot read "
+                f"{short(column[bad].as_py())} as {_dtype_of(field.type)}: {exc}"
             ) from exc
+        if pa.types.is_floating(field.type):
+            cast = _checked_floats(cast, field.name, first_row, locate)
+        arrays.append(cast)
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _checked_floats(
+    values: pa.Array, name: str, first_row: int, locate: Callable[[int], str]
+) -> pa.Array:
+    """Refuse infinities and float32 overflow; NaN becomes missing (null).
+
+    Training runs in float32, where either makes the model diverge far from the
+    cause; NaN is what pandas and NumPy write for a missing value.
+    """
+    too_large = pc.greater(pc.abs(values), FLOAT32_MAX)
+    if pc.any(too_large).as_py():
+        bad = pc.index(too_large, True).as_py()
+        value = values[bad].as_py()
+        raise IngestError(f"{locate(first_row + bad)}: column {name!r}: {out_of_range(value)}")
+    nan = pc.is_nan(values)
+    if pc.any(nan).as_py():
+        return pc.if_else(nan, pa.scalar(None, values.type), values)
+    return values
