@@ -204,6 +204,11 @@ def _field_problem(key: str, value: object, schema: pa.Schema | None) -> str | N
             "every field must appear in the first 4 MiB of the file"
         )
     expected = schema.field(key).type
+    if pa.types.is_null(expected):
+        return (
+            f"field {key!r} holds {_kind(value)} here but only nulls in the first rows, "
+            "so it has no type; move a row with a value for it into the first 4 MiB"
+        )
     fits = {
         "bool": isinstance(value, bool),
         "int": isinstance(value, int) and not isinstance(value, bool),

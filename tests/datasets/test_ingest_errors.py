@@ -256,6 +256,12 @@ def test_jsonl_field_missing_from_the_first_rows_names_its_line(tmp_path: Path) 
     assert message.startswith("line 3001: field 'new' is not one of the columns")
 
 
+def test_jsonl_field_null_throughout_the_first_rows_says_so(tmp_path: Path) -> None:
+    lines = [json.dumps({"a": i, "b": None}) for i in range(3000)] + ['{"a": 1, "b": 5}']
+    message = refusal(tmp_path, ("\n".join(lines) + "\n").encode(), "jsonl", **SMALL)
+    assert message.startswith("line 3001: field 'b' holds a number here but only nulls")
+
+
 def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
     message = refusal(tmp_path, jsonl_with("[1, 2]"), "jsonl", **SMALL)
     assert message == "line 3001: each line must hold one JSON object, this one holds an array"
