@@ -20,6 +20,7 @@ from app.models.base import new_id, now_s
 from app.outbox import send_after_commit
 from app.storage import BlobStore
 from app.tenancy.limits import stored_bytes
+from app.tenancy.repository import lock_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,14 @@ async def upload_dataset(
                 raise _storage_quota(max_stored_bytes, max_stored_bytes - max_bytes) from exc
             raise
         return await run_in_threadpool(
-            _record_upload, session, dispatcher, tenant_id, dataset_id, stored, idempotency_key
+            _record_upload,
+            session,
+            dispatcher,
+            tenant_id,
+            dataset_id,
+            stored,
+            idempotency_key,
+            max_stored_bytes,
         )
     except BaseException:
         # Nothing half-stored survives a failed upload, not even its folder.
@@ -91,7 +99,15 @@ def _record_upload(
     dataset_id: str,
     stored: StoredUpload,
     idempotency_key: str | None,
+    max_stored_bytes: int | None = None,
 ) -> Dataset:
+    if max_stored_bytes is not None:
+        # The check before streaming let concurrent uploads each see the same room;
+        # this one counts under the tenant's lock, held until the row commits.
+        lock_tenant(session, tenant_id)
+        used = stored_bytes(session, tenant_id)
+        if used + stored.bytes > max_stored_bytes:
+            raise _storage_quota(max_stored_bytes, used)
     dataset = DatasetRepository(session, tenant_id).add(
         Dataset(
             id=dataset_id,

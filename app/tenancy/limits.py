@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.errors import APIError
 from app.models import Dataset, Job, Tenant
+from app.tenancy.repository import lock_tenant
 
 LIMIT_NAMES = (
     "max_running_jobs",
@@ -68,6 +69,9 @@ def check_job_quota(
     active = session.scalar(
         select(func.count())
         .select_from(Job)
+    # Counted under the tenant's lock, held until the caller commits its job:
+    # concurrent creates for one tenant queue here instead of all counting the same.
+    lock_tenant(session, tenant_id)
         .where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))
     )
     if (active or 0) >= limits.max_running_jobs:
@@ -83,6 +87,8 @@ def stored_bytes(session: Session, tenant_id: str) -> int:
     total = session.scalar(
         select(func.coalesce(func.sum(Dataset.bytes), 0)).where(
             Dataset.tenant_id == tenant_id, Dataset.deleted_at.is_(None)
+    """Bytes the tenant's live datasets hold; a total that must stay true until the
+    caller commits needs lock_tenant first."""
         )
     )
     return int(total or 0)

@@ -1,7 +1,31 @@
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.models import ApiKey, Tenant
+
+
+def lock_tenant(session: Session, tenant_id: str) -> None:
+    """Hold the tenant until this transaction ends, so that a quota counted after this
+    call stays true until the row it admits is committed. Call it before the count.
+
+    PostgreSQL: a row lock. FOR NO KEY UPDATE rather than FOR UPDATE: the foreign-key
+    checks of other transactions' inserts (KEY SHARE) need not wait for it.
+    SQLite has no row locks; a write takes the database's write lock, and
+    pysqlite opens the transaction at that first write, so the count that follows
+    reads the newest commit. A transaction that reads first and writes later could
+    instead fail with SQLITE_BUSY in WAL mode rather than wait.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(Tenant)
+            .where(Tenant.id == tenant_id)
+            .values(created_at=Tenant.created_at)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        session.execute(
+            select(Tenant.seq).where(Tenant.id == tenant_id).with_for_update(key_share=True)
+        )
 
 
 class TenantRepository:
