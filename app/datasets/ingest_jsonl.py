@@ -54,10 +54,17 @@ def jsonl_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch
             if is_straddle(exc):
                 grown = grown_block(block_bytes)
                 if grown is None:
-                    raise row_too_long(f"after line {jsonl_row_line(path, rows - 1)}") from exc
+                    where = (
+                        f"after line {jsonl_row_line(path, rows - 1)}"
+                        if rows
+                        else "in the first rows"
+                    )
+                    raise row_too_long(where) from exc
                 block_bytes = grown
                 continue
-            raise IngestError(locate_jsonl_error(path, rows, schema, str(exc))) from exc
+            raise IngestError(
+                locate_jsonl_error(path, rows, schema, str(exc), block_bytes)
+            ) from exc
 
 
 def _infer(path: Path, infer_bytes: int) -> pa.Schema:
@@ -73,18 +80,18 @@ def _infer(path: Path, infer_bytes: int) -> pa.Schema:
                     raise row_too_long("in the first rows") from exc
                 infer_bytes = grown
                 continue
-            raise IngestError(locate_jsonl_error(path, 0, None, str(exc))) from exc
+            # Chunks as large as the failed block: types are then inferred over the
+            # same rows pyarrow saw together.
+            raise IngestError(locate_jsonl_error(path, 0, None, str(exc), infer_bytes)) from exc
         schema = inference.schema
         inference.close()
         del inference
         return schema
 
 
-# Lines are re-parsed in chunks of about this many bytes.
-_CHUNK_BYTES = 1024 * 1024
-
-
-def locate_jsonl_error(path: Path, start_row: int, schema: pa.Schema | None, fallback: str) -> str:
+def locate_jsonl_error(
+    path: Path, start_row: int, schema: pa.Schema | None, fallback: str, chunk_bytes: int
+) -> str:
     """The first line from data row `start_row` on that pyarrow refuses, described."""
     lines = jsonl_lines(path, start_row)
     while True:
@@ -93,7 +100,7 @@ def locate_jsonl_error(path: Path, start_row: int, schema: pa.Schema | None, fal
         for number, line in lines:
             chunk.append((number, line))
             size += len(line) + 1
-            if size >= _CHUNK_BYTES:
+            if size >= chunk_bytes:
                 break
         if not chunk:
             return _without_block_row(fallback)

@@ -160,6 +160,22 @@ def test_jsonl_long_row_ingests_without_repeating_rows(tmp_path: Path) -> None:
     assert numbers == [*range(2000), -1, 9]
 
 
+def test_jsonl_long_first_row_ingests(tmp_path: Path) -> None:
+    data = json.dumps({"n": 1, "t": "x" * 50_000}).encode() + b'\n{"n": 2, "t": "y"}\n'
+    result = ingest(tmp_path, data, "jsonl", **SMALL)
+    assert result.rows == 2
+
+
+def test_jsonl_row_past_the_largest_block_names_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_error, "MAX_BLOCK_BYTES", 16_384)
+    lines = [json.dumps({"n": i}) for i in range(2000)] + [json.dumps({"n": "x" * 40_000})]
+    message = refusal(tmp_path, ("\n".join(lines) + "\n").encode(), "jsonl", **SMALL)
+    assert "a row is longer than" in message
+    assert message.startswith("after line ")
+
+
 def test_a_row_past_the_largest_block_names_where(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
