@@ -3,6 +3,7 @@
 from sqlalchemy.orm import Session
 
 from app.jobs.checkpoints import load_checkpoint, load_part
+from app.jobs.events import record_event
 from app.jobs.lifecycle import fail, transition
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
@@ -41,14 +42,35 @@ def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
         target_scale=(preprocessor.target.mean, preprocessor.target.std),
     )
     metrics = evaluation.metrics if evaluation else {}
+    unavailable = evaluation.unavailable if evaluation else {}
+    if unavailable:
+        listed = "; ".join(f"{name}: {why}" for name, why in unavailable.items())
+        record_event(
+            session,
+            job_id,
+            "metrics.unavailable",
+            f"holdout metric(s) could not be computed: {listed}",
+            level="warning",
+            unavailable=unavailable,
+        )
 
     gate = None
     status = "deployed"
     if spec.deploy_if is not None:
         value = metrics.get(spec.deploy_if.metric)
-        passed = spec.deploy_if.passes(value)
-        gate = {**spec.deploy_if.model_dump(), "value": value, "passed": passed}
-        status = "deployed" if passed else "rejected"
+        missing = (
+            unavailable.get(spec.deploy_if.metric)
+            if evaluation is not None
+            else "the holdout has no rows to score"
+        )
+        reason = spec.deploy_if.rejection(value, missing)
+        gate = {
+            **spec.deploy_if.model_dump(),
+            "value": value,
+            "passed": reason is None,
+            "reason": reason,
+        }
+        status = "deployed" if reason is None else "rejected"
 
     model_id = new_id("mdl")
     artifact_key = f"models/{model_id}/model.safetensors"
@@ -77,7 +99,18 @@ def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
             artifact_key=artifact_key,
         )
     )
+    if gate is not None and gate["reason"] is not None:
+        record_event(
+            session,
+            job_id,
+            "model.rejected",
+            f"model {model_id} not deployed: {gate['reason']}",
+            level="warning",
+            model_id=model_id,
+        )
     job.model_id = model_id
     job.metrics = {"round": kept_round, "split": "holdout", **metrics}
+    if unavailable:
+        job.metrics["unavailable"] = unavailable
     transition(job, "succeeded")
     return True

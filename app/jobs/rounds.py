@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from sqlalchemy.orm import Session, object_session
 
+from app.config import get_settings
 from app.datasets.repository import DatasetRepository
 from app.jobs.checkpoints import load_checkpoint, load_part, save_checkpoint
 from app.jobs.events import record_event
@@ -25,6 +26,7 @@ from app.merge import NoUsableResultsError, merge_results
 from app.models import Job, JobRound
 from app.paramstore import ParamStore, ShardResult
 from app.storage import BlobStore
+from app.tenancy.limits import limits_for
 from app.training.loop import StateDict, TrainConfig, evaluate, train_local
 from app.training.networks import NetworkConfig, initial_state
 
@@ -112,9 +114,10 @@ def build_job_shards(
             spec=spec,
             columns=dataset.columns or [],
             task=job.task,
+            max_parameters=limits_for(session, get_settings(), job.tenant_id).max_parameters,
         )
     except ShardingError as exc:
-        fail(job, "invalid_data", str(exc))
+        fail(job, exc.code, str(exc))
         return NextStep("none")
     state = initial_state(plan.network, spec.training.seed)
     save_checkpoint(store, job.id, 0, state)

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from app.datasets.columns import feature_columns
+from app.jobs.capacity import over_limit
 from app.jobs.spec import JobSpec
 from app.storage import BlobStore
 from app.training.networks import NetworkConfig
@@ -27,10 +28,15 @@ from app.training.preprocessing import PreprocessingFitter, Preprocessor
 from app.training.split import HOLDOUT, VALIDATION, assign_rows
 
 BATCH_ROWS = 65_536
+# Parts are float32: a value past this would be written as infinity, and training on
+# it diverges instead of saying which column holds it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ShardingError(ValueError):
-    pass
+    def __init__(self, message: str, code: str = "invalid_data") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,25 @@ def _target_values(batch: pa.RecordBatch, name: str, task: str) -> np.ndarray:
     return np.array(column.to_pylist(), dtype=object)
 
 
+def _check_float32_range(column: pa.Array, name: str, role: str, first_row: int) -> None:
+    """Refuse infinities and values float32 cannot hold; NaN is a missing value."""
+    if pa.types.is_integer(column.type) or pa.types.is_boolean(column.type):
+        return  # int64's largest magnitude is far inside float32's range
+    values = pc.cast(column, pa.float64())
+    # One pass in Arrow, no copy; min_max skips nulls and NaN.
+    low, high = (v.as_py() for v in pc.min_max(values).values())
+    if not any(v is not None and abs(v) > FLOAT32_MAX for v in (low, high)):
+        return
+    array = values.to_numpy(zero_copy_only=False)
+    at = int(np.argmax(np.abs(array) > FLOAT32_MAX))
+    value = array[at]
+    raise ShardingError(
+        f"{role} column {name!r} holds {value:g} at row {first_row + at + 1}, "
+        f"beyond float32's range (±{FLOAT32_MAX:.4g}) that training uses; "
+        f"fix or remove such values and upload the dataset again"
+    )
+
+
 def _batches(path: str, names: list[str]) -> Iterator[pa.RecordBatch]:
     # pre_buffer=True (pyarrow's default) reads every column chunk of the file up
     # front: the whole dataset in memory. Without it, one row group at a time.
@@ -82,7 +107,10 @@ def build_shards(
     spec: JobSpec,
     columns: list[dict[str, Any]],
     task: str,
+    max_parameters: int | None = None,
 ) -> ShardPlan:
+    """Raises ShardingError (whose `code` is the job's error code) for data or a model
+    that cannot be trained; nothing is written before the checks pass."""
     all_dtypes = {c["name"]: c["dtype"] for c in columns}
     feature_names = spec.features or [n for n in all_dtypes if n != spec.target]
     dtypes = {n: all_dtypes[n] for n in feature_names}
@@ -109,11 +137,16 @@ def build_shards(
     )
     names = [*feature_names, spec.target]
     offset = 0
+    numeric = [n for n, d in dtypes.items() if d != "string"]
     for batch in _batches(path, names):
         rows = assignment[offset : offset + batch.num_rows]
+        # Every row, holdout and validation included: all of them are written as float32.
+        for name in numeric:
+            _check_float32_range(batch.column(name), name, "feature", offset)
         # Rows without a target teach nothing and cannot be scored: they are dropped.
         valid = batch.column(spec.target).is_valid().to_numpy(zero_copy_only=False)
         if task == "regression":
+            _check_float32_range(batch.column(spec.target), spec.target, "target", offset)
             valid &= ~np.isnan(_target_values(batch, spec.target, task))
         assignment[offset : offset + batch.num_rows] = np.where(valid, rows, np.int16(-3))
         train = np.nonzero(valid & (rows >= 0))[0]
@@ -142,6 +175,9 @@ def build_shards(
         activation=spec.model.activation,
         dropout=spec.model.dropout,
     )
+    too_big = over_limit(network, max_parameters)
+    if too_big is not None:
+        raise ShardingError(too_big, code="quota_exceeded")
     groups = [HOLDOUT, VALIDATION, *range(spec.distribution.shards)]
     keys = {
         HOLDOUT: f"jobs/{job_id}/holdout.npy",

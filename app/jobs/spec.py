@@ -1,5 +1,6 @@
 """The job spec: every field but `dataset_id` and `target` has a default."""
 
+import math
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -13,8 +14,9 @@ MetricName = Literal["accuracy", "log_loss", "f1_macro", "roc_auc", "rmse", "mae
 
 class _Strict(BaseModel):
     # A misspelt field is an error, not a silently ignored default; NaN and infinity
-    # are refused as such rather than by a bound they happen to fail.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # are refused as such rather than by a bound they happen to fail. Strict types: "4"
+    # is not a shard count and `true` is not a learning rate (an int still fills a float).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class ModelSpec(_Strict):
@@ -80,20 +82,37 @@ class DeployGate(_Strict):
     def _has_bound(self) -> Self:
         if self.min is None and self.max is None:
             raise ValueError("deploy_if needs `min` or `max`")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"deploy_if.min ({self.min:g}) is above deploy_if.max ({self.max:g}): "
+                "no value could pass"
+            )
         return self
 
     def passes(self, value: float | None) -> bool:
-        if value is None:
-            return False
+        return self.rejection(value) is None
+
+    def rejection(self, value: float | None, unavailable: str | None = None) -> str | None:
+        """Why `value` fails the gate, or None when it passes.
+
+        A metric that could not be computed (None, NaN, infinite) always fails: a gate
+        that let it through would deploy a model nobody could score.
+        """
+        if value is None or not math.isfinite(value):
+            why = unavailable or ("it is not finite" if value is not None else "it was not scored")
+            return f"{self.metric} could not be computed: {why}"
         if self.min is not None and value < self.min:
-            return False
-        return not (self.max is not None and value > self.max)
+            return f"{self.metric} {value:.6g} is below deploy_if.min {self.min:g}"
+        if self.max is not None and value > self.max:
+            return f"{self.metric} {value:.6g} is above deploy_if.max {self.max:g}"
+        return None
 
 
 class JobSpec(_Strict):
     model_config = ConfigDict(
         extra="forbid",
         allow_inf_nan=False,
+        strict=True,
         json_schema_extra={
             "example": {
                 "dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",

@@ -14,6 +14,11 @@ class GateOut(BaseModel):
     max: float | None = None
     value: float | None = None
     passed: bool
+    reason: str | None = Field(
+        default=None,
+        description="Why the model failed the gate: the metric was below `min`, above `max`, "
+        "or could not be computed (and why).",
+    )
     overridden_at: int | None = Field(
         default=None, description="When a rejected model was deployed by hand."
     )

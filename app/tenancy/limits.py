@@ -19,6 +19,7 @@ LIMIT_NAMES = (
     "max_stored_bytes",
     "max_shards",
     "max_rounds",
+    "max_parameters",
     "predict_per_minute",
     "upload_per_minute",
 )
@@ -32,6 +33,7 @@ class Limits:
     max_stored_bytes: int
     max_shards: int
     max_rounds: int
+    max_parameters: int
     predict_per_minute: int
     upload_per_minute: int
 
@@ -43,6 +45,7 @@ def limits_for(session: Session, settings: Settings, tenant_id: str) -> Limits:
         "max_stored_bytes": settings.quota_max_stored_bytes,
         "max_shards": settings.quota_max_shards,
         "max_rounds": settings.quota_max_rounds,
+        "max_parameters": settings.quota_max_parameters,
         "predict_per_minute": settings.rate_limit_predict_per_minute,
         "upload_per_minute": settings.rate_limit_upload_per_minute,
     }

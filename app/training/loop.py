@@ -1,13 +1,13 @@
 """Local training on one shard and evaluation of a set of parameters."""
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from app.training.metrics import classification_metrics, regression_metrics
+from app.training.metrics import score_classification, score_regression
 from app.training.networks import NetworkConfig, build_network
 
 StateDict = dict[str, torch.Tensor]
@@ -37,7 +37,10 @@ class LocalResult:
 @dataclass(frozen=True)
 class Evaluation:
     loss: float
+    # Finite values only; a metric that could not be computed is in `unavailable`,
+    # with why, instead of being a NaN that turns into a silent null.
     metrics: dict[str, float]
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def _make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -233,10 +236,11 @@ def evaluate(
     outputs = predict_outputs(network_config, state, features, task, device)
     if task == "classification":
         labels = targets.astype(np.int64)
-        metrics = classification_metrics(labels, outputs)
-        return Evaluation(loss=metrics["log_loss"], metrics=metrics)
+        scores = score_classification(labels, outputs)
+        loss = scores.values.get("log_loss", float("nan"))
+        return Evaluation(loss=loss, metrics=scores.values, unavailable=scores.unavailable)
     mean, scale = target_scale
-    loss = float(np.mean((outputs - targets) ** 2))
-    return Evaluation(
-        loss=loss, metrics=regression_metrics(targets * scale + mean, outputs * scale + mean)
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss = float(np.mean((outputs - targets) ** 2))
+        scores = score_regression(targets * scale + mean, outputs * scale + mean)
+    return Evaluation(loss=loss, metrics=scores.values, unavailable=scores.unavailable)

@@ -7,10 +7,20 @@ user reproduces with it match the ones the API reports.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HIGHER_IS_BETTER", "classification_metrics", "regression_metrics"]
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "Scores",
+    "classification_metrics",
+    "regression_metrics",
+    "score_classification",
+    "score_regression",
+]
 
 # scikit-learn's long-standing default floor: a confident wrong answer costs
 # about 34.5 nats instead of an infinite loss that no comparison can rank.
@@ -26,6 +36,62 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "mae": False,
     "r2": True,
 }
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Metrics that have a finite value, and for each one that has not, why.
+
+    NaN and infinity are not scores: JSON cannot carry them, no gate can compare
+    them, and a null with no reason hides a broken model behind a "succeeded".
+    """
+
+    values: dict[str, float]
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def score_regression(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> Scores:
+    """`regression_metrics`, with a reason in place of each value that is not finite."""
+    target = _as_vector("y_true", y_true)
+    prediction = _as_vector("y_pred", y_pred)
+    cause = _non_finite_cause(target, "the holdout targets") or _non_finite_cause(
+        prediction, "the model's predictions"
+    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        metrics = regression_metrics(target, prediction)
+    return _split_finite(
+        metrics, cause or "the errors overflow float64 (targets or predictions too large)"
+    )
+
+
+def score_classification(y_true: npt.ArrayLike, proba: npt.ArrayLike) -> Scores:
+    """`classification_metrics`; every metric is unavailable when a probability is not
+    finite, since the argmax of a NaN row picks a class at random."""
+    probabilities = np.asarray(proba, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        metrics = classification_metrics(y_true, probabilities)
+    cause = _non_finite_cause(probabilities, "the model's class probabilities")
+    if cause is not None:
+        names = [*metrics, "roc_auc"] if probabilities.shape[1] == 2 else list(metrics)
+        return Scores(values={}, unavailable=dict.fromkeys(names, cause))
+    scores = _split_finite(metrics, "its value is not finite")
+    if probabilities.shape[1] == 2 and "roc_auc" not in metrics:
+        scores.unavailable["roc_auc"] = "the scored rows hold only one of the two classes"
+    return scores
+
+
+def _non_finite_cause(values: npt.NDArray[np.float64], what: str) -> str | None:
+    finite = np.isfinite(values)
+    per_row = finite.all(axis=1) if finite.ndim == 2 else finite
+    bad = int(per_row.size - np.count_nonzero(per_row))
+    if bad == 0:
+        return None
+    return f"{what} are not finite for {bad} of {per_row.size} rows"
+
+
+def _split_finite(metrics: dict[str, float], cause: str) -> Scores:
+    values = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    return Scores(values=values, unavailable={k: cause for k in metrics if k not in values})
 
 
 def classification_metrics(y_true: npt.ArrayLike, proba: npt.ArrayLike) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """The model zoo. Only layers without running buffers: a merge averages
 parameters, and averaging BatchNorm statistics or integer counters breaks."""
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +27,13 @@ class NetworkConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NetworkConfig":
         return cls(**data)
+
+    @property
+    def parameter_count(self) -> int:
+        """Weights and biases of the network `build_network` makes, without building it."""
+        hidden = self.hidden_layers if self.type == "mlp" else []
+        widths = [self.n_features, *hidden, self.n_outputs]
+        return sum((fan_in + 1) * fan_out for fan_in, fan_out in itertools.pairwise(widths))
 
 
 def build_network(config: NetworkConfig) -> nn.Module:

@@ -134,6 +134,7 @@ class Gate(APIObject):
     max: float | None = None
     value: float | None = None
     passed: bool
+    reason: str | None = None
     overridden_at: int | None = None
 
 

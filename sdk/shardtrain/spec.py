@@ -15,8 +15,9 @@ MetricName = Literal["accuracy", "log_loss", "f1_macro", "roc_auc", "rmse", "mae
 
 
 class _Strict(BaseModel):
-    # A misspelt field fails here, before the request, as it would on the server.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # A misspelt field or a wrong JSON type ("4" shards, `true` as a learning rate) fails
+    # here, before the request, as it would on the server; an int still fills a float.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class ModelSpec(_Strict):
@@ -78,6 +79,11 @@ class DeployGate(_Strict):
     def _has_bound(self) -> Self:
         if self.min is None and self.max is None:
             raise ValueError("deploy_if needs `min` or `max`")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"deploy_if.min ({self.min:g}) is above deploy_if.max ({self.max:g}): "
+                "no value could pass"
+            )
         return self
 
 
