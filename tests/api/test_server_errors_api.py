@@ -1,18 +1,16 @@
 """A server bug answers a JSON 500 on a connection that stays usable, against a real
 uvicorn; JSON the parser gives up on is a 400 `invalid_body` on every route."""
 
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from live_server import serve
 
 from app.config import Settings
 from app.main import create_app
-from app.runner import free_local_port
 
 JSON = {"content-type": "application/json"}
 
@@ -22,7 +20,7 @@ class Boom(Exception):
 
 
 @pytest.fixture
-def live_url(settings: Settings, api_key: str) -> Iterator[str]:
+def live_url(settings: Settings) -> Iterator[str]:
     app: FastAPI = create_app(settings)
 
     # Test-only routes: one fails as a bug would, one tells which connection it came on.
@@ -35,17 +33,8 @@ def live_url(settings: Settings, api_key: str) -> Iterator[str]:
         assert request.client is not None
         return {"port": request.client.port}
 
-    port = free_local_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        thread.join(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    with serve(app) as url:
+        yield url
 
 
 def test_after_a_500_the_keep_alive_connection_still_answers(live_url: str) -> None:

@@ -3,18 +3,24 @@ boundary or its Content-Length is a 400, and a client that hangs up mid-upload i
 the metrics, not a server error. On real PostgreSQL and SQLite."""
 
 import logging
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from live_server import serve
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Message
 
 from app.config import Settings
+from app.main import create_app
 from app.models import Dataset
 
 BOUNDARY = "shardtrain-test-boundary"
@@ -49,7 +55,7 @@ def dataset_rows(sessions: sessionmaker[Session]) -> int:
         return int(session.scalar(select(func.count()).select_from(Dataset)) or 0)
 
 
-def request_statuses(client: TestClient, route: str) -> dict[str, float]:
+def request_statuses(client: TestClient | httpx.Client, route: str) -> dict[str, float]:
     families = text_string_to_metric_families(client.get("/metrics").text)
     family = next(f for f in families if f.name == "shardtrain_http_request_duration_seconds")
     return {
@@ -172,5 +178,39 @@ def test_a_client_that_hangs_up_mid_upload_is_no_server_error(
     statuses = request_statuses(client, "/v1/datasets")
     assert statuses.get("499") == 1
     assert "500" not in statuses
+    assert stored_files(settings) == []
+    assert dataset_rows(sessions) == 0
+
+
+def wait_for(condition: Callable[[], object], what: str) -> None:
+    # Bounded, so a regression fails instead of hanging; the bound is not what is tested.
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_client_that_hangs_up_on_a_real_server_is_a_499(
+    api_key: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    head = (
+        "POST /v1/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {api_key}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+        f"Content-Length: {len(BODY)}\r\n\r\n"
+    ).encode()
+    with caplog.at_level(logging.INFO), serve(create_app(settings)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head + BODY[:100_000])
+            # Hang up only once the upload is being stored, so the request is under way.
+            wait_for(lambda: stored_files(settings), "the upload to reach storage")
+        with httpx.Client(base_url=url) as http:
+            wait_for(lambda: "499" in request_statuses(http, "/v1/datasets"), "the request's 499")
+            statuses = request_statuses(http, "/v1/datasets")
+    assert statuses == {"499": 1}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert stored_files(settings) == []
     assert dataset_rows(sessions) == 0
