@@ -116,7 +116,10 @@ def test_a_body_shorter_than_its_content_length_is_400_and_stores_nothing(
 
 
 def call_asgi(
-    app: Any, headers: list[tuple[bytes, bytes]], incoming: list[Message]
+    app: Any,
+    headers: list[tuple[bytes, bytes]],
+    incoming: list[Message],
+    path: str = "/v1/datasets",
 ) -> list[Message]:
     """Drive the app as a server would: `incoming` in order, then a disconnect forever."""
     scope = {
@@ -125,8 +128,8 @@ def call_asgi(
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/datasets",
-        "raw_path": b"/v1/datasets",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": headers,
@@ -180,6 +183,26 @@ def test_a_client_that_hangs_up_mid_upload_is_no_server_error(
     assert "500" not in statuses
     assert stored_files(settings) == []
     assert dataset_rows(sessions) == 0
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/models/mdl_x/predict"])
+def test_a_client_that_hangs_up_mid_json_body_is_a_499(
+    client: TestClient, api_key: str, path: str
+) -> None:
+    # FastAPI reports any failure to read a JSON body as a 400; a hang-up is neither.
+    headers = [
+        (b"authorization", f"Bearer {api_key}".encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", b"1000"),
+    ]
+    incoming: list[Message] = [
+        {"type": "http.request", "body": b'{"dataset_id": "ds_', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent = call_asgi(client.app, headers, incoming, path)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
+    route = "/v1/jobs" if path == "/v1/jobs" else "/v1/models/{model_id}/predict"
+    assert request_statuses(client, route) == {"499": 1}
 
 
 def wait_for(condition: Callable[[], object], what: str) -> None:
