@@ -193,8 +193,12 @@ def _describe(line: bytes, first: bool, schema: pa.Schema | None, arrow_message:
             return problem
     changed = re.search(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)", arrow_message)
     if changed:
-        field, before, after = changed.groups()
-        return f"field {field!r} holds {after} values here but {before} values on earlier lines"
+        field, before, _ = changed.groups()
+        if field in record:
+            return (
+                f"field {field!r}: cannot read {short(record[field])} as {before}, "
+                "the type of the earlier lines"
+            )
     return _without_block_row(arrow_message)
 
 

@@ -222,6 +222,16 @@ def test_csv_bad_byte_deep_in_the_file_names_its_line(tmp_path: Path) -> None:
     assert message.startswith("line 5002: column 'name': b'bad\\xffbyte' is not UTF-8 text")
 
 
+@pytest.mark.parametrize("sizes", [{}, {"infer_bytes": 65_536, "block_bytes": 65_536}])
+def test_issue_cases_name_lines_59998_and_120001(tmp_path: Path, sizes: dict[str, int]) -> None:
+    lines = [b"n,name"] + [f"{i},name{i}".encode() for i in range(59_996)]
+    data = b"\n".join([*lines, b"5,bad\xffbyte", b"1,x"]) + b"\n"
+    assert refusal(tmp_path, data, "csv", **sizes).startswith("line 59998: column 'name': ")
+    rows = [json.dumps({"a": i}) for i in range(120_000)] + ['{"a": "text"}']
+    message = refusal(tmp_path, ("\n".join(rows) + "\n").encode(), "jsonl", **sizes)
+    assert message.startswith("line 120001: field 'a': cannot read 'text' as ")
+
+
 def test_csv_bad_byte_in_the_inferred_block_names_its_line(tmp_path: Path) -> None:
     message = refusal(tmp_path, b"n,name\n1,ok\n2,caf\xe9\n3,ok\n", "csv")
     assert message.startswith("line 3: column 'name': ")
@@ -251,7 +261,9 @@ def test_jsonl_type_change_deep_in_the_file_names_its_line(tmp_path: Path) -> No
 def test_jsonl_type_change_in_the_inferred_block_names_its_line(tmp_path: Path) -> None:
     data = b'{"a": 1}\n{"a": 2}\n{"a": "three"}\n'
     message = refusal(tmp_path, data, "jsonl")
-    assert message.startswith("line 3: field 'a' holds string values")
+    assert message == (
+        "line 3: field 'a': cannot read 'three' as number, the type of the earlier lines"
+    )
 
 
 def test_jsonl_syntax_error_says_invalid_json_on_its_line(tmp_path: Path) -> None:
