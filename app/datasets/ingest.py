@@ -146,6 +146,12 @@ def ingest_file(
             writer.write_table(pa.concat_tables(pending))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise IngestError(str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        # pyarrow hands column names over as Python text, decoding them only then.
+        raise IngestError(
+            f"a column name is not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+            "save the file as UTF-8"
+        ) from exc
     finally:
         if writer is not None:
             writer.close()
@@ -175,6 +181,8 @@ def _cast(
             ) from exc
         if pa.types.is_floating(field.type):
             cast = _checked_floats(cast, field.name, first_row, locate)
+        elif pa.types.is_string(field.type):
+            _check_utf8(cast, field.name, first_row, locate)
         arrays.append(cast)
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -196,3 +204,30 @@ def _checked_floats(
     if pc.any(nan).as_py():
         return pc.if_else(nan, pa.scalar(None, values.type), values)
     return values
+
+
+def _check_utf8(values: pa.Array, name: str, first_row: int, locate: Callable[[int], str]) -> None:
+    """pyarrow's JSON reader keeps bytes that are not UTF-8 in text columns; stored,
+    they would break every later read of the dataset."""
+    if _valid(values):
+        return
+    low, high = 0, len(values)  # the first bad value lies in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _valid(values.slice(low, middle - low)):
+            low = middle
+        else:
+            high = middle
+    raw = values.cast(pa.binary())[low].as_py()
+    raise IngestError(
+        f"{locate(first_row + low)}: column {name!r}: {short(raw)} is not UTF-8 text; "
+        "save the file as UTF-8"
+    )
+
+
+def _valid(values: pa.Array) -> bool:
+    try:
+        values.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True

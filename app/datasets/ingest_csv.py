@@ -15,7 +15,7 @@ from app.datasets.ingest_error import (
     row_too_long,
     short,
 )
-from app.datasets.line_numbers import csv_row_line
+from app.datasets.line_numbers import csv_record_lines, csv_row_line
 
 
 def csv_delimiter(path: Path) -> str:
@@ -88,7 +88,13 @@ def _infer(
                 continue
             context = _Context(path, delimiter, parse_options, [], [], infer_bytes)
             raise IngestError(context.explain(str(exc), 0)) from exc
-        names = inference.schema.names
+        try:
+            names = inference.schema.names
+        except UnicodeDecodeError as exc:
+            raise IngestError(
+                f"line 1: the header is not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+                "save the file as UTF-8"
+            ) from exc
         # A column empty in the sample has no type yet: text takes anything later. Bytes
         # that are not UTF-8 infer as binary; read as text they fail on their own line.
         types = [
@@ -125,6 +131,8 @@ class _Context:
 
     def explain(self, message: str, rows: int) -> str:
         if "Empty CSV file" in message and rows == 0:
+            if next(csv_record_lines(self.path, self.delimiter), None) is None:
+                return "the file holds no header line and no rows, only blank lines"
             return "the file holds no data rows, only a header line"
         if "Expected" in message and "Row #" not in message:
             # Parallel parsing loses row numbers; a serial pass finds the row again.

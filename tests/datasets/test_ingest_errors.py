@@ -238,6 +238,36 @@ def test_csv_bad_byte_in_the_inferred_block_names_its_line(tmp_path: Path) -> No
     assert "UTF-8" in message
 
 
+def test_csv_header_that_is_not_utf8(tmp_path: Path) -> None:
+    assert refusal(tmp_path, b"a,b\xff\n1,2\n", "csv") == (
+        "line 1: the header is not UTF-8 text (byte 0xff); save the file as UTF-8"
+    )
+
+
+def test_jsonl_key_that_is_not_utf8(tmp_path: Path) -> None:
+    assert refusal(tmp_path, b'{"\xff": 1}\n', "jsonl").startswith(
+        "a column name is not UTF-8 text (byte 0xff)"
+    )
+
+
+def test_jsonl_text_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    data = b'{"a": "x"}\n' * 3000 + b'{"a": "caf\xe9"}\n'
+    message = refusal(tmp_path, data, "jsonl", **SMALL)
+    assert message.startswith("line 3001: column 'a': b'caf\\xe9' is not UTF-8 text")
+
+
+def test_parquet_text_that_is_not_utf8_names_its_row(tmp_path: Path) -> None:
+    raw = pa.array([b"ok", b"ok", b"b\xff"], pa.binary()).view(pa.string())
+    message = refusal(tmp_path, parquet_bytes(pa.table({"s": raw})), "parquet")
+    assert message.startswith("row 3: column 's': b'b\\xff' is not UTF-8 text")
+
+
+def test_blank_lines_only(tmp_path: Path) -> None:
+    assert refusal(tmp_path, b"\n\n\n", "csv") == (
+        "the file holds no header line and no rows, only blank lines"
+    )
+
+
 def test_csv_lines_count_blank_lines_quoted_newlines_and_crlf(tmp_path: Path) -> None:
     head = b'n,x,note\r\n1,0.5,"two\r\nlines"\r\n\r\n2,1.5,plain\r\n'
     body = b"".join(f"{i},{i}.5,n{i}\r\n".encode() for i in range(3, 2000))
