@@ -14,7 +14,7 @@ from torch import nn
 
 from app.datasets.columns import feature_columns
 from app.registry.artifact import read_artifact
-from app.registry.inputs import records_to_columns
+from app.registry.inputs import InputError, check_feature_range, records_to_columns
 from app.training.networks import build_network
 from app.training.preprocessing import Preprocessor
 
@@ -48,16 +48,42 @@ class Predictor:
             return np.asarray(self.preprocessor.decode_regression(raw.squeeze(-1).numpy()))
         return np.asarray(torch.softmax(raw, dim=-1).numpy())
 
+    def checked_outputs(self, columns: Mapping[str, np.ndarray], first_row: int = 0) -> np.ndarray:
+        """`outputs`, refusing (InputError, naming the row) what would otherwise answer
+        NaN or Infinity: a feature past float32's range, or a row whose output still
+        overflowed inside the network (several large features adding up)."""
+        check_feature_range(columns, self.preprocessor, first_row=first_row)
+        outputs = self.outputs(columns)
+        finite = np.isfinite(outputs)
+        if outputs.ndim > 1:
+            finite = finite.all(axis=1)
+        if not finite.all():
+            row = first_row + int(np.argmin(finite))
+            raise InputError(
+                f"inputs.{row}",
+                f"the model's output for inputs[{row}] is not a finite number: its values "
+                "are too far outside the training data for the model's float32 arithmetic",
+            )
+        return outputs
+
     def labels(self, proba: np.ndarray) -> list[Any]:
         classes = self.preprocessor.target.classes or []
         return [classes[i] for i in np.argmax(proba, axis=1).tolist()]
 
     def predict_table(
-        self, batch: pa.RecordBatch | pa.Table, dtypes: dict[str, str], *, first_row: int = 0
+        self,
+        batch: pa.RecordBatch | pa.Table,
+        dtypes: dict[str, str],
+        *,
+        first_row: int = 0,
+        strict: bool = False,
     ) -> pa.Table:
         """`row_id` (the row's position, counted from `first_row`), `prediction`, and a
-        `probability_<class>` column per class: batch predictions' output format."""
-        outputs = self.outputs(feature_columns(batch, dtypes))
+        `probability_<class>` column per class: batch predictions' output format.
+        `strict` refuses rows whose output would not be finite (see `checked_outputs`);
+        without it such rows answer NaN or Infinity, which Arrow and Parquet can hold."""
+        features = feature_columns(batch, dtypes)
+        outputs = self.checked_outputs(features, first_row) if strict else self.outputs(features)
         columns: dict[str, pa.Array] = {
             "row_id": pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)),
         }
@@ -72,7 +98,7 @@ class Predictor:
         return pa.table(columns)
 
     def predict(self, records: Sequence[dict[str, Any]]) -> Prediction:
-        outputs = self.outputs(records_to_columns(records, self.preprocessor))
+        outputs = self.checked_outputs(records_to_columns(records, self.preprocessor))
         if self.task == "regression":
             return Prediction(predictions=outputs.tolist(), probabilities=None)
         names = self.class_names

@@ -164,13 +164,17 @@ async def predict(
                 max_rows=settings.max_predict_rows,
                 tenant_id=tenant,
             )
+        # The outputs were checked finite (a non-finite row is a 422 naming it); "null"
+        # is the last guard, as to_json's default writes NaN and Infinity, which are
+        # not JSON.
         return to_json(
             {
                 "object": "prediction",
                 "model_id": model_id,
                 "predictions": result.predictions,
                 "probabilities": result.probabilities,
-            }
+            },
+            inf_nan_mode="null",
         )
 
     return Response(content=await run_in_threadpool(run), media_type="application/json")

@@ -98,9 +98,9 @@ def predict_table(
     dtypes = {f["name"]: f["dtype"] for f in model.features}
     try:
         batch = table_to_features(table, dtypes)
+        return predictor.predict_table(batch, dtypes, strict=True)
     except InputError as exc:
         raise APIError(422, "invalid_input", exc.message, exc.param) from exc
-    return predictor.predict_table(batch, dtypes)
 
 
 def _deployed(
