@@ -44,6 +44,11 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _hangup_default() -> None:
+    # Under nohup the runner would inherit SIGHUP ignored and rightly keep ignoring it.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _start_runner(
     tmp_path: Path, port: int, *args: str
 ) -> tuple[subprocess.Popen[bytes], Path, httpx.Client]:
@@ -56,6 +61,7 @@ def _start_runner(
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        preexec_fn=_hangup_default,
     )
     return runner, log, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
 
@@ -199,7 +205,9 @@ def test_killed_children_are_restarted_and_the_system_still_trains(tmp_path: Pat
 
         children = _children_of(runner.pid)
         assert len(children) == 4
-        runner.send_signal(signal.SIGINT)
+        # The children lead process groups of their own, out of a closing terminal's
+        # reach: the runner's SIGHUP must stop them.
+        runner.send_signal(signal.SIGHUP)
         assert runner.wait(timeout=60) == 0
         assert not [pid for pid in children if _alive(pid)]
     finally:
