@@ -204,6 +204,8 @@ def model_detail(m: Model) -> list[Table]:
         )
         verdict = "passed" if m.gate.passed else "failed"
         gate = f"{m.gate.metric} {bounds}: {number(m.gate.value)} ({verdict})"
+        if m.gate.reason:
+            gate += f": {m.gate.reason}"
     detail = _fields(
         f"model {m.id}",
         [("status", m.status), ("type", m.type), ("task", m.task), ("job", m.job_id),
