@@ -76,6 +76,26 @@ def test_concurrent_job_posts_admit_exactly_max_running_jobs(
     assert sorted(stored) == sorted(r.json()["id"] for r in responses if r.status_code == 201)
 
 
+def test_concurrent_reruns_admit_only_the_room_left(
+    client: TestClient,
+    settings: Settings,
+    ready_dataset: MakeDataset,
+    sessions: sessionmaker[Session],
+) -> None:
+    dataset_id = ready_dataset("seed.csv", SEED_EXAMPLE_CSV)
+    body = {"dataset_id": dataset_id, "target": "label", "distribution": {"shards": 1}}
+    first = client.post("/v1/jobs", json=body)
+    assert first.status_code == 201
+    limit(settings, "max_running_jobs", 3)
+    rerun = f"/v1/jobs/{first.json()['id']}/rerun"
+
+    responses = all_at_once([lambda: client.post(rerun) for _ in range(6)])
+
+    assert sorted(r.status_code for r in responses) == [201] * 2 + [429] * 4
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 3
+
+
 def test_concurrent_uploads_store_only_what_fits_and_no_blob_of_the_rest(
     client: TestClient, settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
