@@ -191,6 +191,10 @@ def table_to_features(table: pa.Table, dtypes: dict[str, str]) -> pa.RecordBatch
     for name, dtype in dtypes.items():
         if name not in table.column_names:
             raise InputError(f"inputs.{name}", f"the table is missing column {name!r}")
+        # table.column(name) raises KeyError on a duplicated name, which is a 500.
+        copies = len(table.schema.get_all_field_indices(name))
+        if copies > 1:
+            raise InputError(f"inputs.{name}", f"column {name!r} appears {copies} times")
         column = table.column(name)
         kind = column.type
         if pa.types.is_floating(kind):

@@ -167,7 +167,7 @@ def test_arrow_bodies_get_the_json_refusals(client: TestClient, regression_model
     assert "float32" in error["message"]
 
 
-def test_truncated_arrow_bodies_are_invalid_arrow(
+def test_truncated_or_ambiguous_arrow_bodies_are_refused(
     client: TestClient, regression_model: str
 ) -> None:
     url = f"/v1/models/{regression_model}/predict"
@@ -180,6 +180,13 @@ def test_truncated_arrow_bodies_are_invalid_arrow(
         error = strict_json(response)["error"]
         assert (error["code"], error["param"]) == ("invalid_arrow", None), cut
         assert "not an Arrow IPC stream" in error["message"]
+    twice = pa.Table.from_arrays(
+        [pa.array([0.5]), pa.array([0.5]), pa.array([0.5]), pa.array([0.5])],
+        names=["x1", "x2", "x2", "x3"],
+    )
+    error = refused(client, url, arrow_body(twice), ARROW)
+    assert (error["code"], error["param"]) == ("invalid_input", "inputs.x2")
+    assert "2 times" in error["message"]
 
 
 def test_text_features_take_text_numbers_booleans_and_nulls_only(
