@@ -80,6 +80,16 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _why_not_again(policy: RestartPolicy) -> str:
+    restarts = policy.streak - 1
+    if restarts == 0:
+        return "restarts are off"
+    within = f"{policy.stable_after_s:g} s"
+    if restarts == 1:
+        return f"restarted once, dead again within {within}"
+    return f"restarted {restarts} times in a row, dead within {within} each time"
+
+
 class Child:
     def __init__(
         self,
@@ -157,10 +167,7 @@ class Supervisor:
                 how = f"{child.name} ({describe_exit(returncode)}) after {uptime:.1f} s"
                 delay = child.policy.after_exit(uptime)
                 if delay is None:
-                    raise GaveUp(
-                        f"{how}: it died {child.policy.streak} times in a row within "
-                        f"{child.policy.stable_after_s:g} s of starting; giving up"
-                    )
+                    raise GaveUp(f"{how}: {_why_not_again(child.policy)}; giving up")
                 self._log(f"{how}: restarting it in {delay:g} s")
                 child.restart_at = now + delay
             if child.restart_at is not None and now >= child.restart_at:

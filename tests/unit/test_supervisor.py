@@ -120,20 +120,21 @@ def test_killed_child_is_restarted_after_its_delay(lines: list[str]) -> None:
 
 def test_crash_looping_child_makes_the_supervisor_give_up(lines: list[str]) -> None:
     clock = Clock()
-    supervisor = Supervisor(lambda: RestartPolicy(max_restarts=1), log=lines.append, clock=clock)
+    supervisor = Supervisor(lambda: RestartPolicy(max_restarts=2), log=lines.append, clock=clock)
     try:
         supervisor.start("broken", [sys.executable, "-c", "raise SystemExit(3)"])
-        _check_until_logged(supervisor, lines, 1)
-        assert lines[0] == "broken (exit code 3) after 0.0 s: restarting it in 1 s"
-        clock.now += 1
-        supervisor.check()
-        assert lines[1].startswith("broken restarted (pid ")
-        clock.now += 2
+        for delay in (1, 2):
+            _check_until_logged(supervisor, lines, len(lines) + 1)
+            assert lines[-1] == f"broken (exit code 3) after 0.0 s: restarting it in {delay} s"
+            clock.now += delay
+            supervisor.check()
+            assert lines[-1].startswith("broken restarted (pid ")
+        clock.now += 59
         with pytest.raises(GaveUp) as gave_up:
-            _check_until_logged(supervisor, lines, 3)
+            _check_until_logged(supervisor, lines, len(lines) + 1)
         assert str(gave_up.value) == (
-            "broken (exit code 3) after 2.0 s: it died 2 times in a row within 60 s of "
-            "starting; giving up"
+            "broken (exit code 3) after 59.0 s: restarted 2 times in a row, dead within 60 s "
+            "each time; giving up"
         )
     finally:
         supervisor.stop_all()
@@ -175,4 +176,19 @@ def test_stop_all_kills_a_child_that_ignores_sigterm(lines: list[str], tmp_path:
         assert child.pid is not None and not _alive(child.pid)
     assert stubborn.process is not None and stubborn.process.returncode == -signal.SIGKILL
     assert polite.process is not None and polite.process.returncode == -signal.SIGTERM
+    assert lines == []
+
+
+def test_with_restarts_off_the_first_death_ends_it(lines: list[str]) -> None:
+    supervisor = Supervisor(lambda: RestartPolicy(max_restarts=0), log=lines.append)
+    try:
+        supervisor.start("broken", [sys.executable, "-c", "raise SystemExit(3)"])
+        with pytest.raises(
+            GaveUp,
+            match=r"^broken \(exit code 3\) after [0-9.]+ s: restarts "
+            r"are off; giving up$",
+        ):
+            _check_until_logged(supervisor, lines, 1)
+    finally:
+        supervisor.stop_all()
     assert lines == []
