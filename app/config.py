@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     stage_deadline_s: float = Field(default=900.0, gt=0)
     watchdog_interval_s: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    # How long a task retries, with backoff, while Redis is unreachable before it leaves
+    # its stage to the watchdog instead of failing the job.
+    redis_outage_grace_s: float = Field(default=120.0, ge=0)
     # Beat's period for relaying outbox messages the broker refused (a Redis outage).
     outbox_relay_interval_s: float = Field(default=5.0, gt=0)
 

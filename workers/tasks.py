@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from functools import cache
 
 import redis
@@ -103,6 +104,34 @@ def _retry_if_stale(task: Task, exc: Exception) -> None:
         raise task.retry(countdown=1, max_retries=10, exc=exc)
 
 
+class RedisOutage(RuntimeError):
+    """Redis stayed unreachable for longer than `REDIS_OUTAGE_GRACE_S`."""
+
+
+def _riding_out_redis(stage: str, run: Callable[[], None]) -> None:
+    """Run a stage again, with backoff, while Redis is unreachable (a restart, a failover):
+    every stage is idempotent, so a rerun after a half-done attempt is safe. Failing the
+    job at the first refused connection would turn a short blip into a lost job."""
+    give_up_at = time.monotonic() + get_settings().redis_outage_grace_s
+    delay = 0.5
+    while True:
+        try:
+            run()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + delay > give_up_at:
+                raise RedisOutage(f"Redis unreachable during {stage}: {exc}") from exc
+            logger.warning("Redis unreachable during %s (%s); again in %.1f s", stage, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+
+
+def _leave_to_watchdog(exc: RedisOutage) -> None:
+    # Not the job's fault: the watchdog sends the stage again once its deadline passes,
+    # by which time Redis is back or the job fails as worker_lost after its attempts.
+    logger.error("%s; leaving the stage to the watchdog", exc)
+
+
 def _fail_job(job_id: str, code: str, message: str) -> None:
     with session_scope() as session:
         job = JobRepository(session).get(job_id, for_update=True)
@@ -142,10 +171,16 @@ def _prepare_job(self: Task, job_id: str) -> None:
         raise self.retry(countdown=2)
     if step != "build":
         return
-    try:
+
+    def build() -> None:
         with session_scope() as session:
             first_round = rounds.build_job_shards(session, _store(), _params(), job_id)
             _send_after_commit(session, job_id, first_round)
+
+    try:
+        _riding_out_redis("prepare", build)
+    except RedisOutage as exc:
+        _leave_to_watchdog(exc)
     except Exception as exc:
         _retry_if_stale(self, exc)
         logger.exception("prepare failed for job %s", job_id)
@@ -171,9 +206,15 @@ def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> 
 @celery_app.task(name="shardtrain.train_shard", bind=True)
 def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
     with log_ids(job_id=job_id, round=round_, shard=shard):
-        try:
+
+        def train() -> None:
             with session_scope() as session:
                 rounds.train_shard(session, _store(), _params(), job_id, round_, shard)
+
+        try:
+            _riding_out_redis(f"shard {shard} of round {round_}", train)
+        except RedisOutage as exc:
+            _leave_to_watchdog(exc)
         except rounds.DeviceUnavailable as exc:
             _fail_job(job_id, "device_unavailable", str(exc))
         except Exception as exc:
@@ -191,7 +232,8 @@ def merge_round(self: Task, job_id: str, round_: int) -> None:
 
 def _merge_round(self: Task, job_id: str, round_: int) -> None:
     params = _params()
-    try:
+
+    def merge() -> None:
         with session_scope() as session:
             step = rounds.merge_round(session, _store(), params, job_id, round_)
             _send_after_commit(session, job_id, step)
@@ -199,6 +241,11 @@ def _merge_round(self: Task, job_id: str, round_: int) -> None:
                 # Shard results and the previous global are no longer needed once committed.
                 enqueue_after_commit(session, lambda: params.delete_round(job_id, round_ - 1))
                 _record_round_after_commit(session, job_id, round_)
+
+    try:
+        _riding_out_redis(f"the merge of round {round_}", merge)
+    except RedisOutage as exc:
+        _leave_to_watchdog(exc)
     except IntegrityError:
         logger.info("round %s of job %s was already merged", round_, job_id)
     except Exception as exc:
@@ -237,10 +284,16 @@ def _record_round_after_commit(session: Session, job_id: str, round_: int) -> No
 def finalize_job(self: Task, job_id: str) -> None:
     params = _params()
     with log_ids(job_id=job_id):
-        try:
+
+        def finish() -> None:
             with session_scope() as session:
                 if finalize.finalize_job(session, _store(), job_id):
                     enqueue_after_commit(session, lambda: params.delete_job(job_id))
+
+        try:
+            _riding_out_redis("finalize", finish)
+        except RedisOutage as exc:
+            _leave_to_watchdog(exc)
         except Exception as exc:
             _retry_if_stale(self, exc)
             logger.exception("finalize failed for job %s", job_id)

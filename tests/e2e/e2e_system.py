@@ -1,16 +1,21 @@
 """A handle on the running system for end-to-end tests."""
 
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
 import redis
+from dbsetup import ROOT, create_postgres_database, drop_postgres_database, migrate
 
 from app.fleet import WorkerRegistry
+from app.runner import free_local_port
 
 # The watchdog's deadline in the e2e system: short, so fault tests see it act.
 STAGE_DEADLINE_S = 6
@@ -139,3 +144,55 @@ class System:
                 tail = self.worker_log.read_text()[-4000:]
                 raise AssertionError(f"{path} stuck at {body['status']}; worker log:\n{tail}")
             time.sleep(0.2)
+
+
+@contextmanager
+def running_system(workdir: Path, redis_url: str) -> Iterator[System]:
+    """uvicorn, a prefork worker and beat on a fresh, migrated PostgreSQL database and
+    the given Redis, with a tenant and key made by the operators' own command."""
+    name, database_url = create_postgres_database()
+    migrate(database_url)
+    env = {
+        **os.environ,
+        "SHARDTRAIN_DATABASE_URL": database_url,
+        "SHARDTRAIN_REDIS_URL": redis_url,
+        "SHARDTRAIN_DATA_DIR": str(workdir / "data"),
+        # A short deadline so the fault tests see the watchdog act within seconds.
+        "SHARDTRAIN_STAGE_DEADLINE_S": str(STAGE_DEADLINE_S),
+        "SHARDTRAIN_WATCHDOG_INTERVAL_S": "1",
+        "SHARDTRAIN_OUTBOX_RELAY_INTERVAL_S": "1",
+        "SHARDTRAIN_MAX_ATTEMPTS": "6",
+        # Keep-alive comments between the events of every followed stream, as a long
+        # job's stream has them.
+        "SHARDTRAIN_SSE_PING_S": "0.05",
+    }
+    admin = [sys.executable, "-m", "app.admin"]
+    subprocess.run([*admin, "create-tenant", "e2e"], cwd=ROOT, env=env, check=True)
+    api_key = subprocess.run(
+        [*admin, "create-key", "--tenant", "e2e"],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    processes = Processes(root=ROOT, env=env, workdir=workdir, port=free_local_port())
+    processes.start_worker()
+    processes.start_beat()
+    processes.start_api()
+    assert processes.api is not None and processes.worker is not None
+    base_url = f"http://127.0.0.1:{processes.port}"
+    client = httpx.Client(
+        base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {api_key}"}
+    )
+    try:
+        wait_until_ready(client, processes.api, workdir / "api.log")
+        wait_for_worker(redis_url, processes.worker, workdir / "worker.log")
+        yield System(
+            base_url=base_url,
+            client=client,
+            worker_log=workdir / "worker.log",
+            redis_url=redis_url,
+            data_dir=workdir / "data",
+            processes=processes,
+        )
+    finally:
+        client.close()
+        processes.stop_all()
+        drop_postgres_database(name)
