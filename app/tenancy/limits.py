@@ -69,12 +69,12 @@ def check_job_quota(
             f"{rounds} rounds exceed this account's max_rounds of {limits.max_rounds}.",
             "training.rounds",
         )
-    active = session.scalar(
-        select(func.count())
-        .select_from(Job)
     # Counted under the tenant's lock, held until the caller commits its job:
     # concurrent creates for one tenant queue here instead of all counting the same.
     lock_tenant(session, tenant_id)
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
         .where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))
     )
     if (active or 0) >= limits.max_running_jobs:
@@ -87,11 +87,11 @@ def check_job_quota(
 
 
 def stored_bytes(session: Session, tenant_id: str) -> int:
+    """Bytes the tenant's live datasets hold; a total that must stay true until the
+    caller commits needs lock_tenant first."""
     total = session.scalar(
         select(func.coalesce(func.sum(Dataset.bytes), 0)).where(
             Dataset.tenant_id == tenant_id, Dataset.deleted_at.is_(None)
-    """Bytes the tenant's live datasets hold; a total that must stay true until the
-    caller commits needs lock_tenant first."""
         )
     )
     return int(total or 0)
