@@ -1,6 +1,7 @@
 """Which tabular format a file is: named by its extension, confirmed by its first bytes."""
 
 import csv
+import io
 import pickletools
 from pathlib import PurePosixPath
 
@@ -66,24 +67,27 @@ def detect_format(filename: str, head: bytes) -> str:
     return "jsonl" if text.lstrip().startswith("{") else "csv"
 
 
-# A head cut short by the sniffing window still parses as this many opcodes before
-# it runs out of bytes; text meets an unknown opcode within its first few bytes.
+# A head cut short by the sniffing window still disassembles as this many opcodes before
+# it runs out of bytes; text breaks the pickle machine's stack within its first few.
 _PICKLE_MIN_OPCODES = 16
 
 
 def _is_pickle(head: bytes) -> bool:
-    """Protocols 0 and 1 have no magic number (protocol 0 is even printable text):
-    a pickle is recognised by its opcodes parsing through to STOP."""
-    opcodes = 0
+    """Protocols 0 and 1 have no magic number (protocol 0 is even printable text), so a
+    pickle is recognised by disassembling it: `pickletools.dis` reads opcodes and checks
+    the stack and marks they use, and never builds an object. Opcodes alone are not
+    enough: CSV text such as `size,…` parses as opcodes (`s`, `i`, …) and a decimal
+    point is STOP, but pops from an empty stack."""
+    listing = io.StringIO()
     try:
-        for opcode, _, _ in pickletools.genops(head):
-            if opcode.name == "STOP":
-                return True
-            opcodes += 1
-    except ValueError as exc:
-        truncated = "unknown" not in str(exc) and "invalid" not in str(exc).lower()
-        return truncated and opcodes >= _PICKLE_MIN_OPCODES
-    return False
+        pickletools.dis(head, out=listing)
+    except Exception as exc:  # noqa: BLE001 - every way the bytes fail to be a pickle
+        message = str(exc)
+        cut_short = any(
+            sign in message for sign in ("exhausted", "but only", "not enough data", "no newline")
+        )
+        return cut_short and listing.getvalue().count("\n") >= _PICKLE_MIN_OPCODES
+    return True
 
 
 def sniff_delimiter(head: bytes) -> str:

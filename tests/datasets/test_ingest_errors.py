@@ -357,7 +357,18 @@ def test_pickle_cut_by_the_sniffing_window_is_refused(protocol: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [b"Name,Age\n1,2\n", b"I\n1\n2\n", b"N\n", b"a\n1\n", b"(x)\n1\n", b"c,d\n3,4\n", b"S\n'a'\n"],
+    [
+        b"Name,Age\n1,2\n",
+        b"I\n1\n2\n",
+        b"N\n",
+        b"a\n1\n",
+        b"(x)\n1\n",
+        b"c,d\n3,4\n",
+        b"S\n'a'\n",
+        # Parses as opcodes through to a STOP (the decimal point), but pops from an
+        # empty stack on its first: text, not a pickle.
+        b"size,color,weight,label\n3.163,red,10.2,big\n,blue,9.1,small\n",
+    ],
 )
 def test_text_that_starts_like_an_opcode_is_still_csv(text: bytes) -> None:
     assert detect_format("data.csv", text) == "csv"
