@@ -81,7 +81,7 @@ def _is_pickle(head: bytes) -> bool:
     listing = io.StringIO()
     try:
         pickletools.dis(head, out=listing)
-    except Exception as exc:  # noqa: BLE001 - every way the bytes fail to be a pickle
+    except Exception as exc:  # every way the bytes fail to be a pickle
         message = str(exc)
         cut_short = any(
             sign in message for sign in ("exhausted", "but only", "not enough data", "no newline")
