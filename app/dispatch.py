@@ -28,9 +28,7 @@ class Dispatcher:
         getattr(self, kind)(**args)
 
     def ingest(self, dataset_id: str) -> None:
-        self._celery.send_task(
-            "shardtrain.ingest_dataset", args=[dataset_id], **_FIRE_AND_FORGET
-        )
+        self._celery.send_task("shardtrain.ingest_dataset", args=[dataset_id], **_FIRE_AND_FORGET)
 
     def prepare(self, job_id: str) -> None:
         self._celery.send_task("shardtrain.prepare_job", args=[job_id], **_FIRE_AND_FORGET)

@@ -303,19 +303,21 @@ def finalize_job(self: Task, job_id: str) -> None:
 @celery_app.task(name="shardtrain.watchdog")
 def watchdog() -> None:
     settings = get_settings()
-    limits = {"deadline_s": settings.stage_deadline_s, "max_attempts": settings.max_attempts}
+    deadline_s, max_attempts = settings.stage_deadline_s, settings.max_attempts
     dispatcher = _dispatcher()
     with session_scope() as session:
-        for job_id, step in sweep(session, **limits):
+        for job_id, step in sweep(session, deadline_s=deadline_s, max_attempts=max_attempts):
             if step == "prepare":
                 send_after_commit(session, dispatcher, "prepare", job_id=job_id)
             elif isinstance(step, rounds.NextStep):
                 _send_after_commit(session, job_id, step)
     with session_scope() as session:
-        for dataset_id in sweep_datasets(session, **limits):
+        for dataset_id in sweep_datasets(session, deadline_s=deadline_s, max_attempts=max_attempts):
             send_after_commit(session, dispatcher, "ingest", dataset_id=dataset_id)
     with session_scope() as session:
-        for batch_id in sweep_batch_predictions(session, **limits):
+        for batch_id in sweep_batch_predictions(
+            session, deadline_s=deadline_s, max_attempts=max_attempts
+        ):
             send_after_commit(session, dispatcher, "batch_predict", batch_id=batch_id)
 
 

@@ -23,7 +23,7 @@ def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
     if job is None or job.status != "running" or job.model_id is not None:
         return False
     assert job.plan is not None and job.task is not None
-    spec = JobSpec.model_validate(job.spec)
+    spec = JobSpec.stored(job.spec)
     # Early stopping keeps the best round, not the last one trained.
     kept_round = job.best_round if job.best_round is not None else job.current_round
     state = load_checkpoint(store, job_id, kept_round)

@@ -82,7 +82,7 @@ def begin_prepare(session: Session, job_id: str) -> PrepareStep:
         return "failed"
     if dataset.status != "ready":
         return "wait"
-    spec = JobSpec.model_validate(job.spec)
+    spec = JobSpec.stored(job.spec)
     try:
         job.task = check_spec(spec, dataset.columns or [], dataset.rows or 0)
     except SpecError as exc:
@@ -105,7 +105,7 @@ def build_job_shards(
         return NextStep("none")
     dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
     assert dataset is not None and dataset.data_key is not None and job.task is not None
-    spec = JobSpec.model_validate(job.spec)
+    spec = JobSpec.stored(job.spec)
     try:
         plan = build_shards(
             store,
@@ -152,7 +152,7 @@ def train_shard(
     if params.get_shard(job_id, round_, shard) is not None:
         return  # a redelivered message: the result is already stored by key
     assert job.plan is not None and job.task is not None
-    spec = JobSpec.model_validate(job.spec)
+    spec = JobSpec.stored(job.spec)
     start = global_state(store, params, job_id, round_ - 1)
     if start is None:
         raise RuntimeError(f"no parameters for round {round_ - 1} of job {job_id}")
@@ -202,7 +202,7 @@ def merge_round(
     if job is None or job.status != "running" or job.current_round != round_ - 1:
         return NextStep("none")
     assert job.plan is not None and job.task is not None
-    spec = JobSpec.model_validate(job.spec)
+    spec = JobSpec.stored(job.spec)
     n_shards = len(job.plan["shard_keys"])
     results = [params.get_shard(job_id, round_, s) for s in range(n_shards)]
     present = [r for r in results if r is not None]

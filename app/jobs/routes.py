@@ -7,7 +7,6 @@ from app.deps import DispatcherDep, FleetDep, LimitsDep, SessionDep, TenantDep
 from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.jobs import service
-from app.jobs.capacity import check_parameter_limit
 from app.jobs.live import stream_events
 from app.jobs.schemas import EventOut, JobOut, RoundMetricsOut
 from app.jobs.spec import JobSpec
@@ -50,7 +49,6 @@ def create_job(
 ) -> JobOut:
     """Queue a job. Shards train in parallel on the workers, round after round;
     the merged model is scored on the holdout and deployed if it passes `deploy_if`."""
-    check_parameter_limit(spec, limits)
     job = service.create_job(session, dispatcher, fleet, spec, tenant, idempotency_key, limits)
     return service.job_out(job)
 

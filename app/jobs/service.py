@@ -10,6 +10,7 @@ from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
 from app.fleet import WorkerRegistry
 from app.idempotency import IdempotencyRepository, fingerprint
+from app.jobs.capacity import check_parameter_limit
 from app.jobs.events import record_event
 from app.jobs.lifecycle import TERMINAL, transition
 from app.jobs.repository import JobRepository
@@ -89,6 +90,7 @@ def create_job(
         earlier = keys.find("jobs.create", idempotency_key, fingerprint(body))
         if earlier is not None:
             return get_job(session, earlier, tenant_id)
+    check_parameter_limit(spec, limits)
     if limits is not None:
         check_job_quota(
             session,
@@ -161,7 +163,7 @@ def rerun_job(
         done = keys.find("jobs.rerun", idempotency_key, request)
         if done is not None:
             return get_job(session, done, tenant_id)
-    spec = JobSpec.model_validate(earlier.spec)
+    spec = JobSpec.stored(earlier.spec)
     job = create_job(session, dispatcher, fleet, spec, tenant_id, limits=limits)
     record_event(session, job.id, "job.rerun", f"re-run of {job_id}", rerun_of=job_id)
     if idempotency_key is not None:
@@ -230,7 +232,7 @@ def job_out(job: Job) -> JobOut:
     return JobOut(
         id=job.id,
         status=job.status,
-        spec=JobSpec.model_validate(job.spec),
+        spec=JobSpec.stored(job.spec),
         task=job.task,
         progress=Progress(round=job.current_round, rounds=job.rounds),
         metrics=job.metrics,

@@ -72,7 +72,7 @@ def _waiting_for_ingest(session: Session, job: Job) -> bool:
 
 def _resend(job: Job, attempt: int) -> NextStep | str:
     if job.stage == "round" and job.plan is not None:
-        spec = JobSpec.model_validate(job.spec)
+        spec = JobSpec.stored(job.spec)
         # The whole chord again: shards already stored return at once, the rest train,
         # and the merge fires once all have answered.
         return await_round(job, job.current_round + 1, len(job.plan["shard_keys"]), spec, attempt)

@@ -119,11 +119,13 @@ def _deployed(
         )
     if model.status != "deployed":
         gate = model.gate or {}
+        why = gate.get("reason") or (
+            f"its {gate.get('metric', 'score')} of {gate.get('value')} did not pass"
+        )
         raise APIError(
             409,
             "model_not_deployed",
-            f"Model {model_id} is {model.status}: its {gate.get('metric', 'score')} of "
-            f"{gate.get('value')} did not pass the job's deploy_if gate.",
+            f"Model {model_id} is {model.status}: {why} (the job's deploy_if gate).",
             "model_id",
         )
     return model, predictors.get(model.id, store.path(model.artifact_key))

@@ -92,6 +92,8 @@ def test_failed_gate_rejects_and_predict_is_409(client: TestClient, train) -> No
     )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "model_not_deployed"
+    # The gate's own reason, which names the metric, its value and the bound.
+    assert model["gate"]["reason"] in response.json()["error"]["message"]
     rejected = client.get("/v1/models", params={"status": "rejected"}).json()["data"]
     assert [m["id"] for m in rejected] == [job["model_id"]]
     assert client.get("/v1/models", params={"status": "deployed"}).json()["data"] == []

@@ -92,6 +92,26 @@ def test_a_gate_with_min_above_max_is_422(client: TestClient, ready_dataset: Mak
     assert client.post("/v1/jobs", json=body).status_code == 201
 
 
+def test_a_job_stored_with_min_above_max_before_the_check_still_reads(
+    client: TestClient, ready_dataset: MakeDataset, sessions: sessionmaker[Session]
+) -> None:
+    from app.jobs.repository import JobRepository
+
+    dataset_id = ready_dataset("iris.csv", table_to_csv(iris_table()))
+    gate = {"metric": "accuracy", "min": 0.5, "max": 0.9}
+    body = {"dataset_id": dataset_id, "target": "species", "deploy_if": gate}
+    job_id = client.post("/v1/jobs", json=body).json()["id"]
+    with session_scope(sessions) as session:
+        job = JobRepository(session).get(job_id)
+        assert job is not None
+        # As an API that did not check yet would have stored it.
+        job.spec = {**job.spec, "deploy_if": {**gate, "min": 0.95}}
+    read = client.get(f"/v1/jobs/{job_id}")
+    assert read.status_code == 200, read.text
+    assert read.json()["spec"]["deploy_if"]["min"] == 0.95
+    assert client.get("/v1/jobs").status_code == 200
+
+
 def test_sixteen_layers_of_4096_exceed_the_default_parameter_limit(
     client: TestClient, ready_dataset: MakeDataset
 ) -> None:
