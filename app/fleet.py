@@ -46,8 +46,13 @@ class WorkerRegistry:
             workers.append(WorkerInfo(hostname, int(payload["cuda_devices"]), payload["seen_at"]))
         return workers
 
-    def gpu_available(self) -> bool:
-        return any(w.cuda_devices > 0 for w in self.online())
+    def gpu_available(self) -> bool | None:
+        """Whether a worker with a GPU is online; None while Redis, which holds the
+        registry, is unreachable and nobody can tell."""
+        try:
+            return any(w.cuda_devices > 0 for w in self.online())
+        except redis.RedisError:
+            return None
 
 
 def count_cuda_devices() -> int:

@@ -43,7 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = BlobStore(settings.blob_dir)
     app.state.dispatcher = Dispatcher(create_celery(settings))
     app.state.predictors = PredictorCache(settings.model_cache_size)
-    shared_redis = redis.Redis.from_url(settings.broker_url, socket_timeout=5)
+    # A short connect timeout: the rate limiter and the fleet lookup sit on request
+    # paths, and a Redis host that drops packets must not hold a request for long.
+    shared_redis = redis.Redis.from_url(
+        settings.broker_url, socket_timeout=5, socket_connect_timeout=1
+    )
     app.state.fleet = WorkerRegistry(shared_redis)
     app.state.rate_limiter = RateLimiter(shared_redis)
     install_error_handlers(app)

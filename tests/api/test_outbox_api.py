@@ -161,3 +161,24 @@ def test_relay_sends_oldest_first_and_stops_at_the_first_refusal(
     own_redis.start()
     assert relay(outage_client, sessions) == 3
     assert [args[0] for _, args in queued_tasks(own_redis, "ingest")] == ids
+
+
+def test_a_cuda_job_during_an_outage_is_accepted_since_no_one_can_tell_the_fleet(
+    outage_client: TestClient,
+    own_redis: OwnRedis,
+    sessions: sessionmaker[Session],
+    ready_dataset: Callable[[str, bytes], str],
+) -> None:
+    dataset_id = ready_dataset("seed.csv", SEED_EXAMPLE_CSV)
+    body = {
+        "dataset_id": dataset_id,
+        "target": "label",
+        "distribution": {"shards": 1, "device": "cuda"},
+    }
+    # Redis up and no GPU worker announced in it: refused at once.
+    refused = outage_client.post("/v1/jobs", json=body)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "no_gpu_worker"
+    own_redis.kill()
+    accepted = outage_client.post("/v1/jobs", json=body)
+    assert accepted.status_code == 201, accepted.text
+    assert [m.kind for m in pending(sessions)] == ["prepare"]
