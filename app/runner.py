@@ -27,6 +27,9 @@ from app.supervisor import GaveUp, RestartPolicy, Supervisor
 from app.tenancy.service import create_key, ensure_tenant, tenant_for_key
 
 ROOT = Path(__file__).resolve().parent.parent
+# Seconds uvicorn waits, on SIGTERM, for open requests before it closes them; well
+# inside the supervisor's stop timeout and Docker's default 10 s stop grace period.
+GRACEFUL_SHUTDOWN_S = 5
 
 
 def free_local_port() -> int:
@@ -177,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             [
                 sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
                 "--host", settings.host, "--port", str(settings.port),
+                # An upload still streaming at Ctrl-C is cut off (nothing is recorded
+                # for it) rather than holding the stop for as long as the client sends.
+                "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S),
             ],
             cwd=ROOT,
             env=env,

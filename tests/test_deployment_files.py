@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import importlib
+import inspect
 import os
 import re
 import shlex
@@ -473,6 +474,36 @@ def test_api_command_names_an_existing_app_factory(services: dict[str, dict[str,
     assert f"def {attr}(" in path.read_text(), f"{path.relative_to(ROOT)} defines no {attr}()"
     assert option_value(words, "--port") == "8000"
     assert any(str(port).split(":")[-1] == "8000" for port in services["api"]["ports"])
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration such as `10s`, `1m30s` or `500ms`, in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_api_commands_bound_the_graceful_shutdown(
+    services: dict[str, dict[str, Any]], stage_by_name: dict[str, Stage]
+) -> None:
+    """uvicorn's default waits for every open request on SIGTERM, so one slow upload holds
+    a stop (or a rolling deploy) until the platform's SIGKILL; bounded, the stop is clean."""
+    from app.runner import GRACEFUL_SHUTDOWN_S
+    from app.supervisor import Supervisor
+
+    words = command_words(services["api"]["command"])
+    timeout = int(option_value(words, "--timeout-graceful-shutdown"))
+    # Docker sends SIGKILL after stop_grace_period (10 s unless set).
+    grace = _seconds(str(services["api"].get("stop_grace_period", "10s")))
+    assert 0 < timeout < grace, (timeout, grace)
+    cmd = effective(stage_by_name["api"], stage_by_name, "CMD")
+    assert cmd and option_value(exec_form(cmd), "--timeout-graceful-shutdown") == str(timeout)
+    # The runner's uvicorn: inside the time the supervisor waits before its SIGKILL.
+    stop_timeout = inspect.signature(Supervisor.stop_all).parameters["timeout_s"].default
+    assert 0 < GRACEFUL_SHUTDOWN_S < stop_timeout
+    runner_source = (ROOT / "app" / "runner.py").read_text()
+    assert '"--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)' in runner_source
 
 
 def test_worker_command_names_an_existing_celery_app(services: dict[str, dict[str, Any]]) -> None:
