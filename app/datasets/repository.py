@@ -44,3 +44,10 @@ class DatasetRepository:
         if statuses is not None:
             statement = statement.where(Job.status.in_(statuses))
         return list(self.session.scalars(statement))
+
+    def states(self, dataset_ids: list[str]) -> dict[str, tuple[str, int | None]]:
+        """`(status, deleted_at)` by id, deleted rows included, for the ids that have a row."""
+        statement = select(Dataset.id, Dataset.status, Dataset.deleted_at).where(
+            Dataset.id.in_(dataset_ids)
+        )
+        return {row.id: (row.status, row.deleted_at) for row in self.session.execute(statement)}

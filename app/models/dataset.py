@@ -34,3 +34,7 @@ class Dataset(Base):
     # dataset left `processing` by a lost message is sent again, then failed.
     stage_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     stage_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Ingest tasks started on this dataset, counted in a transaction of their own before
+    # the work: a worker killed mid-ingest (the out-of-memory killer) never records its
+    # end, so only this count stops a file that kills every worker from looping forever.
+    ingest_deliveries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from app.storage.temp_files import sweep_temp_files, temp_prefix
+
 
 class BlobWriter:
     """Writes to a temporary file and hashes as it goes; the blob appears only on commit."""
@@ -47,7 +49,8 @@ class BlobStore:
         """Atomic write: readers never see a half-written blob, and a failure leaves none."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        # Named after its writer, so a start-up sweep can tell a dead writer's debris.
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name))
         try:
             with os.fdopen(fd, "wb") as handle:
                 yield BlobWriter(handle)
@@ -68,8 +71,9 @@ class BlobStore:
         """A path to fill by a library that writes files itself (pyarrow, numpy)."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # A name of its own: two redelivered tasks writing the same key never share a file.
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
+        # A name of its own: two redelivered tasks writing the same key never share a file,
+        # and a later delivery can tell its killed predecessors' files by their owner.
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name))
         os.close(fd)
         tmp = Path(name)
         try:
@@ -87,3 +91,8 @@ class BlobStore:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
+
+    def sweep_temp_files(self, prefix: str = "", *, grace_s: float) -> list[Path]:
+        """Remove temporary files under `prefix` that no live process will finish."""
+        target = self.path(prefix) if prefix else self.root
+        return sweep_temp_files(target, grace_s=grace_s) if target.is_dir() else []

@@ -1,0 +1,133 @@
+"""The worker's side of a dataset: count each ingest delivery, run the ingest, record
+what it found, and clean up what a failed or killed ingest leaves on disk.
+
+A delivery is counted in a transaction of its own that commits before any work starts.
+A worker killed mid-ingest (the out-of-memory killer) records nothing else, so without
+the count a file that kills every worker that reads it is redelivered forever, each
+time leaving a half-written Parquet file behind.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.datasets.ingest import IngestError, ingest_file
+from app.datasets.repository import DatasetRepository
+from app.db import enqueue_after_commit
+from app.models import Dataset
+from app.storage import BlobStore
+
+logger = logging.getLogger(__name__)
+
+
+def data_key(dataset_id: str) -> str:
+    return f"datasets/{dataset_id}/data.parquet"
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What one ingest found, kept by the task so that a commit lost to a database
+    restart can be recorded again without reading the file a second time."""
+
+    rows: int = 0
+    columns: list[dict[str, Any]] | None = None
+    error: str | None = None
+
+
+def worker_lost_message(lost: int) -> str:
+    return (
+        f"worker_lost: worker lost {lost} times while ingesting this file (its process "
+        "was killed before it finished, as the out-of-memory killer does); upload it "
+        "again, split into smaller files if this repeats, or give the workers more memory"
+    )
+
+
+def begin_ingest(
+    session: Session, store: BlobStore, dataset_id: str, *, max_deliveries: int, grace_s: float
+) -> bool:
+    """Count this delivery; whether to go on with the ingest. Run in a transaction of
+    its own, committed before the work starts. Every delivery before this one that is
+    still `processing` was lost (killed, or cut off from the database), so once
+    `max_deliveries` are used up the dataset fails instead of being tried again."""
+    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
+    if dataset is None or dataset.status != "processing":
+        return False
+    dataset.ingest_deliveries += 1
+    # The watchdog's clock restarts with each delivery: one just begun is not stalled.
+    dataset.stage_started_at = time.time()
+    lost = dataset.ingest_deliveries - 1
+    if lost >= max_deliveries:
+        logger.warning("dataset %s: worker lost %s times; failing it", dataset_id, lost)
+        _fail(session, store, dataset, worker_lost_message(lost), grace_s=grace_s)
+        return False
+    # The killed predecessors' half-written files: removed now, not left to fill the disk.
+    # A file whose writer is alive (a duplicate delivery still running) stays.
+    removed = store.sweep_temp_files(f"datasets/{dataset_id}", grace_s=grace_s)
+    if removed:
+        logger.info("dataset %s: removed %s abandoned temporary file(s)", dataset_id, len(removed))
+    return True
+
+
+def ingest_dataset(session: Session, store: BlobStore, dataset_id: str) -> IngestOutcome | None:
+    """Ingest the dataset and record the outcome on its row, locked for the whole run
+    (on PostgreSQL the watchdog skips a locked row, so a slow ingest is not re-sent).
+    Idempotent: a dataset that is no longer processing is left alone (None)."""
+    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
+    if dataset is None or dataset.status != "processing":
+        return None
+    try:
+        with store.temporary_path(data_key(dataset_id)) as tmp:
+            result = ingest_file(store.path(dataset.raw_key), dataset.format, tmp)
+        outcome = IngestOutcome(rows=result.rows, columns=result.columns)
+    except IngestError as exc:
+        logger.info("dataset %s failed ingest: %s", dataset_id, exc)
+        outcome = IngestOutcome(error=str(exc))
+    _record(session, store, dataset, outcome)
+    return outcome
+
+
+def record_ingest(
+    session: Session, store: BlobStore, dataset_id: str, outcome: IngestOutcome
+) -> None:
+    """Record an outcome whose first commit failed (the database restarted as the
+    ingest ended); the Parquet file is already in place."""
+    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
+    if dataset is not None and dataset.status == "processing":
+        _record(session, store, dataset, outcome)
+
+
+def _record(session: Session, store: BlobStore, dataset: Dataset, outcome: IngestOutcome) -> None:
+    if outcome.error is not None:
+        _fail(session, store, dataset, outcome.error, grace_s=None)
+        return
+    dataset.status = "ready"
+    dataset.rows = outcome.rows
+    dataset.columns = outcome.columns
+    dataset.data_key = data_key(dataset.id)
+
+
+def mark_failed(session: Session, store: BlobStore, dataset_id: str, message: str) -> None:
+    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
+    if dataset is not None and dataset.status == "processing":
+        _fail(session, store, dataset, message, grace_s=None)
+
+
+def _fail(
+    session: Session, store: BlobStore, dataset: Dataset, message: str, *, grace_s: float | None
+) -> None:
+    """Fail the dataset; once that commits, remove the Parquet file an earlier delivery
+    may have put in place (its commit lost to a database outage) and, given a grace,
+    the temporary files no live process will finish. The raw upload stays until the
+    dataset is deleted."""
+    dataset.status, dataset.error = "failed", message
+    dataset_id = dataset.id
+
+    def remove_leftovers() -> None:
+        store.delete(data_key(dataset_id))
+        if grace_s is not None:
+            store.sweep_temp_files(f"datasets/{dataset_id}", grace_s=grace_s)
+
+    enqueue_after_commit(session, remove_leftovers)
