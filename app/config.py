@@ -33,9 +33,13 @@ class Settings(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0)
     log_format: Literal["plain", "json"] = "plain"
 
-    # Celery: a shard task must finish well inside the visibility timeout, or
-    # Redis hands the unacknowledged message to a second worker.
-    visibility_timeout_s: int = Field(default=6 * 3600, gt=0)
+    # Celery: a message its worker never acknowledged (the whole worker or host died) is
+    # handed out again after this long. kombu's Redis transport keeps one unacked index
+    # for every queue and any consumer restores from it by its own timeout, so this
+    # cannot differ per queue: it is sized to the longest single task (a shard, an
+    # ingest), twice the stage deadline. A task that outlasts it runs a second copy,
+    # which every stage absorbs (docs/architecture.md, Delivery guarantees).
+    visibility_timeout_s: int = Field(default=1800, gt=0)
     worker_concurrency: int = Field(default=2, gt=0)
     # Parameter blobs above this size are split across several Redis keys.
     param_chunk_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
@@ -49,6 +53,21 @@ class Settings(BaseSettings):
     # How long a task retries, with backoff, while Redis is unreachable before it leaves
     # its stage to the watchdog instead of failing the job.
     redis_outage_grace_s: float = Field(default=120.0, ge=0)
+    # How long a task retries, with backoff, a transient database error (a restart, a
+    # refused or dropped connection, a serialization failure) before it leaves its stage
+    # to the watchdog; the grace counts from the first failure.
+    database_outage_grace_s: float = Field(default=60.0, ge=0)
+    # How long prepare waits for the job's dataset to finish ingesting before it fails
+    # the job (`dataset_not_ready`). 0: as long as the dataset watchdog can take to give
+    # up on an ingest, stage deadline x (max attempts + 1).
+    dataset_wait_s: float = Field(default=0.0, ge=0)
+    # Ingest tasks started on one dataset before it fails as `worker_lost`: a file that
+    # gets its worker killed (out of memory) would otherwise be redelivered forever.
+    ingest_max_deliveries: int = Field(default=3, ge=1)
+    # Temporary files of another machine (or unnamed), and dataset folders with no row,
+    # untouched for this long are removed at start-up: an upload still streaming in
+    # another API process has no row yet, but it writes to its file all the while.
+    orphan_grace_s: float = Field(default=3600.0, ge=0)
     # Beat's period for relaying outbox messages the broker refused (a Redis outage).
     outbox_relay_interval_s: float = Field(default=5.0, gt=0)
 
@@ -63,6 +82,16 @@ class Settings(BaseSettings):
     quota_max_parameters: int = Field(default=50_000_000, ge=1)
     rate_limit_predict_per_minute: int = Field(default=6000, ge=1)
     rate_limit_upload_per_minute: int = Field(default=60, ge=1)
+    # While SQL is unreachable, predict accepts a key (and its tenant's limits) that
+    # this process resolved within this many seconds: a key revoked just before an
+    # outage keeps working this long. With SQL up every request reads the key afresh.
+    outage_key_cache_s: float = Field(default=60.0, ge=0)
+    # Uploads streaming at once per tenant, over every API process: each one is a file
+    # being written and, for a slow client, a connection held for minutes.
+    quota_max_concurrent_uploads: int = Field(default=4, ge=1)
+    # An upload whose client sends nothing for this long is abandoned (408 upload_timeout)
+    # and its slot freed, so a stalled client cannot hold one for good.
+    upload_idle_timeout_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":

@@ -1,14 +1,22 @@
 """Engine and sessions. `session_scope` is the one place that commits."""
 
+import logging
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
+
+logger = logging.getLogger(__name__)
 
 
 def make_engine(database_url: str) -> Engine:
@@ -64,3 +72,84 @@ def session_scope(factory: sessionmaker[Session] | None = None) -> Iterator[Sess
         session.close()
     for send in outbox:
         send()
+
+
+# SQLSTATEs that say "the server, not the statement": connection exceptions (class 08),
+# a shutdown or a server still starting (57P01-57P03), too many connections, and the
+# conflicts PostgreSQL asks the client to retry (serialization failure, deadlock).
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+
+def is_transient_database_error(exc: BaseException) -> bool:
+    """True when running the same work again, a little later, may well succeed: the
+    database restarted, refused a connection, dropped one, or asked for a retry.
+    A bad statement or a constraint violation is never transient."""
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return True  # the pool had no connection to give within its timeout
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, psycopg.OperationalError):
+        sqlstate = exc.sqlstate
+        # No SQLSTATE at all: the connection was refused or closed before a server answered.
+        return sqlstate is None or sqlstate.startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
+    if isinstance(exc, psycopg.InterfaceError):
+        return "closed" in str(exc)  # "the connection is closed": a dropped session
+    if isinstance(exc, sqlite3.OperationalError):
+        return "database is locked" in str(exc)
+    return False
+
+
+class OutageTooLong(RuntimeError):
+    """The database stayed unreachable for longer than the caller's grace."""
+
+
+T = TypeVar("T")
+
+
+def retry_transient(
+    what: str,
+    run: Callable[[], T],
+    *,
+    grace_s: float | None = None,
+    grace_for: Callable[[BaseException], float | None] | None = None,
+) -> T:
+    """Run `run` again, with backoff, while it fails with a transient error: a
+    database restart should delay the work, not fail it. `run` must be safe to run
+    again after a failed attempt (a rolled-back transaction is).
+
+    `grace_for(exc)` says how long to keep trying after the first failure for an
+    error of that kind (None: not transient, raised at once); by default only
+    transient database errors are retried, for `grace_s` (default
+    `DATABASE_OUTAGE_GRACE_S`). Past the grace, `OutageTooLong` is raised from the
+    last error."""
+    if grace_for is None:
+        limit = get_settings().database_outage_grace_s if grace_s is None else grace_s
+
+        def grace_for(exc: BaseException) -> float | None:
+            return limit if is_transient_database_error(exc) else None
+
+    first_failure: float | None = None
+    delay = 0.25
+    while True:
+        try:
+            return run()
+        except Exception as exc:
+            grace = grace_for(exc)
+            if grace is None:
+                raise
+            now = time.monotonic()
+            # The grace counts from the first failure, not from the start of the work:
+            # a blip at the end of a long stage gets as long as one at its start.
+            first_failure = now if first_failure is None else first_failure
+            if now + delay > first_failure + grace:
+                raise OutageTooLong(f"{what}: still failing after {grace:.0f} s: {exc}") from exc
+            logger.warning("%s failed (%s); again in %.1f s", what, _first_line(exc), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

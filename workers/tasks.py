@@ -12,18 +12,27 @@ from functools import cache
 import redis
 import torch
 from celery import Task
+from celery.exceptions import Retry
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.config import get_settings
-from app.datasets.service import ingest_dataset as ingest
-from app.datasets.service import mark_failed
-from app.db import enqueue_after_commit, session_scope
+from app.datasets import ingest_run
+from app.datasets.ingest_run import ingest_dataset as ingest
+from app.datasets.ingest_run import mark_failed
+from app.datasets.orphans import sweep_in_background
+from app.db import (
+    OutageTooLong,
+    enqueue_after_commit,
+    is_transient_database_error,
+    retry_transient,
+    session_scope,
+)
 from app.dispatch import Dispatcher
 from app.fleet import HEARTBEAT_S, WorkerRegistry, count_cuda_devices
-from app.jobs import finalize, rounds
+from app.jobs import finalize, rounds, shard_stage
 from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
 from app.jobs.watchdog import sweep, sweep_batch_predictions, sweep_datasets
@@ -66,6 +75,13 @@ def _announce(sender: object, **_: object) -> None:
 _announced: list[tuple[WorkerRegistry, str]] = []
 
 
+@worker_ready.connect
+def _sweep_orphans(**_: object) -> None:
+    """Remove what killed workers (or APIs) left in blob storage before this start."""
+    settings = get_settings()
+    sweep_in_background(settings.database_url, _store(), settings.orphan_grace_s)
+
+
 @worker_shutdown.connect
 def _withdraw(**_: object) -> None:
     for registry, hostname in _announced:
@@ -104,56 +120,108 @@ def _retry_if_stale(task: Task, exc: Exception) -> None:
         raise task.retry(countdown=1, max_retries=10, exc=exc)
 
 
-class RedisOutage(RuntimeError):
-    """Redis stayed unreachable for longer than `REDIS_OUTAGE_GRACE_S`."""
+def _outage_grace(exc: BaseException) -> float | None:
+    """How long a stage rides out an error of this kind; None: not an outage."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return get_settings().redis_outage_grace_s
+    if is_transient_database_error(exc):
+        return get_settings().database_outage_grace_s
+    return None
 
 
-def _riding_out_redis(stage: str, run: Callable[[], None]) -> None:
-    """Run a stage again, with backoff, while Redis is unreachable (a restart, a failover):
-    every stage is idempotent, so a rerun after a half-done attempt is safe. Failing the
-    job at the first refused connection would turn a short blip into a lost job."""
-    give_up_at = time.monotonic() + get_settings().redis_outage_grace_s
-    delay = 0.5
-    while True:
-        try:
-            run()
-            return
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() + delay > give_up_at:
-                raise RedisOutage(f"Redis unreachable during {stage}: {exc}") from exc
-            logger.warning("Redis unreachable during %s (%s); again in %.1f s", stage, exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 8.0)
+def _is_outage(exc: BaseException) -> bool:
+    return _outage_grace(exc) is not None
 
 
-def _leave_to_watchdog(exc: RedisOutage) -> None:
-    # Not the job's fault: the watchdog sends the stage again once its deadline passes,
-    # by which time Redis is back or the job fails as worker_lost after its attempts.
+def _riding_out(stage: str, run: Callable[[], None]) -> None:
+    """Run a stage again, with backoff, while Redis or the database is unreachable (a
+    restart, a failover) or the database asks for a retry: every stage is idempotent,
+    so a rerun after a half-done attempt is safe. Failing the job at the first refused
+    connection would turn a short blip into a lost job. Past the grace (from the first
+    failure) `OutageTooLong` is raised, for `_leave_to_watchdog`."""
+    retry_transient(stage, run, grace_for=_outage_grace)
+
+
+def _leave_to_watchdog(exc: OutageTooLong) -> None:
+    # Not the job's fault, and with the database down its failure could not be recorded
+    # anyway: the watchdog sends the stage again once its deadline passes, by which time
+    # the outage is over, or the job fails as worker_lost after its attempts.
     logger.error("%s; leaving the stage to the watchdog", exc)
 
 
 def _fail_job(job_id: str, code: str, message: str) -> None:
-    with session_scope() as session:
-        job = JobRepository(session).get(job_id, for_update=True)
-        if job is not None:
-            fail(job, code, message)
+    def record() -> None:
+        with session_scope() as session:
+            job = JobRepository(session).get(job_id, for_update=True)
+            if job is not None:
+                fail(job, code, message)
+
+    # The failure is recorded even across a database blip: a job whose stage failed
+    # must not stay `running` until the watchdog's deadline.
+    try:
+        _riding_out(f"recording the failure of job {job_id}", record)
+    except OutageTooLong as exc:
+        _leave_to_watchdog(exc)
 
 
 @celery_app.task(name="shardtrain.ingest_dataset", bind=True)
 def ingest_dataset(self: Task, dataset_id: str) -> None:
     with log_ids(dataset_id=dataset_id):
         try:
-            with session_scope() as session:
-                ingest(session, _store(), dataset_id)
+            _ingest_dataset(dataset_id)
+        except OutageTooLong as exc:
+            # Left `processing`: the watchdog sends the ingest again once the database is
+            # back, and that delivery counts towards INGEST_MAX_DELIVERIES.
+            _leave_to_watchdog(exc)
         except Exception as exc:
             _retry_if_stale(self, exc)
             # Anything but a bad file (those are IngestError, handled inside) is our fault:
             # the dataset still ends `failed`, never `processing` forever.
             logger.exception("ingest crashed for dataset %s", dataset_id)
-            with session_scope() as session:
-                mark_failed(
-                    session, dataset_id, f"internal error during ingest: {type(exc).__name__}"
+            message = f"internal error during ingest: {type(exc).__name__}"
+
+            def record_failure() -> None:
+                with session_scope() as session:
+                    mark_failed(session, _store(), dataset_id, message)
+
+            try:
+                _riding_out(f"recording the failure of dataset {dataset_id}", record_failure)
+            except OutageTooLong as outage:
+                _leave_to_watchdog(outage)
+
+
+def _ingest_dataset(dataset_id: str) -> None:
+    settings, store = get_settings(), _store()
+    go: list[bool] = []
+
+    def begin() -> None:
+        # Committed before the work, so a delivery whose worker is killed still counts.
+        with session_scope() as session:
+            go.append(
+                ingest_run.begin_ingest(
+                    session,
+                    store,
+                    dataset_id,
+                    max_deliveries=settings.ingest_max_deliveries,
+                    grace_s=settings.orphan_grace_s,
                 )
+            )
+
+    _riding_out(f"starting the ingest of dataset {dataset_id}", begin)
+    if not go[-1]:
+        return
+    found: list[ingest_run.IngestOutcome] = []
+
+    def run() -> None:
+        with session_scope() as session:
+            if found:
+                # The file was read and its Parquet is in place; only the commit was lost
+                # (the database restarted as the ingest ended): record it, do not redo it.
+                ingest_run.record_ingest(session, store, dataset_id, found[0])
+            elif (outcome := ingest(session, store, dataset_id)) is not None:
+                found.append(outcome)
+
+    _riding_out(f"the ingest of dataset {dataset_id}", run)
 
 
 @celery_app.task(name="shardtrain.prepare_job", bind=True, max_retries=None)
@@ -163,24 +231,37 @@ def prepare_job(self: Task, job_id: str) -> None:
 
 
 def _prepare_job(self: Task, job_id: str) -> None:
-    with session_scope() as session:
-        step = rounds.begin_prepare(session, job_id)
-    if step == "wait":
-        # The dataset is still being ingested: look again shortly, without blocking a worker.
-        # Ingest always ends ready or failed, so this stops.
-        raise self.retry(countdown=2)
-    if step != "build":
-        return
+    settings = get_settings()
+    max_wait_s = settings.dataset_wait_s or settings.stage_deadline_s * (settings.max_attempts + 1)
+    steps: list[rounds.PrepareStep] = []
+
+    def begin() -> None:
+        with session_scope() as session:
+            steps.append(rounds.begin_prepare(session, job_id, max_wait_s=max_wait_s))
 
     def build() -> None:
         with session_scope() as session:
-            first_round = rounds.build_job_shards(session, _store(), _params(), job_id)
+            work = rounds.read_build_input(session, job_id)
+        if work is None:
+            return
+        # Minutes for a large dataset: no transaction stays open while the shards are written.
+        built = rounds.write_shards(_store(), _params(), work)
+        with session_scope() as session:
+            first_round = rounds.record_shards(session, work, built)
             _send_after_commit(session, job_id, first_round)
 
     try:
-        _riding_out_redis("prepare", build)
-    except RedisOutage as exc:
+        _riding_out("prepare", begin)
+        if steps[-1] == "wait":
+            # The dataset is still being ingested: look again shortly, without blocking a
+            # worker. begin_prepare fails the job once it has waited `max_wait_s`.
+            raise self.retry(countdown=min(2 + self.request.retries, 10))
+        if steps[-1] == "build":
+            _riding_out("prepare", build)
+    except OutageTooLong as exc:
         _leave_to_watchdog(exc)
+    except Retry:
+        raise
     except Exception as exc:
         _retry_if_stale(self, exc)
         logger.exception("prepare failed for job %s", job_id)
@@ -206,14 +287,29 @@ def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> 
 @celery_app.task(name="shardtrain.train_shard", bind=True)
 def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
     with log_ids(job_id=job_id, round=round_, shard=shard):
+        params = _params()
+
+        def still_wanted(work: shard_stage.ShardWork) -> bool:
+            with session_scope() as session:
+                return shard_stage.shard_still_wanted(session, params, work)
 
         def train() -> None:
+            # Only the reads hold a session: a database restart while the shard trains
+            # costs it nothing, and the result goes to Redis, not SQL.
             with session_scope() as session:
-                rounds.train_shard(session, _store(), _params(), job_id, round_, shard)
+                work = shard_stage.read_shard_work(session, params, job_id, round_, shard)
+            if work is None:
+                return
+            watch = shard_stage.ShardWatch(lambda: still_wanted(work), is_outage=_is_outage)
+            if shard_stage.run_shard(work, _store(), params, watch):
+                with session_scope() as session:
+                    job = JobRepository(session).get(job_id)
+                    if not shard_stage.round_still_open(job, round_):
+                        shard_stage.withdraw_late_result(params, job, job_id, round_)
 
         try:
-            _riding_out_redis(f"shard {shard} of round {round_}", train)
-        except RedisOutage as exc:
+            _riding_out(f"shard {shard} of round {round_}", train)
+        except OutageTooLong as exc:
             _leave_to_watchdog(exc)
         except rounds.DeviceUnavailable as exc:
             _fail_job(job_id, "device_unavailable", str(exc))
@@ -235,7 +331,14 @@ def _merge_round(self: Task, job_id: str, round_: int) -> None:
 
     def merge() -> None:
         with session_scope() as session:
-            step = rounds.merge_round(session, _store(), params, job_id, round_)
+            work = rounds.read_merge_input(session, job_id, round_)
+        if work is None:
+            return
+        # Aggregation, checkpoint and validation run with no transaction open; the
+        # record step re-checks the fence under the row lock.
+        merged = rounds.compute_merge(work, _store(), params)
+        with session_scope() as session:
+            step = rounds.record_merge(session, merged)
             _send_after_commit(session, job_id, step)
             if step.next != "none":
                 # Shard results and the previous global are no longer needed once committed.
@@ -243,8 +346,8 @@ def _merge_round(self: Task, job_id: str, round_: int) -> None:
                 _record_round_after_commit(session, job_id, round_)
 
     try:
-        _riding_out_redis(f"the merge of round {round_}", merge)
-    except RedisOutage as exc:
+        _riding_out(f"the merge of round {round_}", merge)
+    except OutageTooLong as exc:
         _leave_to_watchdog(exc)
     except IntegrityError:
         logger.info("round %s of job %s was already merged", round_, job_id)
@@ -287,12 +390,18 @@ def finalize_job(self: Task, job_id: str) -> None:
 
         def finish() -> None:
             with session_scope() as session:
-                if finalize.finalize_job(session, _store(), job_id):
+                work = finalize.read_finalize_input(session, job_id)
+            if work is None:
+                return
+            # Scoring and the artifact's write hold no transaction open.
+            scored = finalize.score_and_write(_store(), work)
+            with session_scope() as session:
+                if finalize.record_model(session, scored):
                     enqueue_after_commit(session, lambda: params.delete_job(job_id))
 
         try:
-            _riding_out_redis("finalize", finish)
-        except RedisOutage as exc:
+            _riding_out("finalize", finish)
+        except OutageTooLong as exc:
             _leave_to_watchdog(exc)
         except Exception as exc:
             _retry_if_stale(self, exc)

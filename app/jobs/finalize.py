@@ -1,5 +1,8 @@
 """The last stage: score the kept round on the holdout, register the model, apply the gate."""
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from app.jobs.checkpoints import load_checkpoint, load_part
@@ -7,7 +10,7 @@ from app.jobs.events import record_event
 from app.jobs.lifecycle import fail, transition
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
-from app.models import RegisteredModel
+from app.models import Job, RegisteredModel
 from app.models.base import new_id
 from app.registry.artifact import write_artifact
 from app.registry.repository import ModelRepository
@@ -17,42 +20,72 @@ from app.training.networks import NetworkConfig
 from app.training.preprocessing import Preprocessor
 
 
-def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
-    """Returns True when this call registered the model (False: nothing to do)."""
-    job = JobRepository(session).get(job_id, for_update=True)
-    if job is None or job.status != "running" or job.model_id is not None:
-        return False
-    assert job.plan is not None and job.task is not None
-    spec = JobSpec.stored(job.spec)
+@dataclass(frozen=True)
+class FinalizeInput:
+    job_id: str
+    tenant_id: str
+    kept_round: int
+    plan: dict[str, Any]
+    task: str
+    spec: JobSpec
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The kept round scored on the holdout and written as an artifact, with no SQL
+    open; `record_model` registers it."""
+
+    input: FinalizeInput
+    model_id: str = ""
+    artifact_key: str = ""
+    failure: tuple[str, str] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    gate: dict[str, Any] | None = None
+    status: str = "deployed"
+
+
+def read_finalize_input(session: Session, job_id: str) -> FinalizeInput | None:
+    job = JobRepository(session).get(job_id)
+    if not _finalize_fence(job):
+        return None
+    assert job is not None and job.plan is not None and job.task is not None
     # Early stopping keeps the best round, not the last one trained.
     kept_round = job.best_round if job.best_round is not None else job.current_round
+    return FinalizeInput(
+        job_id=job_id,
+        tenant_id=job.tenant_id,
+        kept_round=kept_round,
+        plan=job.plan,
+        task=job.task,
+        spec=JobSpec.stored(job.spec),
+    )
+
+
+def _finalize_fence(job: Job | None) -> bool:
+    return job is not None and job.status == "running" and job.model_id is None
+
+
+def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
+    job_id, kept_round, spec = work.job_id, work.kept_round, work.spec
     state = load_checkpoint(store, job_id, kept_round)
     if state is None:
-        fail(job, "checkpoint_lost", f"the checkpoint of round {kept_round} is missing")
-        return False
-    network = NetworkConfig.from_dict(job.plan["network"])
-    preprocessor = Preprocessor.from_dict(job.plan["preprocessor"])
-    features, targets = load_part(store, job.plan["holdout_key"])
+        return Scored(
+            work, failure=("checkpoint_lost", f"the checkpoint of round {kept_round} is missing")
+        )
+    network = NetworkConfig.from_dict(work.plan["network"])
+    preprocessor = Preprocessor.from_dict(work.plan["preprocessor"])
+    features, targets = load_part(store, work.plan["holdout_key"])
     evaluation = evaluate(
         network,
         state,
         features,
         targets,
-        job.task,
+        work.task,
         target_scale=(preprocessor.target.mean, preprocessor.target.std),
     )
     metrics = evaluation.metrics if evaluation else {}
     unavailable = evaluation.unavailable if evaluation else {}
-    if unavailable:
-        listed = "; ".join(f"{name}: {why}" for name, why in unavailable.items())
-        record_event(
-            session,
-            job_id,
-            "metrics.unavailable",
-            f"holdout metric(s) could not be computed: {listed}",
-            level="warning",
-            unavailable=unavailable,
-        )
 
     gate = None
     status = "deployed"
@@ -72,6 +105,7 @@ def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
         }
         status = "deployed" if reason is None else "rejected"
 
+    # A second run writes a second artifact under a new id; only one is registered.
     model_id = new_id("mdl")
     artifact_key = f"models/{model_id}/model.safetensors"
     with store.temporary_path(artifact_key) as tmp:
@@ -80,23 +114,59 @@ def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
             state=state,
             network=network,
             preprocessor=preprocessor,
-            task=job.task,
+            task=work.task,
             extra={"model_id": model_id, "job_id": job_id, "round": kept_round, "metrics": metrics},
         )
-    ModelRepository(session, job.tenant_id).add(
+    return Scored(
+        work,
+        model_id=model_id,
+        artifact_key=artifact_key,
+        metrics=metrics,
+        unavailable=unavailable,
+        gate=gate,
+        status=status,
+    )
+
+
+def record_model(session: Session, scored: Scored) -> bool:
+    """Register the model and end the job, under the row lock, unless another finalize
+    or a cancel got there first. True when this call registered it."""
+    work = scored.input
+    job_id = work.job_id
+    job = JobRepository(session).get(job_id, for_update=True)
+    if not _finalize_fence(job):
+        return False
+    assert job is not None
+    if scored.failure is not None:
+        fail(job, *scored.failure)
+        return False
+    preprocessor = Preprocessor.from_dict(work.plan["preprocessor"])
+    metrics, unavailable, gate = scored.metrics, scored.unavailable, scored.gate
+    if unavailable:
+        listed = "; ".join(f"{name}: {why}" for name, why in unavailable.items())
+        record_event(
+            session,
+            job_id,
+            "metrics.unavailable",
+            f"holdout metric(s) could not be computed: {listed}",
+            level="warning",
+            unavailable=unavailable,
+        )
+    model_id = scored.model_id
+    ModelRepository(session, work.tenant_id).add(
         RegisteredModel(
-            tenant_id=job.tenant_id,
+            tenant_id=work.tenant_id,
             id=model_id,
             job_id=job_id,
-            task=job.task,
-            type=network.type,
-            status=status,
+            task=work.task,
+            type=NetworkConfig.from_dict(work.plan["network"]).type,
+            status=scored.status,
             metrics=metrics,
             gate=gate,
             features=preprocessor.feature_schema,
             target=preprocessor.target.name,
             classes=preprocessor.target.classes,
-            artifact_key=artifact_key,
+            artifact_key=scored.artifact_key,
         )
     )
     if gate is not None and gate["reason"] is not None:
@@ -109,8 +179,18 @@ def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
             model_id=model_id,
         )
     job.model_id = model_id
-    job.metrics = {"round": kept_round, "split": "holdout", **metrics}
+    job.metrics = {"round": work.kept_round, "split": "holdout", **metrics}
     if unavailable:
         job.metrics["unavailable"] = unavailable
     transition(job, "succeeded")
     return True
+
+
+def finalize_job(session: Session, store: BlobStore, job_id: str) -> bool:
+    """Read, score, record in one session: for in-process callers. The worker runs the
+    steps with a short session around each SQL step. True when this call registered
+    the model (False: nothing to do)."""
+    work = read_finalize_input(session, job_id)
+    if work is None:
+        return False
+    return record_model(session, score_and_write(store, work))

@@ -1,4 +1,5 @@
-"""Worker-side stages of a job: prepare, train a shard, merge a round, finalize.
+"""Worker-side stages of a job: prepare and merge a round (the shard stage is in
+`app.jobs.shard_stage`, finalize in `app.jobs.finalize`).
 
 Each stage is an idempotent function of ids: it re-reads state, skips work already
 done, and writes by key. Celery tasks in `workers/tasks.py` are thin wrappers.
@@ -6,50 +7,35 @@ done, and writes by key. Celery tasks in `workers/tasks.py` are thin wrappers.
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-import numpy as np
-import torch
 from sqlalchemy.orm import Session, object_session
 
 from app.config import get_settings
 from app.datasets.repository import DatasetRepository
-from app.jobs.checkpoints import load_checkpoint, load_part, save_checkpoint
+from app.jobs.checkpoints import load_part, save_checkpoint
 from app.jobs.events import record_event
 from app.jobs.lifecycle import fail, transition
 from app.jobs.repository import JobRepository
 from app.jobs.service import SpecError, check_spec
-from app.jobs.sharding import ShardingError, build_shards
+
+# The shard stage lives in its own module; these names stay importable from here.
+from app.jobs.shard_stage import DeviceUnavailable as DeviceUnavailable
+from app.jobs.shard_stage import choose_device as choose_device
+from app.jobs.shard_stage import shard_seed as shard_seed
+from app.jobs.shard_stage import train_shard as train_shard
+from app.jobs.sharding import ShardingError, ShardPlan, build_shards
 from app.jobs.spec import JobSpec
 from app.merge import NoUsableResultsError, merge_results
 from app.models import Job, JobRound
-from app.paramstore import ParamStore, ShardResult
+from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tenancy.limits import limits_for
-from app.training.loop import StateDict, TrainConfig, evaluate, train_local
+from app.training.loop import Evaluation, evaluate
 from app.training.networks import NetworkConfig, initial_state
 
 logger = logging.getLogger(__name__)
-
-
-class DeviceUnavailable(RuntimeError):
-    pass
-
-
-def choose_device(requested: str) -> torch.device:
-    # Called inside the worker process that trains, never in a parent that forks.
-    if requested == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if requested == "cuda":
-        raise DeviceUnavailable("the job asks for device 'cuda' but this worker has no GPU")
-    return torch.device("cpu")
-
-
-def shard_seed(seed: int, round_: int, shard: int) -> int:
-    return int(np.random.SeedSequence([seed, round_, shard]).generate_state(1)[0])
 
 
 Step = Literal["none", "round", "finalize"]
@@ -71,7 +57,12 @@ class NextStep:
 PrepareStep = Literal["skip", "wait", "failed", "build"]
 
 
-def begin_prepare(session: Session, job_id: str) -> PrepareStep:
+def begin_prepare(
+    session: Session, job_id: str, *, max_wait_s: float | None = None, now: float | None = None
+) -> PrepareStep:
+    """Check the job's dataset and spec. A dataset still being ingested is waited for
+    ("wait") for at most `max_wait_s` from the job's creation, then the job fails: an
+    ingest that never ends must not leave its jobs queued forever."""
     job = JobRepository(session).get(job_id, for_update=True)
     if job is None or job.status not in ("queued", "preparing"):
         return "skip"
@@ -81,6 +72,15 @@ def begin_prepare(session: Session, job_id: str) -> PrepareStep:
         fail(job, "dataset_not_ready", f"dataset {job.dataset_id} is unusable: {reason}")
         return "failed"
     if dataset.status != "ready":
+        waited = (time.time() if now is None else now) - (job.stage_started_at or job.created_at)
+        if max_wait_s is not None and job.status == "queued" and waited > max_wait_s:
+            fail(
+                job,
+                "dataset_not_ready",
+                f"dataset {job.dataset_id} was still {dataset.status} after {waited:.0f} s "
+                f"of waiting (the limit is {max_wait_s:.0f} s); its ingest did not finish",
+            )
+            return "failed"
         return "wait"
     spec = JobSpec.stored(job.spec)
     try:
@@ -96,114 +96,140 @@ def begin_prepare(session: Session, job_id: str) -> PrepareStep:
     return "build"
 
 
-def build_job_shards(
-    session: Session, store: BlobStore, params: ParamStore, job_id: str
-) -> NextStep:
-    """Write the shards and round 0's parameters; the next step is round 1, or none."""
-    job = JobRepository(session).get(job_id, for_update=True)
+@dataclass(frozen=True)
+class BuildInput:
+    """What writing a job's shards needs, read in a short transaction so that none is
+    open while the shards are written (minutes, for a large dataset)."""
+
+    job_id: str
+    data_key: str
+    spec: JobSpec
+    columns: list[dict[str, Any]]
+    task: str
+    max_parameters: int
+
+
+def read_build_input(session: Session, job_id: str) -> BuildInput | None:
+    job = JobRepository(session).get(job_id)
     if job is None or job.status != "preparing":
-        return NextStep("none")
+        return None
     dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
     assert dataset is not None and dataset.data_key is not None and job.task is not None
-    spec = JobSpec.stored(job.spec)
+    return BuildInput(
+        job_id=job.id,
+        data_key=dataset.data_key,
+        spec=JobSpec.stored(job.spec),
+        columns=dataset.columns or [],
+        task=job.task,
+        max_parameters=limits_for(session, get_settings(), job.tenant_id).max_parameters,
+    )
+
+
+def write_shards(
+    store: BlobStore, params: ParamStore, work: BuildInput
+) -> ShardPlan | ShardingError:
+    """The shards and round 0's parameters, written by key (a second run writes the same
+    files); a ShardingError comes back, for `record_shards` to fail the job with."""
     try:
         plan = build_shards(
             store,
-            job_id=job.id,
-            data_key=dataset.data_key,
-            spec=spec,
-            columns=dataset.columns or [],
-            task=job.task,
-            max_parameters=limits_for(session, get_settings(), job.tenant_id).max_parameters,
+            job_id=work.job_id,
+            data_key=work.data_key,
+            spec=work.spec,
+            columns=work.columns,
+            task=work.task,
+            max_parameters=work.max_parameters,
         )
     except ShardingError as exc:
-        fail(job, exc.code, str(exc))
+        return exc
+    state = initial_state(plan.network, work.spec.training.seed)
+    save_checkpoint(store, work.job_id, 0, state)
+    params.put_global(work.job_id, 0, state)
+    return plan
+
+
+def record_shards(session: Session, work: BuildInput, built: ShardPlan | ShardingError) -> NextStep:
+    """Move the job to round 1, unless it changed meanwhile (a cancel) or sharding failed."""
+    job = JobRepository(session).get(work.job_id, for_update=True)
+    if job is None or job.status != "preparing":
         return NextStep("none")
-    state = initial_state(plan.network, spec.training.seed)
-    save_checkpoint(store, job.id, 0, state)
-    params.put_global(job.id, 0, state)
-    job.plan = plan.to_dict()
+    if isinstance(built, ShardingError):
+        fail(job, built.code, str(built))
+        return NextStep("none")
+    job.plan = built.to_dict()
     job.current_round = 0
     transition(job, "running")
-    return await_round(job, 1, len(plan.shard_keys), spec)
+    return await_round(job, 1, len(built.shard_keys), work.spec)
 
 
-# --- train -------------------------------------------------------------------------
-
-
-def global_state(
-    store: BlobStore, params: ParamStore, job_id: str, round_: int
-) -> StateDict | None:
-    """The merged parameters of a round: Redis first, the blob checkpoint if Redis lost them."""
-    state = params.get_global(job_id, round_)
-    if state is None:
-        state = load_checkpoint(store, job_id, round_)
-        if state is not None:
-            params.put_global(job_id, round_, state)
-    return state
-
-
-def train_shard(
-    session: Session, store: BlobStore, params: ParamStore, job_id: str, round_: int, shard: int
-) -> None:
-    job = JobRepository(session).get(job_id)
-    if job is None or job.status != "running" or job.current_round >= round_:
-        return  # cancelled, failed, or this round was already merged
-    if params.get_shard(job_id, round_, shard) is not None:
-        return  # a redelivered message: the result is already stored by key
-    assert job.plan is not None and job.task is not None
-    spec = JobSpec.stored(job.spec)
-    start = global_state(store, params, job_id, round_ - 1)
-    if start is None:
-        raise RuntimeError(f"no parameters for round {round_ - 1} of job {job_id}")
-    started = time.perf_counter()
-    features, targets = load_part(store, job.plan["shard_keys"][shard])
-    result = train_local(
-        NetworkConfig.from_dict(job.plan["network"]),
-        start,
-        features,
-        targets,
-        TrainConfig(
-            task=job.task,
-            optimizer=spec.training.optimizer,
-            learning_rate=spec.training.learning_rate,
-            batch_size=spec.training.batch_size,
-            local_epochs=spec.training.local_epochs,
-            l1=spec.training.l1,
-            l2=spec.training.l2,
-        ),
-        seed=shard_seed(spec.training.seed, round_, shard),
-        device=choose_device(spec.distribution.device),
-    )
-    params.put_shard(
-        job_id,
-        round_,
-        ShardResult(
-            shard=shard,
-            state=result.state,
-            num_examples=result.num_examples,
-            loss=result.loss,
-            seconds=time.perf_counter() - started,
-        ),
-    )
+def build_job_shards(
+    session: Session, store: BlobStore, params: ParamStore, job_id: str
+) -> NextStep:
+    """Read, write the shards, record, in one session: for in-process callers. The
+    worker runs the three steps with a short session around each SQL step."""
+    work = read_build_input(session, job_id)
+    if work is None:
+        return NextStep("none")
+    return record_shards(session, work, write_shards(store, params, work))
 
 
 # --- merge -------------------------------------------------------------------------
 
 
-def merge_round(
-    session: Session, store: BlobStore, params: ParamStore, job_id: str, round_: int
-) -> NextStep:
+@dataclass(frozen=True)
+class MergeInput:
+    job_id: str
+    round: int
+    plan: dict[str, Any]
+    task: str
+    spec: JobSpec
+    # When the round was (last) sent: the round's wall time counts from here.
+    stage_started_at: float | None
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """A merged round, computed with no SQL open; `record_merge` writes it."""
+
+    input: MergeInput
+    failure: tuple[str, str] | None = None
+    train_loss: float | None = None
+    evaluation: Evaluation | None = None
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    excluded: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+    used: int = 0
+    slowest_shard_seconds: float = 0.0
+    started: float = 0.0
+
+
+def read_merge_input(session: Session, job_id: str, round_: int) -> MergeInput | None:
+    job = JobRepository(session).get(job_id)
+    if not _merge_fence(job, round_):
+        return None
+    assert job is not None and job.plan is not None and job.task is not None
+    return MergeInput(
+        job_id=job_id,
+        round=round_,
+        plan=job.plan,
+        task=job.task,
+        spec=JobSpec.stored(job.spec),
+        stage_started_at=job.stage_started_at,
+    )
+
+
+def _merge_fence(job: Job | None, round_: int) -> bool:
+    # Only the merge of the next round moves the job, so a duplicate delivery can never
+    # advance it twice. Checked when reading and again, under the row lock, when writing.
+    return job is not None and job.status == "running" and job.current_round == round_ - 1
+
+
+def compute_merge(work: MergeInput, store: BlobStore, params: ParamStore) -> MergeOutcome:
+    """Aggregate the shards, store the global parameters and the checkpoint by key, and
+    evaluate: a second run computes and writes the same bytes."""
     started = time.perf_counter()
-    repository = JobRepository(session)
-    job = repository.get(job_id, for_update=True)
-    # The fence: only the merge of the next round moves the job, so a duplicate
-    # delivery can never advance it twice.
-    if job is None or job.status != "running" or job.current_round != round_ - 1:
-        return NextStep("none")
-    assert job.plan is not None and job.task is not None
-    spec = JobSpec.stored(job.spec)
-    n_shards = len(job.plan["shard_keys"])
+    spec, job_id, round_ = work.spec, work.job_id, work.round
+    n_shards = len(work.plan["shard_keys"])
     results = [params.get_shard(job_id, round_, s) for s in range(n_shards)]
     present = [r for r in results if r is not None]
     missing = [s for s, r in enumerate(results) if r is None]
@@ -215,10 +241,10 @@ def merge_round(
         )
     except NoUsableResultsError:
         if not present:
-            fail(job, "worker_lost", f"round {round_}: every shard's result is missing")
+            failure = ("worker_lost", f"round {round_}: every shard's result is missing")
         else:
-            fail(job, "diverged", f"round {round_}: no shard returned usable parameters")
-        return NextStep("none")
+            failure = ("diverged", f"round {round_}: no shard returned usable parameters")
+        return MergeOutcome(work, failure=failure)
     excluded = sorted(missing + [present[i].shard for i in outcome.excluded])
     params.put_global(job_id, round_, outcome.state)
     save_checkpoint(store, job_id, round_, outcome.state)
@@ -226,17 +252,56 @@ def merge_round(
     used = [present[i] for i in outcome.used]
     examples = sum(r.num_examples for r in used)
     train_loss = sum(r.loss * r.num_examples for r in used) / examples if examples else None
-    network = NetworkConfig.from_dict(job.plan["network"])
-    target = job.plan["preprocessor"]["target"]
-    val_features, val_targets = load_part(store, job.plan["validation_key"])
+    target = work.plan["preprocessor"]["target"]
+    val_features, val_targets = load_part(store, work.plan["validation_key"])
     evaluation = evaluate(
-        network,
+        NetworkConfig.from_dict(work.plan["network"]),
         outcome.state,
         val_features,
         val_targets,
-        job.task,
+        work.task,
         target_scale=(target["mean"], target["std"]),
     )
+    return MergeOutcome(
+        work,
+        train_loss=train_loss,
+        evaluation=evaluation,
+        shards=[
+            {
+                "shard": r.shard,
+                "examples": r.num_examples,
+                "loss": r.loss,
+                "seconds": round(r.seconds, 4),
+            }
+            for r in present
+        ],
+        excluded=excluded,
+        missing=missing,
+        used=len(outcome.used),
+        slowest_shard_seconds=max((r.seconds for r in present), default=0.0),
+        started=started,
+    )
+
+
+def record_merge(session: Session, merged: MergeOutcome) -> NextStep:
+    """Record the round and move the job on, under the row lock, if no other merge or
+    cancel got there first; the next step to send after the commit."""
+    work = merged.input
+    job_id, round_, spec = work.job_id, work.round, work.spec
+    repository = JobRepository(session)
+    job = repository.get(job_id, for_update=True)
+    if not _merge_fence(job, round_):
+        return NextStep("none")
+    assert job is not None
+    if merged.failure is not None:
+        fail(job, *merged.failure)
+        return NextStep("none")
+    evaluation, train_loss = merged.evaluation, merged.train_loss
+    # From the round's dispatch to the end of its merge, queueing included. A re-sent
+    # round restarts that clock, yet its shards may be the first copies' results: the
+    # round took at least its slowest shard plus the merge.
+    own = merged.slowest_shard_seconds + (time.perf_counter() - merged.started)
+    since_dispatch = time.time() - work.stage_started_at if work.stage_started_at else 0.0
     repository.add_round(
         JobRound(
             job_id=job_id,
@@ -244,25 +309,14 @@ def merge_round(
             train_loss=train_loss,
             val_loss=evaluation.loss if evaluation else None,
             val_metrics=evaluation.metrics if evaluation else {},
-            shards=[
-                {
-                    "shard": r.shard,
-                    "examples": r.num_examples,
-                    "loss": r.loss,
-                    "seconds": round(r.seconds, 4),
-                }
-                for r in present
-            ],
-            excluded_shards=excluded,
-            # From the round's dispatch to the end of its merge, queueing included.
-            seconds=(time.time() - job.stage_started_at)
-            if job.stage_started_at
-            else time.perf_counter() - started,
-            slowest_shard_seconds=max((r.seconds for r in present), default=0.0),
+            shards=merged.shards,
+            excluded_shards=merged.excluded,
+            seconds=max(since_dispatch, own),
+            slowest_shard_seconds=merged.slowest_shard_seconds,
         )
     )
-    for shard in excluded:
-        reason = "no result" if shard in missing else "non-finite parameters or no examples"
+    for shard in merged.excluded:
+        reason = "no result" if shard in merged.missing else "non-finite parameters or no examples"
         record_event(
             session,
             job_id,
@@ -288,7 +342,7 @@ def merge_round(
         session,
         job_id,
         "round.completed",
-        f"round {round_} of {job.rounds} merged from {len(outcome.used)} shard(s)",
+        f"round {round_} of {job.rounds} merged from {merged.used} shard(s)",
         round=round_,
         train_loss=train_loss,
         val_loss=evaluation.loss if evaluation else None,
@@ -304,7 +358,18 @@ def merge_round(
                 best_round=job.best_round,
             )
         return await_finalize(job)
-    return await_round(job, round_ + 1, n_shards, spec)
+    return await_round(job, round_ + 1, len(work.plan["shard_keys"]), spec)
+
+
+def merge_round(
+    session: Session, store: BlobStore, params: ParamStore, job_id: str, round_: int
+) -> NextStep:
+    """Read, merge, record in one session: for in-process callers. The worker runs the
+    steps with a short session around each SQL step."""
+    work = read_merge_input(session, job_id, round_)
+    if work is None:
+        return NextStep("none")
+    return record_merge(session, compute_merge(work, store, params))
 
 
 def await_round(job: Job, round_: int, shards: int, spec: JobSpec, attempt: int = 0) -> NextStep:

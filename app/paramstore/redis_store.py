@@ -69,6 +69,10 @@ class ParamStore:
         key = f"{_prefix(job_id)}:round:{round_}:shard:{result.shard}"
         self._put_blob(key, _to_bytes(result.state), meta)
 
+    def has_shard(self, job_id: str, round_: int, shard: int) -> bool:
+        """Without reading the blob: a check that a training copy can afford often."""
+        return bool(self._redis.exists(f"{_prefix(job_id)}:round:{round_}:shard:{shard}"))
+
     def get_shard(self, job_id: str, round_: int, shard: int) -> ShardResult | None:
         found = self._get_blob(f"{_prefix(job_id)}:round:{round_}:shard:{shard}")
         if found is None:

@@ -1,6 +1,7 @@
 """Local training on one shard and evaluation of a set of parameters."""
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,15 @@ class Evaluation:
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
+class TrainingStopped(Exception):
+    """`should_stop` said yes at a checkpoint: the result is no longer wanted."""
+
+
+# Batches between two calls of `should_stop`: often enough that a stale copy stops
+# within moments, rare enough to cost nothing next to the batches themselves.
+STOP_CHECK_BATCHES = 32
+
+
 def _make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
@@ -73,10 +83,13 @@ def train_local(
     *,
     seed: int,
     device: torch.device,
+    should_stop: Callable[[], bool] | None = None,
 ) -> LocalResult:
     """Train `local_epochs` over one shard, starting from the global parameters.
 
     The optimizer starts fresh every round (local SGD): its state is not merged.
+    `should_stop` is asked every `STOP_CHECK_BATCHES` batches and at each epoch's end;
+    when it says yes, `TrainingStopped` is raised and nothing is returned.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -100,7 +113,9 @@ def train_local(
         order = _sorted_batches(torch.randperm(n_rows, generator=generator), config.batch_size)
         if resident:
             order = order.to(device)
-        for start in range(0, n_rows, config.batch_size):
+        for step, start in enumerate(range(0, n_rows, config.batch_size)):
+            if should_stop is not None and step % STOP_CHECK_BATCHES == STOP_CHECK_BATCHES - 1:
+                _stop_if_asked(should_stop)
             batch = order[start : start + config.batch_size]
             x, y = all_x.index_select(0, batch), all_y.index_select(0, batch)
             if per_batch_copy:
@@ -114,8 +129,15 @@ def train_local(
             optimizer.step()
             if config.l1 > 0:
                 _l1_proximal_step(network, config.learning_rate * config.l1)
+        if should_stop is not None:
+            _stop_if_asked(should_stop)
     state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
     return LocalResult(state=state, num_examples=n_rows, loss=losses.mean())
+
+
+def _stop_if_asked(should_stop: Callable[[], bool]) -> None:
+    if should_stop():
+        raise TrainingStopped
 
 
 def _sorted_batches(order: torch.Tensor, batch_size: int) -> torch.Tensor:
