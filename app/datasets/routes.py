@@ -1,9 +1,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from app.datasets import service
 from app.datasets.schemas import DatasetDeletedOut, DatasetOut, DatasetPreviewOut
+from app.datasets.upload import idle_bounded
 from app.deps import (
     DispatcherDep,
     LimitsDep,
@@ -16,6 +18,7 @@ from app.deps import (
 from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.schemas import ListResponse
+from app.tenancy.upload_slots import UploadSlots
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=COMMON_ERROR_RESPONSES)
 
@@ -70,8 +73,18 @@ _UPLOAD_BODY = {
         413: {"model": ErrorResponse, "description": "The file is over the upload limit."},
         415: {"model": ErrorResponse, "description": "Not CSV, Parquet or JSON Lines."},
         422: {"model": ErrorResponse, "description": "Empty file or bad form fields."},
+        408: {
+            "model": ErrorResponse,
+            "description": "The client sent nothing for `upload_idle_timeout_s` "
+            "(`upload_timeout`); nothing was stored.",
+        },
         409: {"model": ErrorResponse, "description": "Over this account's storage quota."},
-        429: {"model": ErrorResponse, "description": "Over the upload rate limit."},
+        429: {
+            "model": ErrorResponse,
+            "description": "Over the upload rate limit (`rate_limited`), or as many uploads "
+            "in progress as `max_concurrent_uploads` allows (`too_many_uploads`, refused "
+            "before the body is read); `Retry-After` says when to retry.",
+        },
     },
     dependencies=[Depends(rate_limit("upload"))],
 )
@@ -79,7 +92,6 @@ async def create_dataset(
     request: Request,
     tenant: TenantDep,
     limits: LimitsDep,
-    session: SessionDep,
     store: StoreDep,
     dispatcher: DispatcherDep,
     settings: SettingsDep,
@@ -88,17 +100,25 @@ async def create_dataset(
     """Stream the file to storage and queue its ingest; the dataset is `processing` until
     a worker has parsed it into Parquet (`ready`) or found it unusable (`failed`, with
     `error` naming the line or column)."""
-    dataset = await service.upload_dataset(
-        session,
-        store,
-        dispatcher,
-        tenant_id=tenant,
-        body=request.stream(),
-        headers=request.headers,
-        max_bytes=settings.max_upload_bytes,
-        max_stored_bytes=limits.max_stored_bytes,
-        idempotency_key=idempotency_key,
-    )
+    # Taken before a byte of the body is read, so a refusal costs the client nothing.
+    slots: UploadSlots = request.app.state.upload_slots
+    lease = await run_in_threadpool(slots.acquire, tenant, limits.max_concurrent_uploads)
+    try:
+        # No SessionDep: its session would stay open, idle in transaction, for as long
+        # as the body streams; the service opens short ones around its reads and writes.
+        dataset = await service.upload_dataset(
+            request.app.state.session_factory,
+            store,
+            dispatcher,
+            tenant_id=tenant,
+            body=lease.renewing(idle_bounded(request.stream(), settings.upload_idle_timeout_s)),
+            headers=request.headers,
+            max_bytes=settings.max_upload_bytes,
+            max_stored_bytes=limits.max_stored_bytes,
+            idempotency_key=idempotency_key,
+        )
+    finally:
+        await run_in_threadpool(lease.release)
     return DatasetOut.model_validate(dataset)
 
 

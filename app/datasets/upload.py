@@ -10,6 +10,7 @@ recognise the format, and the limit is enforced the moment it is crossed.
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
+import anyio
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -141,6 +142,27 @@ def _truncated(message: str) -> APIError:
     return APIError(
         400, "truncated_body", f"{message} Nothing was stored; send the whole file again.", "file"
     )
+
+
+async def idle_bounded(body: AsyncIterator[bytes], idle_s: float) -> AsyncIterator[bytes]:
+    """The body, abandoned with a 408 once `idle_s` pass without a byte: a client that
+    stalls mid-upload would otherwise hold its connection and upload slot for good."""
+    chunks = aiter(body)
+    while True:
+        try:
+            with anyio.fail_after(idle_s):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise APIError(
+                408,
+                "upload_timeout",
+                f"No bytes arrived for {idle_s:g} s; the upload was abandoned and nothing "
+                "was stored. Send the whole file again.",
+                "file",
+            ) from exc
+        yield chunk
 
 
 async def receive_upload(

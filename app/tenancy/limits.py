@@ -22,6 +22,7 @@ LIMIT_NAMES = (
     "max_parameters",
     "predict_per_minute",
     "upload_per_minute",
+    "max_concurrent_uploads",
 )
 ACTIVE = ("queued", "preparing", "running")
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Limits:
     max_parameters: int
     predict_per_minute: int
     upload_per_minute: int
+    max_concurrent_uploads: int
 
 
 def limits_for(session: Session, settings: Settings, tenant_id: str) -> Limits:
@@ -48,6 +50,7 @@ def limits_for(session: Session, settings: Settings, tenant_id: str) -> Limits:
         "max_parameters": settings.quota_max_parameters,
         "predict_per_minute": settings.rate_limit_predict_per_minute,
         "upload_per_minute": settings.rate_limit_upload_per_minute,
+        "max_concurrent_uploads": settings.quota_max_concurrent_uploads,
     }
     return Limits(**{**defaults, **{k: int(v) for k, v in own.items() if k in defaults}})
 

@@ -100,6 +100,8 @@ def test_concurrent_uploads_store_only_what_fits_and_no_blob_of_the_rest(
     client: TestClient, settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
     limit(settings, "max_stored_bytes", 20000)
+    # Five at once, past the default max_concurrent_uploads: the race is the quota's.
+    limit(settings, "max_concurrent_uploads", 5)
     files = [csv_of(UPLOAD_BYTES, tag) for tag in range(5)]
     assert {len(f) for f in files} == {UPLOAD_BYTES}
 
