@@ -42,7 +42,7 @@ def sweep_orphans(
     sessions: sessionmaker[Session], store: BlobStore, *, grace_s: float, now: float | None = None
 ) -> SweepReport:
     now = time.time() if now is None else now
-    report = SweepReport(temp_files=len(store.sweep_temp_files(grace_s=grace_s)))
+    report = SweepReport()
     root = store.path("datasets")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     for start in range(0, len(folders), _BATCH):
@@ -61,6 +61,8 @@ def sweep_orphans(
             elif state[0] == "failed" and store.exists(data_key(dataset_id)):
                 store.delete(data_key(dataset_id))
                 report.parquet_files += 1
+    # After the folders: removing a file touches its folder, which would then look fresh.
+    report.temp_files = len(store.sweep_temp_files(grace_s=grace_s))
     return report
 
 
