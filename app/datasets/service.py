@@ -4,17 +4,21 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from app.datasets.ingest import IngestError, ingest_file
+# The worker's side lives in ingest_run; these names are kept for its callers.
+from app.datasets.ingest_run import ingest_dataset as ingest_dataset
+from app.datasets.ingest_run import mark_failed as mark_failed
 from app.datasets.preview import Preview, read_preview
 from app.datasets.repository import DatasetRepository
 from app.datasets.upload import StoredUpload, receive_upload
-from app.db import enqueue_after_commit
+from app.db import enqueue_after_commit, session_scope
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
 from app.idempotency import IdempotencyRepository
+from app.jobs.lifecycle import fail
+from app.jobs.repository import JobRepository
 from app.models import Dataset
 from app.models.base import new_id, now_s
 from app.outbox import send_after_commit
@@ -29,7 +33,7 @@ ACTIVE_JOB_STATUSES = ("queued", "preparing", "running")
 
 
 async def upload_dataset(
-    session: Session,
+    sessions: sessionmaker[Session],
     store: BlobStore,
     dispatcher: Dispatcher,
     *,
@@ -40,17 +44,20 @@ async def upload_dataset(
     max_stored_bytes: int | None = None,
     idempotency_key: str | None = None,
 ) -> Dataset:
-    """Stream the body into blob storage, record the dataset, queue its ingest."""
-    if idempotency_key is not None:
-        # Checked before reading the body: a retried upload is not stored twice.
-        earlier = await run_in_threadpool(
-            IdempotencyRepository(session, tenant_id).find, "datasets.create", idempotency_key
-        )
-        if earlier is not None:
-            return await run_in_threadpool(get_dataset, session, earlier, tenant_id)
+    """Stream the body into blob storage, record the dataset, queue its ingest.
+
+    No SQL connection is held while the body streams, for as long as a slow client
+    takes: the reads before it and the record after it are short sessions of their own.
+    Held across the stream, each upload kept a pooled connection idle in transaction,
+    and a handful of slow clients starved every other request of the pool."""
+    earlier, used = await run_in_threadpool(
+        _before_stream, sessions, tenant_id, idempotency_key, max_stored_bytes
+    )
+    if earlier is not None:
+        # A retried upload is not stored twice, and its body need not be read.
+        return earlier
     quota_bound = False
     if max_stored_bytes is not None:
-        used = await run_in_threadpool(stored_bytes, session, tenant_id)
         room = max_stored_bytes - used
         if room <= 0:
             raise _storage_quota(max_stored_bytes, used)
@@ -66,20 +73,44 @@ async def upload_dataset(
                 assert max_stored_bytes is not None
                 raise _storage_quota(max_stored_bytes, max_stored_bytes - max_bytes) from exc
             raise
-        return await run_in_threadpool(
-            _record_upload,
-            session,
-            dispatcher,
-            tenant_id,
-            dataset_id,
-            stored,
-            idempotency_key,
-            max_stored_bytes,
-        )
+
+        def record() -> Dataset:
+            with session_scope(sessions) as session:
+                return _record_upload(
+                    session,
+                    dispatcher,
+                    tenant_id,
+                    dataset_id,
+                    stored,
+                    idempotency_key,
+                    max_stored_bytes,
+                )
+
+        return await run_in_threadpool(record)
     except BaseException:
         # Nothing half-stored survives a failed upload, not even its folder.
         store.delete_prefix(f"datasets/{dataset_id}")
         raise
+
+
+def _before_stream(
+    sessions: sessionmaker[Session],
+    tenant_id: str,
+    idempotency_key: str | None,
+    max_stored_bytes: int | None,
+) -> tuple[Dataset | None, int]:
+    """The dataset an earlier request made under this Idempotency-Key, if any, and the
+    bytes the tenant stores now (0 when there is no quota to check)."""
+    with session_scope(sessions) as session:
+        if idempotency_key is not None:
+            earlier = IdempotencyRepository(session, tenant_id).find(
+                "datasets.create", idempotency_key
+            )
+            if earlier is not None:
+                return get_dataset(session, earlier, tenant_id), 0
+        if max_stored_bytes is None:
+            return None, 0
+        return None, stored_bytes(session, tenant_id)
 
 
 def _storage_quota(limit: int, used: int) -> APIError:
@@ -147,6 +178,8 @@ def delete_dataset(
     dataset = repository.get(dataset_id, for_update=True)
     if dataset is None:
         raise NotFound("dataset", dataset_id)
+    if dataset.status != "ready":
+        _fail_waiting_jobs(session, dataset)
     active = repository.job_ids(dataset_id, statuses=ACTIVE_JOB_STATUSES)
     if active:
         raise APIError(
@@ -168,6 +201,22 @@ def delete_dataset(
     enqueue_after_commit(session, remove_bytes)
 
 
+def _fail_waiting_jobs(session: Session, dataset: Dataset) -> None:
+    """Jobs on a dataset that never became ready are only waiting for it (prepare reads
+    no bytes until it is `ready`): deleting it fails them rather than answering 409,
+    which left a dataset stuck `processing` undeletable for as long as its job waited."""
+    jobs = JobRepository(session)
+    for job_id in DatasetRepository(session).job_ids(dataset.id, statuses=("queued",)):
+        job = jobs.get(job_id, for_update=True)
+        if job is not None and job.status == "queued":
+            fail(
+                job,
+                "dataset_deleted",
+                f"dataset {dataset.id} was deleted while {dataset.status}, before this job "
+                "could start",
+            )
+
+
 def preview_dataset(
     session: Session, store: BlobStore, dataset_id: str, limit: int, tenant_id: str | None
 ) -> Preview:
@@ -186,28 +235,3 @@ def list_datasets(
     session: Session, *, limit: int, after: str | None, tenant_id: str | None
 ) -> tuple[list[Dataset], bool]:
     return DatasetRepository(session, tenant_id).page(limit=limit, after=after)
-
-
-def mark_failed(session: Session, dataset_id: str, message: str) -> None:
-    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
-    if dataset is not None and dataset.status == "processing":
-        dataset.status, dataset.error = "failed", message
-
-
-def ingest_dataset(session: Session, store: BlobStore, dataset_id: str) -> None:
-    """Worker side. Idempotent: a dataset that is no longer processing is left alone."""
-    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
-    if dataset is None or dataset.status != "processing":
-        return
-    data_key = f"datasets/{dataset_id}/data.parquet"
-    try:
-        with store.temporary_path(data_key) as tmp:
-            result = ingest_file(store.path(dataset.raw_key), dataset.format, tmp)
-    except IngestError as exc:
-        logger.info("dataset %s failed ingest: %s", dataset_id, exc)
-        dataset.status, dataset.error = "failed", str(exc)
-        return
-    dataset.status = "ready"
-    dataset.rows = result.rows
-    dataset.columns = result.columns
-    dataset.data_key = data_key
