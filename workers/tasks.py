@@ -302,10 +302,7 @@ def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
                 return
             watch = shard_stage.ShardWatch(lambda: still_wanted(work), is_outage=_is_outage)
             if shard_stage.run_shard(work, _store(), params, watch):
-                with session_scope() as session:
-                    job = JobRepository(session).get(job_id)
-                    if not shard_stage.round_still_open(job, round_):
-                        shard_stage.withdraw_late_result(params, job, job_id, round_)
+                _withdraw_if_late(job_id, round_)
 
         try:
             _riding_out(f"shard {shard} of round {round_}", train)
@@ -318,6 +315,23 @@ def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
             # Returning normally lets the chord's merge run; it sees the failed job and stops.
             logger.exception("shard %s of round %s failed for job %s", shard, round_, job_id)
             _fail_job(job_id, "shard_failed", f"shard {shard}, round {round_}: {exc}")
+
+
+def _withdraw_if_late(job_id: str, round_: int) -> None:
+    """A result written just after its job moved on is removed again (see
+    `withdraw_late_result`). With the database down there is no telling: the result
+    stays, under the parameter TTL, rather than holding the worker through the outage."""
+    params = _params()
+    try:
+        with session_scope() as session:
+            job = JobRepository(session).get(job_id)
+    except Exception as exc:
+        if not _is_outage(exc):
+            raise
+        logger.warning("could not check the job after storing a shard: %s", exc)
+        return
+    if not shard_stage.round_still_open(job, round_):
+        shard_stage.withdraw_late_result(params, job, job_id, round_)
 
 
 @celery_app.task(name="shardtrain.merge_round", bind=True)

@@ -147,10 +147,15 @@ class System:
 
 
 @contextmanager
-def running_system(workdir: Path, redis_url: str) -> Iterator[System]:
-    """uvicorn, a prefork worker and beat on a fresh, migrated PostgreSQL database and
-    the given Redis, with a tenant and key made by the operators' own command."""
-    name, database_url = create_postgres_database()
+def running_system(
+    workdir: Path, redis_url: str, database_url: str | None = None
+) -> Iterator[System]:
+    """uvicorn, a prefork worker and beat on a fresh, migrated PostgreSQL database (or
+    `database_url`, migrated here, for a test that stops its own server) and the given
+    Redis, with a tenant and key made by the operators' own command."""
+    name = None
+    if database_url is None:
+        name, database_url = create_postgres_database()
     migrate(database_url)
     env = {
         **os.environ,
@@ -195,4 +200,5 @@ def running_system(workdir: Path, redis_url: str) -> Iterator[System]:
     finally:
         client.close()
         processes.stop_all()
-        drop_postgres_database(name)
+        if name is not None:
+            drop_postgres_database(name)
