@@ -67,7 +67,10 @@ def sweep_orphans(
 
 
 def _last_written(folder: Path) -> float:
-    latest = folder.stat().st_mtime
+    try:
+        latest = folder.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()  # removed meanwhile (another process's sweep): nothing to do
     for parent, _dirs, names in os.walk(folder):
         for name in names:
             try:
