@@ -1,22 +1,28 @@
 """Annotated dependencies shared by the routes."""
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.database_health import DatabaseHealth, is_unavailable
 from app.db import session_scope
 from app.dispatch import Dispatcher
-from app.errors import APIError
+from app.errors import APIError, DatabaseUnavailable
 from app.fleet import WorkerRegistry
+from app.registry.known_models import KnownModels
 from app.registry.predictor import PredictorCache
 from app.storage import BlobStore
 from app.tenancy.limits import Limits, limits_for
-from app.tenancy.service import tenant_for_key
+from app.tenancy.service import digest, tenant_for_key
 
 
 # The plain lookups on app.state are coroutines so FastAPI calls them in the event
@@ -46,6 +52,14 @@ async def _predictors(request: Request) -> PredictorCache:
     return request.app.state.predictors
 
 
+async def _known_models(request: Request) -> KnownModels:
+    return request.app.state.known_models
+
+
+async def _database_health(request: Request) -> DatabaseHealth:
+    return request.app.state.database_health
+
+
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="ApiKey",
@@ -59,19 +73,91 @@ class Caller:
     limits: Limits
 
 
+# Operations that can answer from this process's memory while SQL is unreachable (predict
+# on a model already served); only they may authenticate from KnownKeys then.
+SERVED_DURING_DATABASE_OUTAGE = frozenset({"models-predict"})
+# A key lookup is a read: when it fails on a connection that dies under it (a restart
+# mid-query) it is simply done again, on a fresh connection, for this long.
+_READ_RETRY_S = 2.0
+
+
+class KnownKeys:
+    """Keys this process resolved lately, by digest (never the secret), with their tenant
+    and limits. Consulted only when SQL is unreachable: with SQL up every request reads
+    its key afresh, so a revoked key fails on its next request."""
+
+    def __init__(self, max_age_s: float, size: int = 10_000) -> None:
+        self._max_age_s = max_age_s
+        self._size = size
+        self._items: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, secret: str, caller: Caller) -> None:
+        with self._lock:
+            self._items[digest(secret)] = (time.monotonic(), caller)
+            self._items.move_to_end(digest(secret))
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def forget(self, secret: str) -> None:
+        with self._lock:
+            self._items.pop(digest(secret), None)
+
+    def get(self, secret: str) -> Caller | None:
+        with self._lock:
+            found = self._items.get(digest(secret))
+        if found is None or time.monotonic() - found[0] > self._max_age_s:
+            return None
+        return found[1]
+
+
+def _lookup_caller(request: Request, secret: str) -> Caller | None:
+    with request.app.state.session_factory() as session:
+        tenant_id = tenant_for_key(session, secret)
+        if tenant_id is None:
+            return None
+        return Caller(tenant_id, limits_for(session, request.app.state.settings, tenant_id))
+
+
 def _caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     """The caller's tenant and its limits, read in one session of their own on every
-    request, so a revoked key fails on its very next request."""
+    request, so a revoked key fails on its very next request.
+
+    It runs before the route reads the body, so during a database outage an upload is
+    refused (503) before a byte of it is received."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise APIError(401, "missing_api_key", "Send `Authorization: Bearer <api key>`.")
-    with request.app.state.session_factory() as session:
-        tenant_id = tenant_for_key(session, credentials.credentials)
-        if tenant_id is None:
-            raise APIError(401, "invalid_api_key", "The API key is not valid or was revoked.")
-        return Caller(tenant_id, limits_for(session, request.app.state.settings, tenant_id))
+    state = request.app.state
+    health: DatabaseHealth = state.database_health
+    known: KnownKeys = state.known_keys
+    secret = credentials.credentials
+    deadline = time.monotonic() + _READ_RETRY_S
+    while True:
+        try:
+            caller = _lookup_caller(request, secret)
+            break
+        except SQLAlchemyError as exc:
+            if not is_unavailable(exc):
+                raise
+            if not health.down and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            health.failed(exc)
+            route = request.scope.get("route")
+            if getattr(route, "operation_id", None) in SERVED_DURING_DATABASE_OUTAGE:
+                cached = known.get(secret)
+                if cached is not None:
+                    return cached
+            raise DatabaseUnavailable() from None
+    health.recovered()
+    if caller is None:
+        known.forget(secret)
+        raise APIError(401, "invalid_api_key", "The API key is not valid or was revoked.")
+    known.remember(secret, caller)
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]
@@ -107,3 +193,5 @@ StoreDep = Annotated[BlobStore, Depends(_store)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 PredictorsDep = Annotated[PredictorCache, Depends(_predictors)]
 FleetDep = Annotated[WorkerRegistry, Depends(_fleet)]
+KnownModelsDep = Annotated[KnownModels, Depends(_known_models)]
+DatabaseHealthDep = Annotated[DatabaseHealth, Depends(_database_health)]

@@ -7,11 +7,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.database_health import RETRY_AFTER_S, DatabaseHealth, is_unavailable
+from app.db import is_transient_database_error
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ TYPE_BY_STATUS = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
@@ -59,6 +64,12 @@ COMMON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, invalid or revoked API key."},
     413: {"model": ErrorResponse, "description": "The request body is too large."},
     422: {"model": ErrorResponse, "description": "A field is invalid; `param` names it."},
+    503: {
+        "model": ErrorResponse,
+        "description": "The database is unreachable (`database_unavailable`); retry after "
+        "the `Retry-After` header's seconds.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
 }
 
 
@@ -77,6 +88,18 @@ class APIError(Exception):
         self.message = message
         self.param = param
         self.headers = headers
+
+
+class DatabaseUnavailable(APIError):
+    """503 with Retry-After: the request may well succeed once the database is back."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "database_unavailable",
+            "The database is unreachable; retry in a few seconds.",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
 
 class NotFound(APIError):
@@ -174,6 +197,22 @@ def install_error_handlers(app: FastAPI) -> None:
         # A worker changed the same job between our read and our write.
         return error_response(409, "conflict", "The object changed meanwhile; retry.")
 
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeoutError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Not a bug of ours and the same for every request during an outage: no
+        # traceback, and one log line per outage (DatabaseHealth), not one per request.
+        # A serialization failure, a deadlock or a pool with no free connection is no
+        # outage, but the same advice holds. Anything else (a missing table) is a bug:
+        # raised on, to the 500 with its traceback.
+        if not is_transient_database_error(exc):
+            raise exc
+        health: DatabaseHealth | None = getattr(request.app.state, "database_health", None)
+        if health is not None and is_unavailable(exc):
+            health.failed(exc)
+        return await _api_error(request, DatabaseUnavailable())
+
     @app.exception_handler(IntegrityError)
     async def _conflict(_request: Request, exc: IntegrityError) -> JSONResponse:
         # Two requests raced for the same unique row (an Idempotency-Key sent twice at
@@ -213,8 +252,18 @@ class UnhandledErrorMiddleware:
                 # Part of the answer is out: only closing the connection (the server
                 # does that) tells the client it is incomplete.
                 raise
-            logger.exception("unhandled error", exc_info=exc)
-            response = error_response(
-                500, "server_error", "The server failed to handle the request."
-            )
+            if is_unavailable(exc):
+                # Raised where no exception handler sees it (a middleware, say): the
+                # same quiet 503 as from a route.
+                health = getattr(scope["app"].state, "database_health", None)
+                if health is not None:
+                    health.failed(exc)
+                unavailable = DatabaseUnavailable()
+                response = error_response(503, unavailable.code, unavailable.message)
+                response.headers.update(unavailable.headers or {})
+            else:
+                logger.exception("unhandled error", exc_info=exc)
+                response = error_response(
+                    500, "server_error", "The server failed to handle the request."
+                )
             await response(scope, receive, send)

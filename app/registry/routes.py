@@ -8,9 +8,10 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from app.db import session_scope
 from app.deps import (
+    DatabaseHealthDep,
     DispatcherDep,
+    KnownModelsDep,
     PredictorsDep,
     SessionDep,
     SettingsDep,
@@ -22,6 +23,7 @@ from app.errors import COMMON_ERROR_RESPONSES, APIError, ErrorResponse
 from app.openapi import PREDICT_BODY_REF
 from app.registry import batch, service
 from app.registry.inputs import ARROW_STREAM, InputError, read_arrow_stream
+from app.registry.known_models import DeployedModel
 from app.registry.schemas import (
     BatchPredictionCreate,
     BatchPredictionOut,
@@ -113,12 +115,27 @@ async def predict(
     tenant: TenantDep,
     store: StoreDep,
     predictors: PredictorsDep,
+    known: KnownModelsDep,
+    health: DatabaseHealthDep,
     settings: SettingsDep,
     model_id: str,
 ) -> Response:
     """Apply the model's saved preprocessing to raw records and predict. Classification
-    returns original label values and per-class probabilities."""
+    returns original label values and per-class probabilities. While the database is
+    unreachable, a model this API process has already served goes on answering."""
     raw = await http_request.body()
+
+    def deployed(rows: int) -> DeployedModel:
+        return service.deployed_model(
+            http_request.app.state.session_factory,
+            health,
+            known,
+            model_id,
+            rows=rows,
+            max_rows=settings.max_predict_rows,
+            tenant_id=tenant,
+        )
+
     media_type = http_request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == ARROW_STREAM:
         # Columns in, columns out: no per-row Python objects on either side.
@@ -127,16 +144,7 @@ async def predict(
                 table = read_arrow_stream(raw)
             except InputError as exc:
                 raise APIError(422, "invalid_arrow", exc.message, None) from None
-            with session_scope(http_request.app.state.session_factory) as session:
-                result = service.predict_table(
-                    session,
-                    store,
-                    predictors,
-                    model_id,
-                    table,
-                    max_rows=settings.max_predict_rows,
-                    tenant_id=tenant,
-                )
+            result = service.predict_table(store, predictors, deployed(table.num_rows), table)
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, result.schema) as writer:
                 writer.write_table(result)
@@ -154,16 +162,8 @@ async def predict(
             raise RequestValidationError(
                 [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
             ) from None
-        with session_scope(http_request.app.state.session_factory) as session:
-            result = service.predict(
-                session,
-                store,
-                predictors,
-                model_id,
-                request.inputs,
-                max_rows=settings.max_predict_rows,
-                tenant_id=tenant,
-            )
+        model = deployed(len(request.inputs))
+        result = service.predict(store, predictors, model, request.inputs)
         # The outputs were checked finite (a non-finite row is a 422 naming it); "null"
         # is the last guard, as to_json's default writes NaN and Infinity, which are
         # not JSON.

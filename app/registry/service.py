@@ -4,16 +4,20 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import APIError, NotFound
+from app.database_health import DatabaseHealth, is_unavailable
+from app.db import session_scope
+from app.errors import APIError, DatabaseUnavailable, NotFound
 from app.jobs.events import record_event
 from app.models import RegisteredModel
 from app.models.base import now_s
 from app.registry.artifact import read_artifact
 from app.registry.inputs import InputError, table_to_features
+from app.registry.known_models import DeployedModel, KnownModels
 from app.registry.onnx_graph import export_onnx
-from app.registry.predictor import Prediction, Predictor, PredictorCache
+from app.registry.predictor import Prediction, PredictorCache
 from app.registry.repository import ModelRepository
 from app.storage import BlobStore
 
@@ -61,62 +65,44 @@ def list_models(
     )
 
 
-def predict(
-    session: Session,
-    store: BlobStore,
-    predictors: PredictorCache,
+def deployed_model(
+    sessions: sessionmaker[Session],
+    health: DatabaseHealth,
+    known: KnownModels,
     model_id: str,
-    records: list[dict[str, Any]],
     *,
-    max_rows: int,
-    tenant_id: str | None,
-) -> Prediction:
-    _, predictor = _deployed(
-        session, store, predictors, model_id, len(records), max_rows, tenant_id
-    )
-    try:
-        return predictor.predict(records)
-    except InputError as exc:
-        raise APIError(422, "invalid_input", exc.message, exc.param) from exc
-
-
-def predict_table(
-    session: Session,
-    store: BlobStore,
-    predictors: PredictorCache,
-    model_id: str,
-    table: pa.Table,
-    *,
-    max_rows: int,
-    tenant_id: str | None,
-) -> pa.Table:
-    """Predictions for an Arrow table of raw columns, as a table shaped like a batch
-    prediction's output (`row_id`, `prediction`, `probability_<class>`)."""
-    model, predictor = _deployed(
-        session, store, predictors, model_id, table.num_rows, max_rows, tenant_id
-    )
-    dtypes = {f["name"]: f["dtype"] for f in model.features}
-    try:
-        batch = table_to_features(table, dtypes)
-        return predictor.predict_table(batch, dtypes, strict=True)
-    except InputError as exc:
-        raise APIError(422, "invalid_input", exc.message, exc.param) from exc
-
-
-def _deployed(
-    session: Session,
-    store: BlobStore,
-    predictors: PredictorCache,
-    model_id: str,
     rows: int,
     max_rows: int,
     tenant_id: str | None,
-) -> tuple[RegisteredModel, Predictor]:
-    model = get_model(session, model_id, tenant_id)
+) -> DeployedModel:
+    """The deployed model to predict with, read from SQL in a short session of its own
+    (closed before the model runs). When SQL is unreachable, a model this process has
+    served before is still known (KnownModels); any other answers 503."""
+    try:
+        with session_scope(sessions) as session:
+            model = get_model(session, model_id, tenant_id)
+            _check_servable(model, rows, max_rows)
+            return known.remember(model)
+    except SQLAlchemyError as exc:
+        if not is_unavailable(exc):
+            raise
+        health.failed(exc)
+        remembered = known.get(model_id, tenant_id)
+        if remembered is None:
+            raise DatabaseUnavailable() from None
+        _check_rows(rows, max_rows)
+        return remembered
+
+
+def _check_rows(rows: int, max_rows: int) -> None:
     if rows > max_rows:
         raise APIError(
             413, "too_many_rows", f"{rows} rows exceed the limit of {max_rows}.", "inputs"
         )
+
+
+def _check_servable(model: RegisteredModel, rows: int, max_rows: int) -> None:
+    _check_rows(rows, max_rows)
     if model.status != "deployed":
         gate = model.gate or {}
         why = gate.get("reason") or (
@@ -125,10 +111,35 @@ def _deployed(
         raise APIError(
             409,
             "model_not_deployed",
-            f"Model {model_id} is {model.status}: {why} (the job's deploy_if gate).",
+            f"Model {model.id} is {model.status}: {why} (the job's deploy_if gate).",
             "model_id",
         )
-    return model, predictors.get(model.id, store.path(model.artifact_key))
+
+
+def predict(
+    store: BlobStore,
+    predictors: PredictorCache,
+    model: DeployedModel,
+    records: list[dict[str, Any]],
+) -> Prediction:
+    predictor = predictors.get(model.id, store.path(model.artifact_key))
+    try:
+        return predictor.predict(records)
+    except InputError as exc:
+        raise APIError(422, "invalid_input", exc.message, exc.param) from exc
+
+
+def predict_table(
+    store: BlobStore, predictors: PredictorCache, model: DeployedModel, table: pa.Table
+) -> pa.Table:
+    """Predictions for an Arrow table of raw columns, as a table shaped like a batch
+    prediction's output (`row_id`, `prediction`, `probability_<class>`)."""
+    predictor = predictors.get(model.id, store.path(model.artifact_key))
+    try:
+        batch = table_to_features(table, model.dtypes)
+        return predictor.predict_table(batch, model.dtypes, strict=True)
+    except InputError as exc:
+        raise APIError(422, "invalid_input", exc.message, exc.param) from exc
 
 
 def onnx_path(store: BlobStore, model: RegisteredModel) -> Path:
