@@ -38,6 +38,12 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # One timeout for every queue: kombu's Redis transport keeps a single unacked
+        # index, and each consumer restores whatever in it is older than its own timeout,
+        # so a per-queue (or per-worker) value would let one worker re-queue another's
+        # long task. It is sized to the longest task (VISIBILITY_TIMEOUT_S, 30 min), not
+        # 6 h: a task outliving it runs twice, which the stages absorb (ingest counts the
+        # copy as a delivery only if it finds the dataset still `processing`).
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         result_expires=24 * 3600,
@@ -45,6 +51,8 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue="merge",
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # Writes beat's heartbeat to Redis on every tick, for /readyz and /metrics.
+        beat_scheduler="workers.beat_scheduler:HeartbeatScheduler",
         beat_schedule={
             "watchdog": {
                 "task": "shardtrain.watchdog",

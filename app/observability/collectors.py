@@ -10,7 +10,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.database_health import DatabaseHealth, is_unavailable
 from app.jobs.repository import JobRepository
+from app.observability.beat_heartbeat import BeatMonitor
 from app.observability.worker_metrics import WORKER_HISTOGRAMS, WorkerMetrics
 from workers.celery_app import QUEUES
 
@@ -29,9 +31,17 @@ class ShardtrainCollector(Collector):
     """One collector for all three sources, so `shardtrain_metrics_source_up` is one
     family: a scrape still answers when SQL or Redis is down, and says which."""
 
-    def __init__(self, sessions: sessionmaker[Session], client: redis.Redis) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        client: redis.Redis,
+        health: DatabaseHealth | None = None,
+        beat: BeatMonitor | None = None,
+    ) -> None:
         self.sessions = sessions
         self.client = client
+        self.health = health
+        self.beat = beat
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -42,8 +52,12 @@ class ShardtrainCollector(Collector):
         try:
             yield self._jobs()
             up.add_metric(["sql"], 1)
-        except SQLAlchemyError:
-            logger.warning("metrics: the database did not answer", exc_info=True)
+        except SQLAlchemyError as exc:
+            if is_unavailable(exc) and self.health is not None:
+                # One line per outage (DatabaseHealth), not a traceback per scrape.
+                self.health.failed(exc)
+            else:
+                logger.warning("metrics: the database did not answer", exc_info=True)
             up.add_metric(["sql"], 0)
         try:
             yield from self._redis_families()
@@ -52,6 +66,21 @@ class ShardtrainCollector(Collector):
             logger.warning("metrics: Redis did not answer", exc_info=True)
             up.add_metric(["redis"], 0)
         yield up
+
+    def _beat(self) -> Metric:
+        family = GaugeMetricFamily(
+            "shardtrain_beat_last_run_seconds",
+            "Unix time of Celery beat's last scheduler tick (its heartbeat in Redis); no "
+            "sample if beat never ticked. Alert on time() minus this, or on its absence.",
+        )
+        if self.beat is not None:
+            status = self.beat.status()
+            if status.state == "unknown":
+                # Raised as Redis' failure, so the source is marked down.
+                raise redis.ConnectionError("Redis did not answer the heartbeat read")
+            if status.last_tick is not None:
+                family.add_metric([], status.last_tick)
+        return family
 
     def _jobs(self) -> Metric:
         with self.sessions() as session:
@@ -79,7 +108,7 @@ class ShardtrainCollector(Collector):
         per_queue = len(_PRIORITY_SUFFIXES)
         for i, queue in enumerate(QUEUES):
             depth.add_metric([queue], sum(lengths[i * per_queue : (i + 1) * per_queue]))
-        families: list[Metric] = [depth]
+        families: list[Metric] = [depth, self._beat()]
         metrics = WorkerMetrics(self.client)
         for spec in WORKER_HISTOGRAMS:
             snapshot = metrics.read(spec)

@@ -20,7 +20,16 @@ def install_metrics(app: FastAPI, sessions: sessionmaker[Session], client: redis
     # builds several apps (the tests do) would otherwise register each series twice.
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    registry.register(ShardtrainCollector(sessions, client))
+    # The app's database health and beat monitor (create_app sets them first), so a
+    # scrape during an outage logs nothing new and /metrics judges beat as /readyz does.
+    registry.register(
+        ShardtrainCollector(
+            sessions,
+            client,
+            getattr(app.state, "database_health", None),
+            getattr(app.state, "beat_monitor", None),
+        )
+    )
     app.add_middleware(HttpMetricsMiddleware, histogram=request_duration_histogram(registry))
 
     # Unauthenticated, for the operators' scraper, and out of the OpenAPI document,
