@@ -32,6 +32,16 @@ ROOT = Path(__file__).resolve().parent.parent
 GRACEFUL_SHUTDOWN_S = 5
 
 
+def api_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+        "--host", host, "--port", str(port),
+        # An upload still streaming at Ctrl-C is cut off (nothing is recorded for it)
+        # rather than holding the stop for as long as the client sends.
+        "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S),
+    ]  # fmt: skip
+
+
 def free_local_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -175,18 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             cwd=ROOT,
             env=env,
         )  # fmt: skip
-        supervisor.start(
-            "api",
-            [
-                sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-                "--host", settings.host, "--port", str(settings.port),
-                # An upload still streaming at Ctrl-C is cut off (nothing is recorded
-                # for it) rather than holding the stop for as long as the client sends.
-                "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S),
-            ],
-            cwd=ROOT,
-            env=env,
-        )  # fmt: skip
+        supervisor.start("api", api_command(settings.host, settings.port), cwd=ROOT, env=env)
         print(
             f"shardtrain: Swagger UI at http://{settings.host}:{settings.port}/docs "
             "(Ctrl-C stops everything)",

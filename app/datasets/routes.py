@@ -1,5 +1,6 @@
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -117,8 +118,14 @@ async def create_dataset(
             max_stored_bytes=limits.max_stored_bytes,
             idempotency_key=idempotency_key,
         )
+    except anyio.get_cancelled_exc_class():
+        # Cancelled: uvicorn stopping past its graceful timeout, which exits without
+        # waiting for a thread, so the slot is handed back here and now.
+        lease.release()
+        raise
     finally:
-        await run_in_threadpool(lease.release)
+        if lease.held:
+            await run_in_threadpool(lease.release)
     return DatasetOut.model_validate(dataset)
 
 

@@ -9,7 +9,10 @@ off with a 408, its slot freed and nothing stored.
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +35,7 @@ from app.db import session_factory, session_scope
 from app.errors import APIError
 from app.main import create_app
 from app.models import Dataset
-from app.runner import free_local_port
+from app.runner import GRACEFUL_SHUTDOWN_S, ROOT, api_command, free_local_port
 from app.storage.temp_files import TEMP_PREFIX
 from app.tenancy.service import set_limit
 from app.tenancy.upload_slots import UploadSlots, lease_seconds
@@ -349,3 +352,63 @@ def test_upload_slots_fail_open_when_redis_is_down() -> None:
     assert [lease.held for lease in leases] == [False] * 3
     for lease in leases:
         lease.release()
+
+
+def test_sigterm_cuts_a_slow_upload_short_and_leaves_nothing(
+    settings: Settings, api_key: str, sessions: sessionmaker[Session], redis_client: redis.Redis
+) -> None:
+    """The runner's own uvicorn command: on SIGTERM it waits GRACEFUL_SHUTDOWN_S for open
+    requests, then cancels them. Without the flag it waited for as long as a slow client
+    kept sending (26 s in the report; here, until the client stops)."""
+    port = free_local_port()
+    env = {
+        **os.environ,
+        "SHARDTRAIN_DATABASE_URL": settings.database_url,
+        "SHARDTRAIN_REDIS_URL": str(settings.redis_url),
+        "SHARDTRAIN_DATA_DIR": str(settings.data_dir),
+    }
+    log = settings.data_dir.parent / "api.log"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        api = subprocess.Popen(
+            api_command("127.0.0.1", port),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                assert api.poll() is None, log.read_text()
+                return False
+
+        wait_for(answers, "the API to answer")
+        upload = SlowUpload(url, api_key)
+        try:
+            upload.start()
+            # The client keeps sending for longer than this test waits for the stop.
+            with dripping([upload], every_s=0.5):
+                wait_for(lambda: temp_files(settings), "the upload to reach storage")
+                api.send_signal(signal.SIGTERM)
+                # Far more than the graceful timeout, far less than the client's minute.
+                exit_code = api.wait(timeout=GRACEFUL_SHUTDOWN_S + 20)
+        finally:
+            upload.close()
+    finally:
+        if api.poll() is None:
+            os.killpg(api.pid, signal.SIGKILL)
+            api.wait()
+    # uvicorn re-raises the SIGTERM it caught once it has shut down cleanly.
+    assert exit_code in (0, -signal.SIGTERM), log.read_text()
+    assert "timeout graceful shutdown exceeded" in log.read_text()
+    assert "Finished server process" in log.read_text()
+    assert stored_files(settings) == []
+    assert dataset_count(sessions) == 0
+    # The cancelled upload handed its slot back on the way out.
+    assert all(redis_client.zcard(k) == 0 for k in redis_client.scan_iter("shardtrain:uploads:*"))
