@@ -6,6 +6,7 @@ Without it a missing beat was silent: nothing failed, the watchdog simply never 
 job whose stage message was lost stayed `queued` until someone started beat again.
 """
 
+import asyncio
 import logging
 import threading
 import time
@@ -77,6 +78,14 @@ class BeatMonitor:
             found = BeatStatus("stale" if age > self.stale_after_s else "ok", tick, age)
         self._log_change(found)
         return found
+
+    async def watch(self, every_s: float) -> None:
+        """Judge the heartbeat every `every_s` while the app runs, so that a stale beat
+        is logged where nothing probes /readyz or scrapes /metrics (`make run`)."""
+        while True:
+            # In a thread: the Redis read may wait on a dead host for its timeout.
+            await asyncio.to_thread(self.status)
+            await asyncio.sleep(every_s)
 
     def _log_change(self, found: BeatStatus) -> None:
         alerting = found.state in ("stale", "missing")

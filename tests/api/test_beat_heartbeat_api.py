@@ -65,3 +65,21 @@ def test_beat_that_never_ticked_is_missing_once_it_had_time(
         assert client.get("/readyz").json()["checks"]["beat"] == "missing: beat has never ticked"
         assert _gauge(client) is None
         assert "shardtrain_beat_last_run_seconds" in client.get("/metrics").text
+
+
+def test_a_stale_beat_is_logged_with_nothing_probing(
+    settings: Settings,
+    api_key: str,
+    redis_client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    record_tick(redis_client)
+    quick = settings.model_copy(update={"watchdog_interval_s": 0.2})
+    # The app's own watch judges the heartbeat every interval; no request is made.
+    with TestClient(create_app(quick)):
+        deadline = time.monotonic() + 30
+        while not _stale_warnings(caplog):
+            assert time.monotonic() < deadline, "no warning for a beat silent for 30 s"
+            time.sleep(0.1)
+    assert len(_stale_warnings(caplog)) == 1
