@@ -25,9 +25,10 @@ import numpy as np
 import psycopg
 import pytest
 import redis
-from dbsetup import POSTGRES_ADMIN_URL
+from dbsetup import POSTGRES_ADMIN_URL, issue_key, migrate
 from live_server import serve
-from sqlalchemy import func, select
+from own_postgres import OwnPostgres
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -412,3 +413,52 @@ def test_sigterm_cuts_a_slow_upload_short_and_leaves_nothing(
     assert dataset_count(sessions) == 0
     # The cancelled upload handed its slot back on the way out.
     assert all(redis_client.zcard(k) == 0 for k in redis_client.scan_iter("shardtrain:uploads:*"))
+
+
+def test_uploads_streaming_through_a_postgres_restart(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """PostgreSQL (a cluster of the test's own) stopped and started while two uploads
+    stream. Neither holds a connection, so neither notices until it is recorded: the one
+    that ends during the outage answers 503 and stores nothing, the one that ends after
+    it is recorded. Before, both sessions died with AdminShutdown and both answered 500."""
+    pg = OwnPostgres(tmp_path / "pg")
+    pg.start()
+    try:
+        database_url = pg.create_database("shardtrain")
+        migrate(database_url)
+        settings = Settings(
+            database_url=database_url,
+            redis_url=os.environ["SHARDTRAIN_REDIS_URL"],
+            data_dir=tmp_path / "data",
+        )
+        key = issue_key(database_url, "restart")
+        sessions = sessionmaker(create_engine(database_url), expire_on_commit=False)
+        with serve(create_app(settings)) as url, ExitStack() as stack:
+            during, after = SlowUpload(url, key), SlowUpload(url, key)
+            for upload in (during, after):
+                stack.callback(upload.close)
+                upload.start()
+            with dripping([during, after]):
+                wait_for(lambda: len(temp_files(settings)) == 2, "two uploads streaming")
+                pg.stop()
+                status, reply_headers, body = during.finish()
+                assert status == 503, body
+                assert body["error"]["code"] == "database_unavailable"
+                assert int(reply_headers["retry-after"]) > 0
+                assert len(temp_files(settings)) == 1
+                pg.start()
+                back = time.monotonic()
+            status, _, body = after.finish()
+            recovery_s = time.monotonic() - back
+        assert status == 201, body
+        print(f"upload recorded {recovery_s:.3f} s after PostgreSQL accepted connections again")
+        with sessions() as session:
+            assert session.scalars(select(Dataset.id)).all() == [body["id"]]
+        assert {p.parent.name for p in stored_files(settings)} == {body["id"]}
+        assert all(
+            redis_client.zcard(k) == 0 for k in redis_client.scan_iter("shardtrain:uploads:*")
+        )
+        sessions.kw["bind"].dispose()
+    finally:
+        pg.remove()
