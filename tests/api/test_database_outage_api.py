@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pytest
 import redis
 from dbsetup import issue_key, migrate
@@ -30,6 +31,7 @@ from app.datasets.service import ingest_dataset
 from app.db import session_scope
 from app.main import create_app
 from app.paramstore import ParamStore
+from app.registry.inputs import ARROW_STREAM
 from app.storage import BlobStore
 from app.tenancy.service import revoke_key
 
@@ -92,6 +94,14 @@ def _train(settings: Settings, key: str, client: redis.Redis) -> str:
         assert http.get(f"/v1/models/{model_id}").json()["status"] == "deployed"
     sessions.kw["bind"].dispose()
     return str(model_id)
+
+
+def _arrow_body(columns: dict[str, list[int]]) -> bytes:
+    table = pa.table(columns)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _client(outage: Outage, key: str | None = None) -> httpx.Client:
@@ -185,6 +195,15 @@ def test_database_outage_answers_503_serves_loaded_models_and_logs_once(
                 assert during.status_code == 200, during.text
                 assert during.json() == served.json()
             each_s = (time.monotonic() - started) / 20
+            # The Arrow body path reads the features' types from memory too.
+            arrow = http.post(
+                f"/v1/models/{outage.model_id}/predict",
+                content=_arrow_body({"x1": [2], "x2": [3]}),
+                headers={"content-type": ARROW_STREAM},
+            )
+            assert arrow.status_code == 200, arrow.text
+            table = pa.ipc.open_stream(arrow.content).read_all()
+            assert table.column("prediction").to_pylist() == served.json()["predictions"]
             assert each_s < 5, each_s
             print(f"503 latency: first {first_s:.3f} s, then {each_s:.3f} s a request")
             # A model never served here cannot be checked (owner, status): 503, not 404.
