@@ -145,9 +145,22 @@ def retry_transient(
             first_failure = now if first_failure is None else first_failure
             if now + delay > first_failure + grace:
                 raise OutageTooLong(f"{what}: still failing after {grace:.0f} s: {exc}") from exc
-            logger.warning("%s failed (%s); again in %.1f s", what, _first_line(exc), delay)
+            logger.warning(
+                "%s unreachable during %s (%s); again in %.1f s",
+                _service(exc),
+                what,
+                _first_line(exc),
+                delay,
+            )
             time.sleep(delay)
             delay = min(delay * 2, 4.0)
+
+
+def _service(exc: BaseException) -> str:
+    # "Redis unreachable during …" or "Database unreachable during …", for the logs.
+    if is_transient_database_error(exc):
+        return "Database"
+    return type(exc).__module__.split(".")[0].capitalize()
 
 
 def _first_line(exc: BaseException) -> str:
