@@ -182,7 +182,7 @@ def job_events(
         return EventSourceResponse(
             # A browser's EventSource resumes with Last-Event-ID after a reconnect.
             stream_events(
-                request.app.state.session_factory,
+                request.app.state.event_notifier,
                 job_id,
                 after or request.headers.get("last-event-id"),
             ),
