@@ -25,6 +25,7 @@ from app.datasets.ingest_run import data_key
 from app.datasets.repository import DatasetRepository
 from app.db import make_engine, session_scope
 from app.storage import BlobStore
+from app.storage.temp_files import TEMP_PREFIX, abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def sweep_orphans(
         for dataset_id in batch:
             state = states.get(dataset_id)
             if state is None:
-                if now - _last_written(root / dataset_id) > grace_s:
+                if now - _last_written(root / dataset_id, grace_s, now) > grace_s:
                     store.delete_prefix(f"datasets/{dataset_id}")
                     report.folders += 1
             elif state[1] is not None:  # deleted; its removal after the commit never ran
@@ -66,18 +67,29 @@ def sweep_orphans(
     return report
 
 
-def _last_written(folder: Path) -> float:
+def _last_written(folder: Path, grace_s: float, now: float) -> float:
+    """When anyone last wrote to the folder. A temporary file whose writer is dead does
+    not count: an upload killed a moment ago leaves only that, and no one else ever
+    writes under its dataset id. An empty folder counts from its own time: another
+    process may have made it an instant ago, for a file it is about to create."""
     try:
         latest = folder.stat().st_mtime
     except FileNotFoundError:
-        return time.time()  # removed meanwhile (another process's sweep): nothing to do
+        return now  # removed meanwhile (another process's sweep): nothing to do
+    files = live = 0
     for parent, _dirs, names in os.walk(folder):
         for name in names:
+            path = Path(parent) / name
+            files += 1
+            if name.startswith(TEMP_PREFIX) and abandoned(path, grace_s=grace_s, now=now):
+                continue
             try:
-                latest = max(latest, (Path(parent) / name).stat().st_mtime)
+                modified = path.stat().st_mtime
             except FileNotFoundError:
                 continue  # renamed or removed while we looked: it was being written
-    return latest
+            live += 1
+            latest = modified if live == 1 else max(latest, modified)
+    return latest if live or not files else 0.0
 
 
 def sweep_in_background(database_url: str, store: BlobStore, grace_s: float) -> None:

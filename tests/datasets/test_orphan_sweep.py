@@ -110,6 +110,8 @@ def test_the_start_up_sweep_removes_orphaned_dataset_files_and_nothing_in_use(
     # Killed mid-upload, before the row: the raw file, or still its temporary file.
     killed_upload = plant(datasets / "ds_killed" / "raw", age_s=2 * HOUR)
     killed_temp = plant(datasets / "ds_killedtemp" / f"{TEMP_PREFIX}raw-abc", age_s=2 * HOUR)
+    # Killed a moment ago, on this machine: its writer is dead, so its age does not matter.
+    just_killed = plant(owned_by(datasets / "ds_justkilled", 999_999_999))
     # An upload streaming in another API process: no row yet, but written to just now.
     streaming = plant(datasets / "ds_streaming" / f"{TEMP_PREFIX}raw~othermachine~9~abc")
     plant(datasets / "ds_streaming" / "name.txt", age_s=2 * HOUR)
@@ -119,12 +121,13 @@ def test_the_start_up_sweep_removes_orphaned_dataset_files_and_nothing_in_use(
     report = sweep_orphans(sessions, store, grace_s=HOUR)
 
     assert not killed_upload.parent.exists() and not killed_temp.parent.exists()
+    assert not just_killed.parent.exists()
     assert not (datasets / deleted).exists()
     assert not stale_parquet.exists() and (datasets / failed / "raw").exists()
     assert streaming.exists()
     assert (datasets / processing / "raw").exists()
-    assert (report.folders, report.parquet_files) == (3, 1)
-    assert report.temp_files == 0  # ds_killedtemp's went with its folder
+    assert (report.folders, report.parquet_files) == (4, 1)
+    assert report.temp_files == 0  # the killed uploads' went with their folders
 
 
 def test_the_api_sweeps_when_it_starts(settings: Settings, api_key: str) -> None:

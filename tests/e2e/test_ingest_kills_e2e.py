@@ -3,16 +3,20 @@ delivered a bounded number of times, the dataset then fails naming the lost work
 and no half-written file is left on disk. A worker that starts again sweeps what
 killed processes left before it."""
 
+import contextlib
 import io
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from e2e_system import System
+from e2e_system import System, wait_until_ready
 
 from app.config import Settings
 from app.storage.temp_files import TEMP_PREFIX, this_machine
@@ -129,3 +133,58 @@ def test_a_starting_worker_sweeps_what_killed_processes_left(system: System) -> 
         system.wait_for(f"/v1/datasets/{small.json()['id']}", {"ready", "failed"})["status"]
         == "ready"
     )
+
+
+def test_an_upload_cut_off_by_a_killed_api_leaves_nothing_once_it_restarts(
+    system: System,
+) -> None:
+    datasets = system.data_dir / "blobs" / "datasets"
+    before = set(datasets.iterdir()) if datasets.is_dir() else set()
+    boundary = "shardtrainkill"
+
+    def slow_body() -> Iterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="slow.csv"\r\nContent-Type: text/csv\r\n\r\na,b\r\n'
+        ).encode()
+        for _ in range(2000):
+            yield b"1,2\r\n" * 20_000
+            time.sleep(0.05)
+
+    def upload() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            system.client.post(
+                "/v1/datasets",
+                content=slow_body(),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                timeout=120,
+            )
+
+    uploading = threading.Thread(target=upload, daemon=True)
+    uploading.start()
+    deadline = time.monotonic() + 60
+    while True:
+        partial = [
+            temp
+            for folder in (set(datasets.iterdir()) if datasets.is_dir() else set()) - before
+            for temp in temp_files(folder)
+            if temp.stat().st_size > 1_000_000
+        ]
+        if partial:
+            break
+        assert time.monotonic() < deadline, "the upload never reached the disk"
+        time.sleep(0.05)
+    api = system.processes.api
+    assert api is not None
+    api.kill()  # SIGKILL mid-upload: no handler runs, the temporary file stays
+    api.wait()
+    uploading.join(timeout=30)
+    assert partial[0].exists()
+    system.processes.start_api()
+    assert system.processes.api is not None
+    wait_until_ready(system.client, system.processes.api, system.data_dir.parent / "api.log")
+    # The restarted API's start-up sweep: the writer is dead, so no grace period applies.
+    deadline = time.monotonic() + 30
+    while partial[0].parent.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not partial[0].parent.exists()
