@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from app.database_health import is_unavailable as is_database_unavailable
 from app.jobs.lifecycle import TERMINAL
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import EventOut
@@ -31,13 +31,16 @@ BATCH = 500
 # Job ids per watch query: keeps the statement and its bind list small however many
 # jobs one process follows.
 WATCH_CHUNK = 1000
-# Errors that pass once the database is back: a stream that meets one waits for the
-# notifier's next good poll instead of ending, or retrying on a timer of its own.
-TRANSIENT = (OperationalError, InterfaceError, PoolTimeoutError)
 
 # A job's status and newest event seq; None once the job is gone.
 JobState = tuple[str, int | None] | None
 _UNSEEN = object()
+
+
+def outlasts_outage(exc: BaseException) -> bool:
+    """Whether an error passes once the database is back: a stream that meets one waits
+    for the notifier's next good poll instead of ending, or retrying on a timer of its own."""
+    return is_database_unavailable(exc) or isinstance(exc, PoolTimeoutError)
 
 
 def read_job_states(sessions: sessionmaker[Session], job_ids: list[str]) -> dict[str, JobState]:
@@ -121,15 +124,19 @@ class EventNotifier:
                 # The loop's own executor, not the request thread pool: streams keep
                 # waking while slow requests hold every request thread.
                 states = await asyncio.to_thread(read_job_states, self.sessions, job_ids)
-            except Exception:
+            except Exception as exc:
                 # Any failure, not only the database's: a poller that died would leave
                 # every stream of the process waiting for good.
                 if not self._failing:
                     self._failing = True
                     logger.warning(
-                        "event notifier: polling failed; streams wait and it retries every %.1f s",
+                        "event notifier: polling failed (%s); streams wait and it retries "
+                        "every %.1f s",
+                        type(exc).__name__,
                         self.interval_s,
-                        exc_info=True,
+                        # An outage is logged by the database's health watch already; a
+                        # traceback is for what nobody else reports.
+                        exc_info=not outlasts_outage(exc),
                     )
             else:
                 if self._failing:
@@ -174,7 +181,9 @@ async def stream_events(
                 # Read the status before the events: a final event written after this
                 # read is still sent on the next pass, never lost between the queries.
                 events, status = await run_in_threadpool(_read, notifier.sessions, job_id, after)
-            except TRANSIENT:
+            except Exception as exc:
+                if not outlasts_outage(exc):
+                    raise
                 if not failing:
                     logger.info("event stream of %s: the database is unreachable", job_id)
                 failing = True
