@@ -70,7 +70,7 @@ class UploadLease:
     async def renewing(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The body, renewing the lease as it arrives."""
         async for chunk in body:
-            if self.held and time.monotonic() - self._renewed_at >= RENEW_EVERY_S:
+            if self.held and time.monotonic() - self._renewed_at >= self._slots.renew_every_s:
                 self._renewed_at = time.monotonic()
                 # A thread: a Redis that stalls must not stall the event loop.
                 await run_in_threadpool(self._slots.renew, self)
@@ -91,6 +91,7 @@ class UploadSlots:
     def __init__(self, client: redis.Redis, lease_s: float) -> None:
         self._redis = client
         self._lease_ms = max(1, int(lease_s * 1000))
+        self.renew_every_s = min(RENEW_EVERY_S, lease_s / 4)
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
 
@@ -129,8 +130,3 @@ class UploadSlots:
         except redis.RedisError:
             # It expires on its own.
             logger.warning("upload slot for %s not released; it expires", lease.tenant_id)
-
-    def in_use(self, tenant_id: str) -> int:
-        """Live leases now (for tests and diagnostics)."""
-        now_ms = int(time.time() * 1000)
-        return int(self._redis.zcount(_key(tenant_id), now_ms, "+inf"))

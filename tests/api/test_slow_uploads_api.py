@@ -15,11 +15,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import numpy as np
 import psycopg
@@ -346,6 +347,27 @@ def test_a_lease_whose_process_died_expires_and_a_renewed_one_does_not(
         with pytest.raises(APIError):
             slots.acquire("tenant_a", 1)
     alive.release()
+    assert slots.acquire("tenant_a", 1).held
+
+
+def test_a_lease_is_renewed_while_its_body_keeps_arriving(redis_client: redis.Redis) -> None:
+    slots = UploadSlots(redis_client, lease_s=1.0)
+    lease = slots.acquire("tenant_a", 1)
+
+    async def body() -> AsyncIterator[bytes]:
+        # Three lease lives of steady bytes.
+        for _ in range(15):
+            await anyio.sleep(0.2)
+            yield b"x"
+
+    async def stream() -> int:
+        return len([chunk async for chunk in lease.renewing(body())])
+
+    assert anyio.run(stream) == 15
+    # Still counted: without renewals it would have lapsed two seconds ago.
+    with pytest.raises(APIError):
+        slots.acquire("tenant_a", 1)
+    lease.release()
     assert slots.acquire("tenant_a", 1).held
 
 
