@@ -435,7 +435,9 @@ def watchdog() -> None:
             elif isinstance(step, rounds.NextStep):
                 _send_after_commit(session, job_id, step)
     with session_scope() as session:
-        for dataset_id in sweep_datasets(session, deadline_s=deadline_s, max_attempts=max_attempts):
+        for dataset_id in sweep_datasets(
+            session, deadline_s=deadline_s, max_attempts=max_attempts, store=_store()
+        ):
             send_after_commit(session, dispatcher, "ingest", dataset_id=dataset_id)
     with session_scope() as session:
         for batch_id in sweep_batch_predictions(

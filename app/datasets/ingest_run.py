@@ -115,6 +115,11 @@ def mark_failed(session: Session, store: BlobStore, dataset_id: str, message: st
         _fail(session, store, dataset, message, grace_s=None)
 
 
+def fail_dataset(session: Session, store: BlobStore, dataset: Dataset, message: str) -> None:
+    """Fail a dataset whose ingest will not be tried again (the watchdog's verdict)."""
+    _fail(session, store, dataset, message, grace_s=None)
+
+
 def _fail(
     session: Session, store: BlobStore, dataset: Dataset, message: str, *, grace_s: float | None
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from app.datasets.ingest_run import fail_dataset
 from app.datasets.repository import DatasetRepository
 from app.jobs.events import record_event
 from app.jobs.lifecycle import fail
@@ -21,6 +22,7 @@ from app.jobs.spec import JobSpec
 from app.models import Job
 from app.models.base import now_s
 from app.registry.repository import BatchPredictionRepository
+from app.storage import BlobStore
 
 
 def sweep(
@@ -103,19 +105,26 @@ def _lost(what: str, max_attempts: int, deadline_s: float) -> str:
 
 
 def sweep_datasets(
-    session: Session, *, deadline_s: float, max_attempts: int, now: float | None = None
+    session: Session,
+    *,
+    deadline_s: float,
+    max_attempts: int,
+    now: float | None = None,
+    store: BlobStore | None = None,
 ) -> list[str]:
-    """Ids of datasets whose ingest to send again; datasets out of attempts fail."""
+    """Ids of datasets whose ingest to send again; datasets out of attempts fail, and
+    with a `store` lose the Parquet file an ingest left before its commit was lost."""
     now = time.time() if now is None else now
     resend = []
     for dataset in DatasetRepository(session).stalled(before=now - deadline_s):
         if _send_again(dataset, now, max_attempts):
             resend.append(dataset.id)
+            continue
+        message = _lost("ingesting this file", max_attempts, deadline_s) + "; upload it again"
+        if store is None:
+            dataset.status, dataset.error = "failed", message
         else:
-            dataset.status = "failed"
-            dataset.error = _lost("ingesting this file", max_attempts, deadline_s) + (
-                "; upload it again"
-            )
+            fail_dataset(session, store, dataset, message)
     return resend
 
 

@@ -3,6 +3,7 @@ dataset fails as `worker_lost`, and every delivery clears its killed predecessor
 temporary files. What a failed or interrupted ingest wrote is removed."""
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.datasets.ingest_run import begin_ingest, ingest_dataset, mark_failed, record_ingest
 from app.datasets.repository import DatasetRepository
 from app.db import session_scope
+from app.jobs.watchdog import sweep_datasets
 from app.storage import BlobStore
 from app.storage.temp_files import TEMP_PREFIX, this_machine
 
@@ -140,3 +142,28 @@ def test_deleting_a_dataset_that_is_not_ready_fails_the_jobs_waiting_for_it(
     refused = client.delete(f"/v1/datasets/{ready}")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "dataset_in_use"
     assert client.get(f"/v1/jobs/{queued.json()['id']}").json()["status"] == "queued"
+
+
+def test_a_dataset_the_watchdog_gives_up_on_loses_its_orphaned_parquet(
+    client: TestClient, sessions: sessionmaker[Session], store: BlobStore
+) -> None:
+    """The PostgreSQL outage of issue 13: the ingest's Parquet file landed, its commit
+    did not, and no later delivery finished; when the watchdog fails the dataset, the
+    99 MB file nothing will ever read goes with it."""
+    dataset_id = upload(client)
+    session = sessions()
+    try:
+        ingest_dataset(session, store, dataset_id)
+    finally:
+        session.rollback()
+        session.close()
+    assert store.exists(f"datasets/{dataset_id}/data.parquet")
+    later = time.time()
+    for _ in range(3):
+        later += 100
+        with session_scope(sessions) as session:
+            sweep_datasets(session, deadline_s=10, max_attempts=3, now=later, store=store)
+    dataset = client.get(f"/v1/datasets/{dataset_id}").json()
+    assert dataset["status"] == "failed" and dataset["error"].startswith("worker_lost: ")
+    assert not store.exists(f"datasets/{dataset_id}/data.parquet")
+    assert store.exists(f"datasets/{dataset_id}/raw")
