@@ -16,11 +16,15 @@ class DatasetRepository:
         self.session.flush()
         return dataset
 
-    def get(self, dataset_id: str, *, for_update: bool = False) -> Dataset | None:
+    def get(
+        self, dataset_id: str, *, for_update: bool = False, nowait: bool = False
+    ) -> Dataset | None:
+        """With `nowait`, a row another transaction holds locked raises at once
+        (PostgreSQL's LockNotAvailable) instead of waiting for it."""
         statement = select(Dataset).where(Dataset.id == dataset_id, Dataset.deleted_at.is_(None))
         statement = owned_by(statement, Dataset, self.tenant_id)
         if for_update:
-            statement = statement.with_for_update()
+            statement = statement.with_for_update(nowait=nowait)
         return self.session.scalars(statement).one_or_none()
 
     def page(self, *, limit: int, after: str | None) -> tuple[list[Dataset], bool]:

@@ -4,6 +4,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -28,6 +29,8 @@ from app.tenancy.repository import lock_tenant
 
 logger = logging.getLogger(__name__)
 
+# PostgreSQL's SQLSTATE for a NOWAIT lock on a row another transaction holds.
+LOCK_NOT_AVAILABLE = "55P03"
 # Jobs that may still read the dataset's bytes.
 ACTIVE_JOB_STATUSES = ("queued", "preparing", "running")
 
@@ -175,7 +178,21 @@ def delete_dataset(
     """Remove the dataset's bytes and every shard cut from it. The row stays, marked
     deleted, because jobs and models refer to it; reads then answer 404."""
     repository = DatasetRepository(session, tenant_id)
-    dataset = repository.get(dataset_id, for_update=True)
+    try:
+        dataset = repository.get(dataset_id, for_update=True, nowait=True)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        # An ingest holds the row for its whole run (minutes, for a large file); waiting
+        # for it would hold this request, and a pooled connection, as long.
+        raise APIError(
+            409,
+            "dataset_busy",
+            f"Dataset {dataset_id} is being ingested right now; try again once its "
+            "ingest ends (it becomes ready or failed).",
+            "id",
+            headers={"Retry-After": "10"},
+        ) from exc
     if dataset is None:
         raise NotFound("dataset", dataset_id)
     if dataset.status != "ready":

@@ -167,3 +167,21 @@ def test_a_dataset_the_watchdog_gives_up_on_loses_its_orphaned_parquet(
     assert dataset["status"] == "failed" and dataset["error"].startswith("worker_lost: ")
     assert not store.exists(f"datasets/{dataset_id}/data.parquet")
     assert store.exists(f"datasets/{dataset_id}/raw")
+
+
+def test_deleting_a_dataset_while_its_ingest_runs_answers_at_once(
+    client: TestClient, sessions: sessionmaker[Session], store: BlobStore, database_url: str
+) -> None:
+    """On PostgreSQL an ingest holds its dataset's row for the whole run; a delete meanwhile
+    answers 409 dataset_busy at once rather than waiting minutes on the lock. SQLite has
+    no row locks: there the delete goes ahead and the ingest's commit is the one refused."""
+    dataset_id = upload(client)
+    with session_scope(sessions) as ingesting:
+        assert DatasetRepository(ingesting).get(dataset_id, for_update=True) is not None
+        if database_url.startswith("postgresql"):
+            busy = client.delete(f"/v1/datasets/{dataset_id}")
+            assert busy.status_code == 409, busy.text
+            assert busy.json()["error"]["code"] == "dataset_busy"
+            assert busy.headers["Retry-After"] == "10"
+    assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 200
+    assert client.get(f"/v1/datasets/{dataset_id}").status_code == 404
