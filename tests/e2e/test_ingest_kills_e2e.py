@@ -16,7 +16,9 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from e2e_system import System, wait_until_ready
+import pytest
+from e2e_system import System, running_system, stop, wait_until_ready
+from own_redis import OwnRedis
 
 from app.config import Settings
 from app.storage.temp_files import TEMP_PREFIX, this_machine
@@ -76,7 +78,9 @@ def test_an_ingest_whose_worker_is_killed_each_time_fails_after_its_deliveries(
         # Each delivery removed its killed predecessors' files before writing its own.
         left = [t for t in temp_files(folder) if t != temp]
         assert all(writer_pid(t) not in killed for t in left), left
+    last_kill = time.monotonic()
     dataset = system.wait_for(f"/v1/datasets/{dataset_id}", {"ready", "failed"}, timeout=180)
+    print(f"dataset failed {time.monotonic() - last_kill:.1f} s after the last kill")
     assert dataset["status"] == "failed", dataset
     assert dataset["error"].startswith(f"worker_lost: worker lost {MAX_DELIVERIES} times"), dataset
     assert "upload it again" in dataset["error"]
@@ -188,3 +192,35 @@ def test_an_upload_cut_off_by_a_killed_api_leaves_nothing_once_it_restarts(
     while partial[0].parent.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not partial[0].parent.exists()
+
+
+def test_a_whole_worker_killed_mid_ingest_has_its_message_back_after_the_visibility_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker's own redelivery, with beat stopped so no watchdog re-sends: the
+    message of a worker killed outright (nothing rejected, nothing acknowledged) comes
+    back once VISIBILITY_TIMEOUT_S has passed, not after a fixed 6 hours."""
+    visibility_s = 4
+    server = OwnRedis(tmp_path / "redis")
+    server.start()
+    monkeypatch.setenv("SHARDTRAIN_VISIBILITY_TIMEOUT_S", str(visibility_s))
+    try:
+        (tmp_path / "system").mkdir()
+        with running_system(tmp_path / "system", server.url) as system:
+            assert system.processes.beat is not None
+            stop(system.processes.beat)
+            created = system.client.post("/v1/datasets", files={"file": ("big.csv", big_csv())})
+            assert created.status_code == 201, created.text
+            dataset_id = created.json()["id"]
+            folder = system.data_dir / "blobs" / "datasets" / dataset_id
+            wait_for_new_writer(folder, set())
+            system.processes.kill_worker()
+            time.sleep(visibility_s + 1)
+            system.processes.start_worker()
+            started = time.monotonic()
+            dataset = system.wait_for(f"/v1/datasets/{dataset_id}", {"ready", "failed"})
+            assert dataset["status"] == "ready", dataset
+            print(f"ingest ready {time.monotonic() - started:.1f} s after the worker restarted")
+            assert temp_files(folder) == []
+    finally:
+        server.kill()
