@@ -23,6 +23,7 @@ from app.datasets.columns import feature_columns
 from app.jobs.capacity import over_limit
 from app.jobs.spec import JobSpec
 from app.storage import BlobStore
+from app.storage.temp_files import temp_prefix
 from app.training.networks import NetworkConfig
 from app.training.preprocessing import PreprocessingFitter, Preprocessor
 from app.training.split import HOLDOUT, VALIDATION, assign_rows
@@ -225,8 +226,9 @@ def _write_parts(
             for group, key in keys.items():
                 target = store.path(key)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                # A name of its own: a re-sent prepare running alongside never shares a file.
-                fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
+                # A name of its own: a re-sent prepare running alongside never shares a file;
+                # named after its writer, a killed prepare's files go at the next start-up.
+                fd, name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name))
                 handle = stack.enter_context(os.fdopen(fd, "wb"))
                 header = {"descr": "<f4", "fortran_order": False, "shape": (counts[group], width)}
                 np.lib.format.write_array_header_1_0(handle, header)
