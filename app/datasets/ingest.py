@@ -5,6 +5,7 @@ what a person can fix: the file's line (CSV, JSON Lines) or row (Parquet) and th
 column.
 """
 
+import errno
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,8 @@ def ingest_file(
         if pending and writer is not None:
             writer.write_table(pa.concat_tables(pending))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # the server's disk, not the file: the caller says so
         raise IngestError(str(exc)) from exc
     except UnicodeDecodeError as exc:
         # pyarrow hands column names over as Python text, decoding them only then.

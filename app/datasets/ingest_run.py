@@ -7,6 +7,7 @@ the count a file that kills every worker that reads it is redelivered forever, e
 time leaving a half-written Parquet file behind.
 """
 
+import errno
 import logging
 import time
 from dataclasses import dataclass
@@ -85,6 +86,16 @@ def ingest_dataset(session: Session, store: BlobStore, dataset_id: str) -> Inges
     except IngestError as exc:
         logger.info("dataset %s failed ingest: %s", dataset_id, exc)
         outcome = IngestOutcome(error=str(exc))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # The server's condition, said as such rather than as an internal error; the
+        # temporary file is already gone, so the disk is no fuller for the attempt.
+        logger.error("dataset %s: storage full during ingest: %s", dataset_id, exc)
+        outcome = IngestOutcome(
+            error="the server's storage filled up while this file was converted; nothing "
+            "is wrong with the file: upload it again once the operator has freed space"
+        )
     _record(session, store, dataset, outcome)
     return outcome
 

@@ -7,6 +7,7 @@ arrives, chunk by chunk: memory holds one chunk plus the first bytes needed to
 recognise the format, and the limit is enforced the moment it is crossed.
 """
 
+import errno
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from app.datasets.formats import UnsupportedFormat, detect_format
 from app.errors import APIError
 from app.storage import BlobStore, BlobWriter
+
+# A full disk, or the data directory's quota: the server's condition, not the client's.
+_STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 SNIFF_BYTES = 64 * 1024
 MAX_NAME_BYTES = 255
@@ -193,31 +197,44 @@ async def receive_upload(
             f"The file exceeds the upload limit of {max_bytes} bytes.",
             "file",
         )
-    with store.writer(key) as out:
-        sink = _UploadSink(out, max_bytes)
-        parser = MultipartParser(boundary, sink.callbacks())  # type: ignore[arg-type]
-        received = 0
-        try:
-            async for chunk in body:
-                received += len(chunk)
-                parser.write(chunk)
-            parser.finalize()
-        except MultipartParseError as exc:
+    try:
+        with store.writer(key) as out:
+            sink = _UploadSink(out, max_bytes)
+            parser = MultipartParser(boundary, sink.callbacks())  # type: ignore[arg-type]
+            received = 0
+            try:
+                async for chunk in body:
+                    received += len(chunk)
+                    parser.write(chunk)
+                parser.finalize()
+            except MultipartParseError as exc:
+                raise APIError(
+                    422, "invalid_request", f"Malformed multipart body: {exc}", "file"
+                ) from exc
+            # python-multipart's finalize() accepts a body that stops anywhere, so a cut
+            # connection or a broken client would store the first half of a file as the file.
+            if declared and declared.isdigit() and received < int(declared):
+                raise _truncated(
+                    f"The body ended after {received} of the {declared} bytes its "
+                    "Content-Length declares."
+                )
+            if not sink.closed:
+                raise _truncated(
+                    "The multipart body ended before its closing boundary: "
+                    "the upload was cut short."
+                )
+            sink.finish()
+    except OSError as exc:
+        if exc.errno in _STORAGE_FULL:
+            # The writer has already removed its temporary file: nothing is kept.
             raise APIError(
-                422, "invalid_request", f"Malformed multipart body: {exc}", "file"
+                507,
+                "insufficient_storage",
+                "The server's storage is full; nothing was stored. Retry later, or ask "
+                "the operator to free space.",
+                "file",
             ) from exc
-        # python-multipart's finalize() accepts a body that stops anywhere, so a cut
-        # connection or a broken client would store the first half of a file as the file.
-        if declared and declared.isdigit() and received < int(declared):
-            raise _truncated(
-                f"The body ended after {received} of the {declared} bytes its "
-                "Content-Length declares."
-            )
-        if not sink.closed:
-            raise _truncated(
-                "The multipart body ended before its closing boundary: the upload was cut short."
-            )
-        sink.finish()
+        raise
     name = sink.name.decode("utf-8", "replace") if sink.name is not None else None
     assert sink.format is not None
     return StoredUpload(
