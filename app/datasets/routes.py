@@ -86,6 +86,11 @@ _UPLOAD_BODY = {
             "in progress as `max_concurrent_uploads` allows (`too_many_uploads`, refused "
             "before the body is read); `Retry-After` says when to retry.",
         },
+        507: {
+            "model": ErrorResponse,
+            "description": "The server's storage filled up while the file was written "
+            "(`insufficient_storage`); nothing was stored.",
+        },
     },
     dependencies=[Depends(rate_limit("upload"))],
 )
