@@ -3,7 +3,6 @@ PostgreSQL cluster of the test's own, which it stops and starts again): a job wh
 shards train, or whose merge starts, while the database is down succeeds once it is
 back, with the parameters of an undisturbed run, within a minute of its return."""
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import redis
 from e2e_system import System, running_system
 from own_postgres import OwnPostgres
+from own_redis import OwnRedis
 from test_faults_e2e import SPEC, parameters, same, synthetic_csv
 
 pytestmark = pytest.mark.e2e
@@ -38,16 +38,17 @@ def outage_system(
     tmp_path_factory: pytest.TempPathFactory, own_postgres: OwnPostgres
 ) -> Iterator[System]:
     database_url = own_postgres.create_database("shardtrain")
-    with running_system(
-        Path(tmp_path_factory.mktemp("pg-outage")), _e2e_redis(), database_url
-    ) as system:
-        yield system
-
-
-def _e2e_redis() -> str:
-    url = os.environ.get("SHARDTRAIN_E2E_REDIS_URL", "redis://127.0.0.1:6379/12")
-    redis.Redis.from_url(url).flushdb()
-    return url
+    # A Redis of its own too: on the session system's Redis, that system's worker would
+    # take this one's messages and look for their rows in the other database.
+    redis_server = OwnRedis(tmp_path_factory.mktemp("pg-outage-redis"))
+    redis_server.start()
+    try:
+        with running_system(
+            Path(tmp_path_factory.mktemp("pg-outage")), redis_server.url, database_url
+        ) as system:
+            yield system
+    finally:
+        redis_server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_a_failing_shard_task_logs_json_with_its_job_round_and_shard(
     log_stream: io.StringIO,
 ) -> None:
     """The real Celery task, called in this process against the default database: its
-    shard cannot train (round 0's parameters are nowhere), so it logs the failure."""
+    shard cannot train (the job's plan is a stub), so it logs the failure."""
     from workers import tasks
 
     migrate(get_settings().database_url)
@@ -104,7 +104,8 @@ def test_a_failing_shard_task_logs_json_with_its_job_round_and_shard(
     failure = next(line for line in lines if line["logger"] == "workers.tasks")
     assert failure["level"] == "ERROR"
     assert (failure["job_id"], failure["round"], failure["shard"]) == (job_id, 1, 0)
-    assert "no parameters for round 0" in failure["exc_info"]
+    assert failure["exc_info"].startswith("Traceback")
+    assert failure["message"].startswith(f"shard 0 of round 1 failed for job {job_id}")
     # Every line the task logged carries the ids, not only its own module's.
     assert all(line.get("job_id") == job_id for line in lines)
     with session_scope() as session:
