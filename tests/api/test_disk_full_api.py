@@ -100,8 +100,9 @@ def test_an_ingest_that_fills_the_disk_fails_saying_so_and_leaves_no_temporary_f
         ingest_dataset(session, store, dataset_id)
     dataset = client.get(f"/v1/datasets/{dataset_id}").json()
     assert dataset["status"] == "failed"
-    assert "storage filled up" in dataset["error"] and "nothing is wrong with the file" in (
-        dataset["error"]
+    assert (
+        "storage filled up" in dataset["error"]
+        and "nothing is wrong with the file" in (dataset["error"])
     )
     leftovers = [p.name for p in files_under(store.root)]
     assert not [name for name in leftovers if name.startswith(".tmp-")], leftovers
