@@ -1,167 +1,42 @@
 """Thin Celery tasks: ids in, state re-read in SQL, work done by `app.jobs` and
-`app.datasets`, next messages sent only after the commit."""
+`app.datasets`, next messages sent only after the commit. How they meet failure is in
+`workers.resilience`; what a worker process does at start and stop, in
+`workers.process_signals`."""
 
-import contextlib
 import logging
-import socket
-import threading
-import time
-from collections.abc import Callable
-from functools import cache
 
 import redis
-import torch
 from celery import Task
 from celery.exceptions import Retry
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from app.config import get_settings
 from app.datasets import ingest_run
 from app.datasets.ingest_run import ingest_dataset as ingest
 from app.datasets.ingest_run import mark_failed
-from app.datasets.orphans import sweep_in_background
-from app.db import (
-    OutageTooLong,
-    enqueue_after_commit,
-    is_transient_database_error,
-    retry_transient,
-    session_scope,
-)
-from app.dispatch import Dispatcher
-from app.fleet import HEARTBEAT_S, WorkerRegistry, count_cuda_devices
+from app.db import OutageTooLong, enqueue_after_commit, session_scope
 from app.jobs import finalize, rounds, shard_stage
-from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
 from app.jobs.watchdog import sweep, sweep_batch_predictions, sweep_datasets
 from app.observability.logging import log_ids
-from app.observability.worker_metrics import WorkerMetrics
 from app.outbox import relay_pending, send_after_commit
-from app.paramstore import ParamStore
 from app.registry import batch
-from app.storage import BlobStore
+from workers import process_signals  # noqa: F401  (registers the worker signals)
 from workers.celery_app import celery_app
+from workers.resilience import (
+    fail_job,
+    is_outage,
+    leave_to_watchdog,
+    retry_if_stale,
+    riding_out,
+)
+from workers.resources import dispatcher as _dispatcher
+from workers.resources import metrics as _metrics
+from workers.resources import params as _params
+from workers.resources import store as _store
 
 logger = logging.getLogger(__name__)
-
-
-@worker_process_init.connect
-def _one_thread_per_process(**_: object) -> None:
-    # Each prefork pool process trains one shard; more threads per process only contend.
-    torch.set_num_threads(1)
-
-
-@worker_ready.connect
-def _announce(sender: object, **_: object) -> None:
-    """Tell the API what this worker can run, and keep saying it while it lives."""
-    hostname = str(getattr(sender, "hostname", socket.gethostname()))
-    registry = WorkerRegistry(redis.Redis.from_url(get_settings().broker_url))
-    cuda_devices = count_cuda_devices()
-
-    def heartbeat() -> None:
-        while True:
-            try:
-                registry.announce(hostname, cuda_devices)
-            except redis.RedisError:
-                logger.warning("could not announce worker %s", hostname)
-            time.sleep(HEARTBEAT_S)
-
-    threading.Thread(target=heartbeat, name="shardtrain-heartbeat", daemon=True).start()
-    _announced.append((registry, hostname))
-
-
-_announced: list[tuple[WorkerRegistry, str]] = []
-
-
-@worker_ready.connect
-def _sweep_orphans(**_: object) -> None:
-    """Remove what killed workers (or APIs) left in blob storage before this start."""
-    settings = get_settings()
-    sweep_in_background(settings.database_url, _store(), settings.orphan_grace_s)
-
-
-@worker_shutdown.connect
-def _withdraw(**_: object) -> None:
-    for registry, hostname in _announced:
-        with contextlib.suppress(redis.RedisError):
-            registry.withdraw(hostname)
-
-
-@cache
-def _store() -> BlobStore:
-    return BlobStore(get_settings().blob_dir)
-
-
-@cache
-def _params() -> ParamStore:
-    settings = get_settings()
-    return ParamStore(
-        redis.Redis.from_url(settings.broker_url),
-        chunk_bytes=settings.param_chunk_bytes,
-        ttl_s=settings.param_ttl_s,
-    )
-
-
-@cache
-def _metrics() -> WorkerMetrics:
-    return WorkerMetrics(redis.Redis.from_url(get_settings().broker_url, socket_timeout=5))
-
-
-def _dispatcher() -> Dispatcher:
-    return Dispatcher(celery_app)
-
-
-def _retry_if_stale(task: Task, exc: Exception) -> None:
-    """Another transaction changed the row first (a cancel, a watchdog sweep): run the
-    task again on fresh state instead of failing the job for it."""
-    if isinstance(exc, StaleDataError):
-        raise task.retry(countdown=1, max_retries=10, exc=exc)
-
-
-def _outage_grace(exc: BaseException) -> float | None:
-    """How long a stage rides out an error of this kind; None: not an outage."""
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        return get_settings().redis_outage_grace_s
-    if is_transient_database_error(exc):
-        return get_settings().database_outage_grace_s
-    return None
-
-
-def _is_outage(exc: BaseException) -> bool:
-    return _outage_grace(exc) is not None
-
-
-def _riding_out(stage: str, run: Callable[[], None]) -> None:
-    """Run a stage again, with backoff, while Redis or the database is unreachable (a
-    restart, a failover) or the database asks for a retry: every stage is idempotent,
-    so a rerun after a half-done attempt is safe. Failing the job at the first refused
-    connection would turn a short blip into a lost job. Past the grace (from the first
-    failure) `OutageTooLong` is raised, for `_leave_to_watchdog`."""
-    retry_transient(stage, run, grace_for=_outage_grace)
-
-
-def _leave_to_watchdog(exc: OutageTooLong) -> None:
-    # Not the job's fault, and with the database down its failure could not be recorded
-    # anyway: the watchdog sends the stage again once its deadline passes, by which time
-    # the outage is over, or the job fails as worker_lost after its attempts.
-    logger.error("%s; leaving the stage to the watchdog", exc)
-
-
-def _fail_job(job_id: str, code: str, message: str) -> None:
-    def record() -> None:
-        with session_scope() as session:
-            job = JobRepository(session).get(job_id, for_update=True)
-            if job is not None:
-                fail(job, code, message)
-
-    # The failure is recorded even across a database blip: a job whose stage failed
-    # must not stay `running` until the watchdog's deadline.
-    try:
-        _riding_out(f"recording the failure of job {job_id}", record)
-    except OutageTooLong as exc:
-        _leave_to_watchdog(exc)
 
 
 @celery_app.task(name="shardtrain.ingest_dataset", bind=True)
@@ -172,9 +47,9 @@ def ingest_dataset(self: Task, dataset_id: str) -> None:
         except OutageTooLong as exc:
             # Left `processing`: the watchdog sends the ingest again once the database is
             # back, and that delivery counts towards INGEST_MAX_DELIVERIES.
-            _leave_to_watchdog(exc)
+            leave_to_watchdog(exc)
         except Exception as exc:
-            _retry_if_stale(self, exc)
+            retry_if_stale(self, exc)
             # Anything but a bad file (those are IngestError, handled inside) is our fault:
             # the dataset still ends `failed`, never `processing` forever.
             logger.exception("ingest crashed for dataset %s", dataset_id)
@@ -185,9 +60,9 @@ def ingest_dataset(self: Task, dataset_id: str) -> None:
                     mark_failed(session, _store(), dataset_id, message)
 
             try:
-                _riding_out(f"recording the failure of dataset {dataset_id}", record_failure)
+                riding_out(f"recording the failure of dataset {dataset_id}", record_failure)
             except OutageTooLong as outage:
-                _leave_to_watchdog(outage)
+                leave_to_watchdog(outage)
 
 
 def _ingest_dataset(dataset_id: str) -> None:
@@ -207,7 +82,7 @@ def _ingest_dataset(dataset_id: str) -> None:
                 )
             )
 
-    _riding_out(f"starting the ingest of dataset {dataset_id}", begin)
+    riding_out(f"starting the ingest of dataset {dataset_id}", begin)
     if not go[-1]:
         return
     found: list[ingest_run.IngestOutcome] = []
@@ -221,7 +96,7 @@ def _ingest_dataset(dataset_id: str) -> None:
             elif (outcome := ingest(session, store, dataset_id)) is not None:
                 found.append(outcome)
 
-    _riding_out(f"the ingest of dataset {dataset_id}", run)
+    riding_out(f"the ingest of dataset {dataset_id}", run)
 
 
 @celery_app.task(name="shardtrain.prepare_job", bind=True, max_retries=None)
@@ -251,21 +126,21 @@ def _prepare_job(self: Task, job_id: str) -> None:
             _send_after_commit(session, job_id, first_round)
 
     try:
-        _riding_out("prepare", begin)
+        riding_out("prepare", begin)
         if steps[-1] == "wait":
             # The dataset is still being ingested: look again shortly, without blocking a
             # worker. begin_prepare fails the job once it has waited `max_wait_s`.
             raise self.retry(countdown=min(2 + self.request.retries, 10))
         if steps[-1] == "build":
-            _riding_out("prepare", build)
+            riding_out("prepare", build)
     except OutageTooLong as exc:
-        _leave_to_watchdog(exc)
+        leave_to_watchdog(exc)
     except Retry:
         raise
     except Exception as exc:
-        _retry_if_stale(self, exc)
+        retry_if_stale(self, exc)
         logger.exception("prepare failed for job %s", job_id)
-        _fail_job(job_id, "prepare_failed", f"{type(exc).__name__}: {exc}")
+        fail_job(job_id, "prepare_failed", f"{type(exc).__name__}: {exc}")
 
 
 def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> None:
@@ -300,21 +175,21 @@ def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
                 work = shard_stage.read_shard_work(session, params, job_id, round_, shard)
             if work is None:
                 return
-            watch = shard_stage.ShardWatch(lambda: still_wanted(work), is_outage=_is_outage)
+            watch = shard_stage.ShardWatch(lambda: still_wanted(work), is_outage=is_outage)
             if shard_stage.run_shard(work, _store(), params, watch):
                 _withdraw_if_late(job_id, round_)
 
         try:
-            _riding_out(f"shard {shard} of round {round_}", train)
+            riding_out(f"shard {shard} of round {round_}", train)
         except OutageTooLong as exc:
-            _leave_to_watchdog(exc)
+            leave_to_watchdog(exc)
         except rounds.DeviceUnavailable as exc:
-            _fail_job(job_id, "device_unavailable", str(exc))
+            fail_job(job_id, "device_unavailable", str(exc))
         except Exception as exc:
-            _retry_if_stale(self, exc)
+            retry_if_stale(self, exc)
             # Returning normally lets the chord's merge run; it sees the failed job and stops.
             logger.exception("shard %s of round %s failed for job %s", shard, round_, job_id)
-            _fail_job(job_id, "shard_failed", f"shard {shard}, round {round_}: {exc}")
+            fail_job(job_id, "shard_failed", f"shard {shard}, round {round_}: {exc}")
 
 
 def _withdraw_if_late(job_id: str, round_: int) -> None:
@@ -326,7 +201,7 @@ def _withdraw_if_late(job_id: str, round_: int) -> None:
         with session_scope() as session:
             job = JobRepository(session).get(job_id)
     except Exception as exc:
-        if not _is_outage(exc):
+        if not is_outage(exc):
             raise
         logger.warning("could not check the job after storing a shard: %s", exc)
         return
@@ -360,15 +235,15 @@ def _merge_round(self: Task, job_id: str, round_: int) -> None:
                 _record_round_after_commit(session, job_id, round_)
 
     try:
-        _riding_out(f"the merge of round {round_}", merge)
+        riding_out(f"the merge of round {round_}", merge)
     except OutageTooLong as exc:
-        _leave_to_watchdog(exc)
+        leave_to_watchdog(exc)
     except IntegrityError:
         logger.info("round %s of job %s was already merged", round_, job_id)
     except Exception as exc:
-        _retry_if_stale(self, exc)
+        retry_if_stale(self, exc)
         logger.exception("merge of round %s failed for job %s", round_, job_id)
-        _fail_job(job_id, "merge_failed", f"round {round_}: {exc}")
+        fail_job(job_id, "merge_failed", f"round {round_}: {exc}")
 
 
 def _record_round_after_commit(session: Session, job_id: str, round_: int) -> None:
@@ -414,13 +289,13 @@ def finalize_job(self: Task, job_id: str) -> None:
                     enqueue_after_commit(session, lambda: params.delete_job(job_id))
 
         try:
-            _riding_out("finalize", finish)
+            riding_out("finalize", finish)
         except OutageTooLong as exc:
-            _leave_to_watchdog(exc)
+            leave_to_watchdog(exc)
         except Exception as exc:
-            _retry_if_stale(self, exc)
+            retry_if_stale(self, exc)
             logger.exception("finalize failed for job %s", job_id)
-            _fail_job(job_id, "finalize_failed", str(exc))
+            fail_job(job_id, "finalize_failed", str(exc))
 
 
 @celery_app.task(name="shardtrain.watchdog")
@@ -465,7 +340,7 @@ def batch_predict(self: Task, batch_id: str) -> None:
             with session_scope() as session:
                 batch.run_batch_prediction(session, _store(), batch_id)
         except Exception as exc:
-            _retry_if_stale(self, exc)
+            retry_if_stale(self, exc)
             logger.exception("batch prediction %s failed", batch_id)
             with session_scope() as session:
                 batch.mark_failed(session, batch_id, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,37 @@
+"""What every task of one worker process shares: the blob store, the parameter store,
+the metrics recorder and the dispatcher, each made once per process."""
+
+from functools import cache
+
+import redis
+
+from app.config import get_settings
+from app.dispatch import Dispatcher
+from app.observability.worker_metrics import WorkerMetrics
+from app.paramstore import ParamStore
+from app.storage import BlobStore
+from workers.celery_app import celery_app
+
+
+@cache
+def store() -> BlobStore:
+    return BlobStore(get_settings().blob_dir)
+
+
+@cache
+def params() -> ParamStore:
+    settings = get_settings()
+    return ParamStore(
+        redis.Redis.from_url(settings.broker_url),
+        chunk_bytes=settings.param_chunk_bytes,
+        ttl_s=settings.param_ttl_s,
+    )
+
+
+@cache
+def metrics() -> WorkerMetrics:
+    return WorkerMetrics(redis.Redis.from_url(get_settings().broker_url, socket_timeout=5))
+
+
+def dispatcher() -> Dispatcher:
+    return Dispatcher(celery_app)
