@@ -13,6 +13,7 @@ from app.datasets.ingest_error import (
     grown_block,
     is_straddle,
     row_too_long,
+    rows_after,
     short,
 )
 from app.datasets.line_numbers import csv_record_lines, csv_row_line
@@ -35,8 +36,6 @@ def csv_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]:
     threads = True
     while True:
         read_options = pacsv.ReadOptions(block_size=block_bytes, use_threads=threads)
-        # After a restart with larger blocks, the rows already passed on are skipped.
-        skip = rows
         try:
             reader = pacsv.open_csv(
                 path,
@@ -44,12 +43,7 @@ def csv_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch]:
                 parse_options=parse_options,
                 convert_options=convert_options,
             )
-            for batch in reader:
-                if skip >= batch.num_rows:
-                    skip -= batch.num_rows
-                    continue
-                if skip:
-                    batch, skip = batch.slice(skip), 0
+            for batch in rows_after(reader, skip=rows):
                 rows += batch.num_rows
                 yield batch
             return

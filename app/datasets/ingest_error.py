@@ -1,6 +1,9 @@
 """What every ingest reader shares: its error and the bounds on how it reads."""
 
 import math
+from collections.abc import Iterable, Iterator
+
+import pyarrow as pa
 
 # Types are inferred from the first 4 MiB, then the file streams in 1 MiB blocks: the
 # reader's peak memory grows with its block size (about 16 blocks in flight), and
@@ -31,6 +34,18 @@ def grown_block(block_bytes: int) -> int | None:
     if block_bytes >= MAX_BLOCK_BYTES:
         return None
     return min(block_bytes * 4, MAX_BLOCK_BYTES)
+
+
+def rows_after(batches: Iterable[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBatch]:
+    """The batches past the first `skip` rows: a read restarted with larger blocks starts
+    from the top of the file again, and the rows already passed on must not repeat."""
+    for batch in batches:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        if skip:
+            batch, skip = batch.slice(skip), 0
+        yield batch
 
 
 def row_too_long(where: str) -> IngestError:

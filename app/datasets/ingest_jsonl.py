@@ -22,6 +22,7 @@ from app.datasets.ingest_error import (
     is_straddle,
     out_of_range,
     row_too_long,
+    rows_after,
     short,
 )
 from app.datasets.line_numbers import jsonl_lines, jsonl_row_line
@@ -34,19 +35,13 @@ def jsonl_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch
     parse_options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     rows = 0
     while True:
-        skip = rows
         try:
             reader = pajson.open_json(
                 path,
                 read_options=pajson.ReadOptions(block_size=block_bytes),
                 parse_options=parse_options,
             )
-            for batch in reader:
-                if skip >= batch.num_rows:
-                    skip -= batch.num_rows
-                    continue
-                if skip:
-                    batch, skip = batch.slice(skip), 0
+            for batch in rows_after(reader, skip=rows):
                 rows += batch.num_rows
                 yield batch
             return
