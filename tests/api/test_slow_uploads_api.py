@@ -373,7 +373,10 @@ def test_a_lease_is_renewed_while_its_body_keeps_arriving(redis_client: redis.Re
 
 def test_upload_slots_fail_open_when_redis_is_down() -> None:
     # Nothing listens there.
-    down = redis.Redis(port=free_local_port(), socket_connect_timeout=0.5, socket_timeout=0.5)
+    # Made as the app makes its client (no retries of its own), so each refusal is quick.
+    down = redis.Redis.from_url(
+        f"redis://127.0.0.1:{free_local_port()}/0", socket_timeout=5, socket_connect_timeout=1
+    )
     slots = UploadSlots(down, lease_s=lease_seconds(60))
     leases = [slots.acquire("tenant_a", 1) for _ in range(3)]
     assert [lease.held for lease in leases] == [False] * 3
