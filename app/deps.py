@@ -63,7 +63,11 @@ async def _database_health(request: Request) -> DatabaseHealth:
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="ApiKey",
-    description="An API key (`sk_…`) from `python -m app.admin create-key --tenant NAME`.",
+    description=(
+        "An API key (`sk_…`). `make run` prints a dev key and writes it to "
+        "`$SHARDTRAIN_DATA_DIR/dev-api-key` (default `./.shardtrain/dev-api-key`); "
+        "an operator makes others with `python -m app.admin create-key --tenant NAME`."
+    ),
 )
 
 

@@ -20,6 +20,7 @@ from app.datasets.routes import router as datasets_router
 from app.db import session_factory
 from app.deps import KnownKeys
 from app.dispatch import Dispatcher
+from app.docs_ui import install_docs
 from app.errors import ErrorResponse, UnhandledErrorMiddleware, install_error_handlers
 from app.fleet import WorkerRegistry
 from app.jobs.chart_routes import router as job_charts_router
@@ -66,6 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # Served by install_docs from this app's own assets, so they work offline.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.session_factory = session_factory(settings.database_url)
@@ -101,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(job_charts_router)
     app.include_router(models_router)
     install_openapi(app)
+    install_docs(app)
 
     @app.get(
         "/healthz",
