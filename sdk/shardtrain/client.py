@@ -1,5 +1,6 @@
 """`Client` and `AsyncClient`: the API key and base URL from arguments, else from
-`SHARDTRAIN_API_KEY` / `SHARDTRAIN_BASE_URL`, else the `make run` defaults."""
+`SHARDTRAIN_API_KEY` / `SHARDTRAIN_BASE_URL` (or the server's own `SHARDTRAIN_HOST` /
+`SHARDTRAIN_PORT`), else the `make run` defaults."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import httpx
 from shardtrain._http import DEFAULT_TIMEOUT, AsyncHTTP, RetryPolicy, SyncHTTP
 from shardtrain.errors import ShardtrainError
 from shardtrain.resources import AsyncDatasets, AsyncJobs, AsyncModels, Datasets, Jobs, Models
-
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 
 def _dev_key_file() -> Path:
@@ -34,8 +33,25 @@ def resolve_api_key(api_key: str | None) -> str:
     return key
 
 
+# A server bound to every interface is reached on loopback from its own machine.
+_WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
 def resolve_base_url(base_url: str | None) -> str:
-    return base_url or os.environ.get("SHARDTRAIN_BASE_URL") or DEFAULT_BASE_URL
+    """The argument, else `SHARDTRAIN_BASE_URL`, else `http://$SHARDTRAIN_HOST:$SHARDTRAIN_PORT`
+    (the variables `make run` starts the server with, so a shell that moved the server to
+    another port reaches it without a second variable), else `http://127.0.0.1:8000`."""
+    explicit = base_url or os.environ.get("SHARDTRAIN_BASE_URL")
+    if explicit:
+        return explicit
+    host = os.environ.get("SHARDTRAIN_HOST", "").strip() or "127.0.0.1"
+    port = os.environ.get("SHARDTRAIN_PORT", "").strip() or "8000"
+    if not port.isdigit():
+        raise ShardtrainError(f"SHARDTRAIN_PORT must be a port number, not {port!r}.")
+    host = _WILDCARD_HOSTS.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address in a URL
+    return f"http://{host}:{port}"
 
 
 def _policy(max_retries: int, retry: RetryPolicy | None) -> RetryPolicy:

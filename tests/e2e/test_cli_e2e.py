@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from dbsetup import issue_key
@@ -53,7 +54,9 @@ def sh(system: System) -> Shell:
     return Shell(system)
 
 
-def test_upload_train_wait_metrics_predict_download(sh: Shell, tmp_path: Path) -> None:
+def test_upload_train_wait_metrics_predict_download(
+    sh: Shell, system: System, tmp_path: Path
+) -> None:
     data = tmp_path / "iris.csv"
     data.write_bytes(table_to_csv(iris_table()))
     dataset = sh.json("datasets", "upload", str(data), "--name", "iris", "--wait")
@@ -90,6 +93,18 @@ def test_upload_train_wait_metrics_predict_download(sh: Shell, tmp_path: Path) -
     assert job["spec"]["dataset_id"] == dataset["id"]
     assert job["id"] in [j["id"] for j in sh.json("jobs", "list")]  # type: ignore[union-attr]
     assert "succeeded" in sh("jobs", "show", job["id"])
+    # Without SHARDTRAIN_BASE_URL the server's own SHARDTRAIN_HOST/SHARDTRAIN_PORT reach
+    # it, and an 80-column terminal shows the job's cells whole.
+    url = httpx.URL(system.base_url)
+    narrow: dict[str, str | None] = {
+        **sh.env, "SHARDTRAIN_BASE_URL": None, "SHARDTRAIN_HOST": url.host,
+        "SHARDTRAIN_PORT": str(url.port), "COLUMNS": "80",
+    }  # fmt: skip
+    listed = sh.runner.invoke(app, ["jobs", "list"], env=narrow)
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(job["id"]))
+    assert all(cell in row for cell in ("succeeded", "species", "5/5")), row
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80
 
     rounds = sh.json("jobs", "metrics", job["id"])
     assert isinstance(rounds, list) and [r["round"] for r in rounds] == [1, 2, 3, 4, 5]

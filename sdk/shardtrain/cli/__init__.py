@@ -75,7 +75,9 @@ def root(
     base_url: Annotated[
         str | None,
         typer.Option(
-            envvar="SHARDTRAIN_BASE_URL", help="Server URL (default http://127.0.0.1:8000)."
+            envvar="SHARDTRAIN_BASE_URL",
+            help="Server URL [default: http://$SHARDTRAIN_HOST:$SHARDTRAIN_PORT, else "
+            "http://127.0.0.1:8000].",
         ),
     ] = None,
     max_retries: Annotated[

@@ -88,7 +88,7 @@ def events(
     if not follow:
         for event in stream:
             render.event_row(table, event)
-        render.console().print(table)
+        render.console().print(render.pinned(table))
         return
     # Followed events are printed as they arrive, one line each (a table would have to
     # wait for the last one).

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from pydantic import BaseModel
+from rich.cells import cell_len
 from rich.console import Console, RenderableType
 from rich.table import Table
 
@@ -49,10 +50,15 @@ def emit_json_line(value: BaseModel) -> None:
     typer.echo(value.model_dump_json())
 
 
-def when(timestamp: int | None) -> str:
+def when(timestamp: int | None, *, seconds: bool = True) -> str:
     if timestamp is None:
         return ""
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    pattern = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return datetime.fromtimestamp(timestamp).strftime(pattern)
+
+
+def _width(width: int | None) -> int:
+    return console().width if width is None else width
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -86,13 +92,36 @@ def _list_table(*columns: str, wraps: str = "") -> Table:
     return table
 
 
-def dataset_table(datasets: Iterable[Dataset]) -> Table:
-    table = _list_table("id", "name", "format", "status", "rows", "bytes", "created", wraps="name")
-    for d in datasets:
-        table.add_row(
-            d.id, d.name, d.format, d.status, number(d.rows), str(d.bytes), when(d.created_at)
-        )
+# The widths under which a list leaves out its less important columns (still in `show`
+# and `--output json`) instead of cutting every cell to `suc…` in an 80-column terminal.
+DATASETS_WIDE = 100
+JOBS_WIDE = 110
+MODELS_WIDE = 120
+
+
+def pinned(table: Table) -> Table:
+    """Every one-line column at least as wide as its widest cell: rich would otherwise
+    shrink them all to fit a narrow terminal, cutting `succeeded` to `suc…`."""
+    for column in table.columns:
+        if column.no_wrap:
+            column.min_width = max(cell_len(str(c)) for c in [column.header, *column.cells])
     return table
+
+
+def dataset_table(datasets: Iterable[Dataset], width: int | None = None) -> Table:
+    if _width(width) >= DATASETS_WIDE:
+        table = _list_table(
+            "id", "name", "format", "status", "rows", "bytes", "created", wraps="name"
+        )
+        for d in datasets:
+            table.add_row(
+                d.id, d.name, d.format, d.status, number(d.rows), str(d.bytes), when(d.created_at)
+            )
+        return pinned(table)
+    table = _list_table("id", "name", "status", "rows", "created", wraps="name")
+    for d in datasets:
+        table.add_row(d.id, d.name, d.status, number(d.rows), when(d.created_at, seconds=False))
+    return pinned(table)
 
 
 def dataset_detail(d: Dataset) -> list[Table]:
@@ -127,12 +156,17 @@ def _losses(job: Job) -> str:
     return " ".join(f"{k}={number(metrics[k])}" for k in ("train_loss", "val_loss") if k in metrics)
 
 
-def job_table(jobs: Iterable[Job]) -> Table:
-    table = _list_table("id", "status", "target", "rounds", "model id", "created")
+def job_table(jobs: Iterable[Job], width: int | None = None) -> Table:
+    wide = _width(width) >= JOBS_WIDE
+    # Narrow: the model id is left to `jobs show` and `models list --job`.
+    names = ("id", "status", "target", "rounds", "model id", "created")
+    table = _list_table(*(n for n in names if wide or n != "model id"), wraps="target")
     for j in jobs:
         rounds = f"{j.progress.round}/{j.progress.rounds}"
-        table.add_row(j.id, j.status, j.spec.target, rounds, j.model_id or "", when(j.created_at))
-    return table
+        created = when(j.created_at, seconds=wide)
+        model = (j.model_id or "",) if wide else ()
+        table.add_row(j.id, j.status, j.spec.target, rounds, *model, created)
+    return pinned(table)
 
 
 def job_detail(j: Job) -> Table:
@@ -159,7 +193,11 @@ def event_line(e: Event) -> str:
 
 
 def event_table() -> Table:
-    return Table("time", "type", "level", "message")
+    table = Table()
+    for name in ("time", "type", "level"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("message", overflow="fold", ratio=1)
+    return table
 
 
 def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
@@ -188,12 +226,26 @@ def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
     return table
 
 
-def model_table(models: Iterable[Model]) -> Table:
-    table = _list_table("id", "status", "type", "target", "metrics", "created", wraps="metrics")
+def model_table(models: Iterable[Model], width: int | None = None) -> Table:
+    wide = _width(width) >= MODELS_WIDE
+    if wide:
+        table = _list_table("id", "status", "type", "target", "metrics", "created", wraps="metrics")
+    else:
+        # Narrow: the type and target are left to `models show`; one metric a line, so
+        # none is split.
+        table = _list_table("id", "status", "metrics", "created", wraps="metrics")
+    longest = 0
     for m in models:
-        metrics = " ".join(f"{k}={number(v, 3)}" for k, v in m.metrics.items())
-        table.add_row(m.id, m.status, m.type, m.target, metrics, when(m.created_at))
-    return table
+        pairs = [f"{k}={number(v, 3)}" for k, v in m.metrics.items()]
+        longest = max([longest, *map(len, pairs)])
+        created = when(m.created_at, seconds=wide)
+        if wide:
+            table.add_row(m.id, m.status, m.type, m.target, " ".join(pairs), created)
+        else:
+            table.add_row(m.id, m.status, "\n".join(pairs), created)
+    # A ratio column may shrink below its longest word; a metric must stay on one line.
+    table.columns[-2].min_width = longest
+    return pinned(table)
 
 
 def model_detail(m: Model) -> list[Table]:
