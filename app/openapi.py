@@ -33,22 +33,185 @@ TAGS: list[dict[str, Any]] = [
     {"name": "health", "description": "Liveness and readiness probes; no API key needed."},
 ]
 
-# What a client most often sees for each status; routes with a more specific error
-# describe it in the response's description.
+# What a client most often sees for each status, on any route; each example must be
+# an error that every operation listing the status can return.
 _ERROR_EXAMPLES: dict[int, tuple[str, str, str | None]] = {
-    400: ("invalid_body", "The request body could not be parsed.", None),
+    400: ("invalid_body", "The body could not be parsed: nesting deeper than 64 levels.", None),
     401: ("invalid_api_key", "The API key is not valid or was revoked.", None),
-    404: ("not_found", "No job with id 'job_9a8b7c6d5e4f3a2b1c0d9e8f'.", "id"),
-    409: ("dataset_not_ready", "Dataset ds_4f1c2a9b8e7d6c5b4a3f2e1d is still processing.", None),
-    413: ("file_too_large", "The upload exceeds the limit of 10737418240 bytes.", "file"),
-    415: ("unsupported_format", "A zip archive is not a CSV, Parquet or JSON Lines file.", "file"),
-    422: (
-        "invalid_request",
-        "training.learning_rate: Input should be greater than 0",
-        "training.learning_rate",
+    404: ("not_found", "No object with id 'obj_9a8b7c6d5e4f3a2b1c0d9e8f'.", "id"),
+    413: ("body_too_large", "The request body exceeds 1048576 bytes.", None),
+    422: ("invalid_request", "limit: Input should be less than or equal to 100", "limit"),
+    503: ("database_unavailable", "The database is unreachable; retry in a few seconds.", None),
+}
+
+_DATASET_ID = "ds_4f1c2a9b8e7d6c5b4a3f2e1d"
+_JOB_ID = "job_9a8b7c6d5e4f3a2b1c0d9e8f"
+_MODEL_ID = "mdl_0a1b2c3d4e5f6a7b8c9d0e1f"
+_NO_DATASET = ("not_found", f"No dataset with id {_DATASET_ID!r}.", "id")
+_NO_JOB = ("not_found", f"No job with id {_JOB_ID!r}.", "id")
+_NO_MODEL = ("not_found", f"No model with id {_MODEL_ID!r}.", "id")
+
+# The error an operation's own status most often means there, where the status-wide
+# example above would name an error that operation never returns.
+_OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = {
+    ("datasets-create", 400): (
+        "truncated_body",
+        "The body ended before its closing boundary. Nothing was stored; send the whole "
+        "file again.",
+        "file",
     ),
-    429: ("rate_limited", "Over 600 predict requests a minute; retry after 12 s.", None),
-    503: ("not_ready", "Not ready: redis unreachable.", None),
+    ("datasets-create", 408): (
+        "upload_timeout",
+        "No bytes arrived for 60 s; the upload was abandoned and nothing was stored. "
+        "Send the whole file again.",
+        "file",
+    ),
+    ("datasets-create", 409): (
+        "quota_exceeded",
+        "This upload would pass this account's max_stored_bytes of 107374182400 "
+        "(107374000000 already stored); delete datasets to make room.",
+        "file",
+    ),
+    ("datasets-create", 413): (
+        "file_too_large",
+        "The upload exceeds the limit of 10737418240 bytes.",
+        "file",
+    ),
+    ("datasets-create", 415): (
+        "unsupported_format",
+        "Unsupported file: a zip archive is not CSV, Parquet or JSON Lines.",
+        "file",
+    ),
+    ("datasets-create", 422): ("empty_file", "The uploaded file is empty.", "file"),
+    ("datasets-create", 429): (
+        "rate_limited",
+        "More than 60 upload requests this minute (this account's upload_per_minute); "
+        "retry in 12 s.",
+        None,
+    ),
+    ("datasets-create", 507): (
+        "insufficient_storage",
+        "The server's storage is full; nothing was stored. Retry later, or ask the "
+        "operator to free space.",
+        "file",
+    ),
+    ("datasets-get", 404): _NO_DATASET,
+    ("datasets-delete", 404): _NO_DATASET,
+    ("datasets-delete", 409): (
+        "dataset_in_use",
+        f"Dataset {_DATASET_ID} is used by unfinished job(s): {_JOB_ID}.",
+        "id",
+    ),
+    ("datasets-preview", 404): _NO_DATASET,
+    ("datasets-preview", 409): (
+        "dataset_not_ready",
+        f"Dataset {_DATASET_ID} is processing; only a ready dataset has rows to show.",
+        "id",
+    ),
+    ("jobs-create", 404): ("not_found", f"No dataset with id {_DATASET_ID!r}.", "dataset_id"),
+    ("jobs-create", 409): (
+        "dataset_failed",
+        f"Dataset {_DATASET_ID} failed ingest: line 12: expected 5 fields, saw 4",
+        "dataset_id",
+    ),
+    ("jobs-create", 422): (
+        "invalid_spec",
+        "target 'Species' is not a column of the dataset",
+        "target",
+    ),
+    ("jobs-create", 429): (
+        "quota_exceeded",
+        "This account already has 8 unfinished jobs, its max_running_jobs; wait for one "
+        "to end or cancel one.",
+        None,
+    ),
+    ("jobs-get", 404): _NO_JOB,
+    ("jobs-metrics", 404): _NO_JOB,
+    ("jobs-metrics-chart", 404): _NO_JOB,
+    ("jobs-events", 404): _NO_JOB,
+    ("jobs-rerun", 404): _NO_JOB,
+    ("jobs-rerun", 409): (
+        "dataset_failed",
+        f"Dataset {_DATASET_ID} failed ingest: line 12: expected 5 fields, saw 4",
+        "dataset_id",
+    ),
+    ("jobs-rerun", 422): (
+        "invalid_spec",
+        "target 'species' is not a column of the dataset",
+        "target",
+    ),
+    ("jobs-delete", 404): _NO_JOB,
+    ("jobs-delete", 409): (
+        "job_not_finished",
+        f"Job {_JOB_ID} is running; cancel it, or wait for it to finish, first.",
+        "id",
+    ),
+    ("jobs-cancel", 404): _NO_JOB,
+    ("jobs-cancel", 409): (
+        "job_finished",
+        f"Job {_JOB_ID} already succeeded; it cannot be cancelled.",
+        "id",
+    ),
+    ("models-get", 404): _NO_MODEL,
+    ("models-deploy", 404): _NO_MODEL,
+    ("models-undeploy", 404): _NO_MODEL,
+    ("models-delete", 404): _NO_MODEL,
+    ("models-delete", 409): (
+        "model_in_use",
+        f"Model {_MODEL_ID} is used by unfinished batch prediction(s): "
+        "bp_5e6f7a8b9c0d1e2f3a4b5c6d.",
+        "id",
+    ),
+    ("models-artifact", 404): _NO_MODEL,
+    ("models-predict", 404): _NO_MODEL,
+    ("models-predict", 409): (
+        "model_not_deployed",
+        f"Model {_MODEL_ID} is rejected; deploy it to serve predictions.",
+        "model_id",
+    ),
+    ("models-predict", 413): (
+        "too_many_rows",
+        "10001 rows exceed the limit of 10000.",
+        "inputs",
+    ),
+    ("models-predict", 422): (
+        "invalid_input",
+        "inputs[0] is missing column 'petal_width'",
+        "inputs.0.petal_width",
+    ),
+    ("models-predict", 429): (
+        "rate_limited",
+        "More than 6000 predict requests this minute (this account's predict_per_minute); "
+        "retry in 12 s.",
+        None,
+    ),
+    ("models-batch-predictions-create", 404): _NO_MODEL,
+    ("models-batch-predictions-create", 409): (
+        "dataset_not_ready",
+        f"Dataset {_DATASET_ID} is processing.",
+        "dataset_id",
+    ),
+    ("models-batch-predictions-create", 422): (
+        "missing_column",
+        "dataset lacks feature column 'petal_width'",
+        "dataset_id",
+    ),
+    ("models-batch-predictions-get", 404): (
+        "not_found",
+        "No batch prediction with id 'bp_5e6f7a8b9c0d1e2f3a4b5c6d'.",
+        "id",
+    ),
+    ("models-batch-predictions-output", 404): (
+        "not_found",
+        "No batch prediction with id 'bp_5e6f7a8b9c0d1e2f3a4b5c6d'.",
+        "id",
+    ),
+    ("models-batch-predictions-output", 409): (
+        "not_ready",
+        "Batch prediction bp_5e6f7a8b9c0d1e2f3a4b5c6d is running.",
+        "batch_id",
+    ),
+    ("health-ready", 503): ("not_ready", "Not ready: redis unreachable.", None),
 }
 
 PREDICT_BODY_REF = "#/components/schemas/PredictRequest"
@@ -112,17 +275,20 @@ def _fill_examples(schema: dict[str, Any]) -> None:
                 media = response.get("content", {}).get("application/json")
                 if media is None or "example" in media or "examples" in media:
                     continue
-                example = _example_for(media.get("schema", {}), components, status)
+                operation_id = operation.get("operationId", "")
+                example = _example_for(media.get("schema", {}), components, status, operation_id)
                 if example is not None:
                     media["example"] = example
 
 
 def _example_for(
-    schema: dict[str, Any], components: dict[str, Any], status: str
+    schema: dict[str, Any], components: dict[str, Any], status: str, operation_id: str
 ) -> dict[str, Any] | None:
     name = schema.get("$ref", "").rsplit("/", 1)[-1]
     if name == "ErrorResponse" and status.isdigit():
-        code, message, param = _ERROR_EXAMPLES.get(int(status), ("api_error", "", None))
+        code, message, param = _OPERATION_ERROR_EXAMPLES.get(
+            (operation_id, int(status)), _ERROR_EXAMPLES.get(int(status), ("api_error", "", None))
+        )
         error_type = TYPE_BY_STATUS.get(int(status), "api_error")
         return {"error": {"type": error_type, "code": code, "message": message, "param": param}}
     component = components.get(name, {})

@@ -49,6 +49,8 @@ _UPLOAD_BODY = {
                             "type": "string",
                             "maxLength": 255,
                             "description": "A label; defaults to the file name.",
+                            # Without it Swagger UI pre-fills the field with "string".
+                            "example": "iris",
                         },
                     },
                 },

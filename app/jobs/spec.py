@@ -121,10 +121,17 @@ class JobSpec(_Strict):
         strict=True,
         json_schema_extra={
             "example": {
+                # The id an iris upload answered with; this one exists nowhere.
                 "dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
                 "target": "species",
+                "features": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
                 "model": {"type": "logistic_regression"},
-                "training": {"optimizer": "adam", "learning_rate": 0.05, "rounds": 10},
+                "training": {
+                    "rounds": 10,
+                    "local_epochs": 5,
+                    "batch_size": 16,
+                    "learning_rate": 0.05,
+                },
                 "distribution": {"shards": 4},
                 "deploy_if": {"metric": "accuracy", "min": 0.9},
             }

@@ -1,0 +1,114 @@
+"""The OpenAPI examples work as shown: every error example is an error its operation
+can actually return, and the upload form names the dataset as its example does."""
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+
+# Every operation may fail these ways (COMMON_ERROR_RESPONSES): unparseable JSON,
+# a bad or missing key, a body over the request limit, a bad query or path field,
+# the database down.
+COMMON: dict[int, set[str]] = {
+    400: {"invalid_body"},
+    401: {"missing_api_key", "invalid_api_key"},
+    404: {"not_found"},
+    413: {"body_too_large"},
+    422: {"invalid_request", "invalid_json"},
+    503: {"database_unavailable"},
+}
+# Read from the APIError raises under app/ and docs/api.md's error and quota tables:
+# what each operation adds to, or puts in place of, COMMON for a status. `conflict` is
+# a concurrent request with the same Idempotency-Key, or a worker's change, on a write.
+OPERATION: dict[tuple[str, int], set[str]] = {
+    ("datasets-create", 400): {"invalid_body", "truncated_body"},
+    ("datasets-create", 408): {"upload_timeout"},
+    ("datasets-create", 409): {"quota_exceeded", "conflict"},
+    ("datasets-create", 413): {"file_too_large", "body_too_large"},
+    ("datasets-create", 415): {"unsupported_format", "unsupported_media_type"},
+    ("datasets-create", 422): {"invalid_request", "empty_file", "idempotency_key_reused"},
+    ("datasets-create", 429): {"rate_limited", "too_many_uploads"},
+    ("datasets-create", 507): {"insufficient_storage"},
+    ("datasets-delete", 409): {"dataset_busy", "dataset_in_use", "conflict"},
+    ("datasets-preview", 409): {"dataset_not_ready"},
+    ("jobs-create", 409): {"dataset_failed", "conflict"},
+    ("jobs-create", 422): {
+        "invalid_request", "invalid_json", "invalid_spec", "quota_exceeded", "no_gpu_worker",
+        "idempotency_key_reused",
+    },
+    ("jobs-create", 429): {"quota_exceeded"},
+    ("jobs-rerun", 409): {"dataset_failed", "conflict"},
+    ("jobs-rerun", 422): {"invalid_request", "invalid_spec", "quota_exceeded", "no_gpu_worker"},
+    ("jobs-rerun", 429): {"quota_exceeded"},
+    ("jobs-cancel", 409): {"job_finished", "conflict"},
+    ("jobs-delete", 409): {"job_not_finished", "job_has_model", "conflict"},
+    ("models-delete", 409): {"model_in_use", "conflict"},
+    ("models-predict", 409): {"model_not_deployed"},
+    ("models-predict", 413): {"too_many_rows", "body_too_large"},
+    ("models-predict", 422): {"invalid_request", "invalid_json", "invalid_input", "invalid_arrow"},
+    ("models-predict", 429): {"rate_limited"},
+    ("models-batch-predictions-create", 409): {
+        "model_not_deployed", "dataset_not_ready", "conflict",
+    },
+    ("models-batch-predictions-create", 422): {
+        "invalid_request", "invalid_json", "missing_column", "column_type_mismatch",
+    },
+    ("models-batch-predictions-output", 409): {"not_ready"},
+    ("health-ready", 503): {"not_ready"},
+}  # fmt: skip
+# Which object a 404 names: the one in the path, or the body's dataset for a new job.
+NOT_FOUND_KIND = {"datasets": "dataset", "jobs": "job", "models": "model"}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    with TestClient(create_app()) as client:
+        response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def error_examples(document: dict[str, Any]) -> list[tuple[str, str, int, dict[str, Any]]]:
+    found = []
+    for path, methods in document["paths"].items():
+        for operation in methods.values():
+            for status, response in operation["responses"].items():
+                media = response.get("content", {}).get("application/json", {})
+                if media.get("schema", {}).get("$ref", "").endswith("/ErrorResponse"):
+                    error = media["example"]["error"]
+                    found.append((operation["operationId"], path, int(status), error))
+    return found
+
+
+def test_every_error_example_is_an_error_its_operation_returns(document: dict[str, Any]) -> None:
+    wrong = []
+    examples = error_examples(document)
+    for operation_id, _, status, error in examples:
+        allowed = OPERATION.get((operation_id, status), COMMON.get(status))
+        assert allowed is not None, f"no codes known for {operation_id} {status}: add them"
+        if error["code"] not in allowed:
+            wrong.append(f"{operation_id} {status}: {error['code']} not in {sorted(allowed)}")
+    assert not wrong, "\n".join(wrong)
+    assert len(examples) > 100
+
+
+def test_not_found_examples_name_the_object_looked_for(document: dict[str, Any]) -> None:
+    for operation_id, path, status, error in error_examples(document):
+        if status != 404:
+            continue
+        if operation_id == "jobs-create":
+            assert error["param"] == "dataset_id" and "No dataset with id" in error["message"]
+        elif "{batch_id}" in path:
+            assert "No batch prediction with id" in error["message"], operation_id
+        else:
+            kind = NOT_FOUND_KIND[operation_id.split("-")[0]]
+            assert error["message"].startswith(f"No {kind} with id"), operation_id
+
+
+def test_the_upload_form_names_the_dataset_as_its_example_does(document: dict[str, Any]) -> None:
+    form = document["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]
+    name = form["multipart/form-data"]["schema"]["properties"]["name"]
+    # Swagger UI pre-fills a form field from the property's own example, else "string".
+    assert name["example"] == form["multipart/form-data"]["example"]["name"] == "iris"
