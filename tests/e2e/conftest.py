@@ -8,7 +8,8 @@ import pytest
 import redis
 from e2e_system import System, running_system
 
-E2E_REDIS_URL = os.environ.get("SHARDTRAIN_E2E_REDIS_URL", "redis://127.0.0.1:6379/12")
+# Set by the session's server choice (tests/session_servers.py).
+E2E_REDIS_URL = os.environ["SHARDTRAIN_E2E_REDIS_URL"]
 
 
 @pytest.fixture(scope="session")
