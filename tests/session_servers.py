@@ -61,13 +61,17 @@ def _own_redis(workdir: Path) -> int:
     return server.port
 
 
-def provide(redis_url_default: str, e2e_redis_url_default: str) -> None:
+def provide(
+    redis_url_default: str,
+    e2e_redis_url_default: str,
+    postgres_admin_default: str = DEFAULT_POSTGRES_ADMIN_URL,
+) -> None:
     """Set SHARDTRAIN_TEST_POSTGRES, SHARDTRAIN_REDIS_URL and SHARDTRAIN_E2E_REDIS_URL
     to servers that answer, starting our own where none does."""
     workdir = Path(tempfile.mkdtemp(prefix="shardtrain-test-servers-"))
     # A configured PostgreSQL is used as it is, as CI does: a wrong one fails loudly.
     if "SHARDTRAIN_TEST_POSTGRES" not in os.environ and not _postgres_answers(
-        DEFAULT_POSTGRES_ADMIN_URL
+        postgres_admin_default
     ):
         os.environ["SHARDTRAIN_TEST_POSTGRES"] = _own_postgres(workdir)
     redis_url = os.environ.setdefault("SHARDTRAIN_REDIS_URL", redis_url_default)
