@@ -43,6 +43,8 @@ class Scored:
     unavailable: dict[str, str] = field(default_factory=dict)
     gate: dict[str, Any] | None = None
     status: str = "deployed"
+    # Why the model has no holdout score at all, when it has none.
+    unscored: str | None = None
 
 
 def read_finalize_input(session: Session, job_id: str) -> FinalizeInput | None:
@@ -125,6 +127,10 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
         unavailable=unavailable,
         gate=gate,
         status=status,
+        unscored=None
+        if evaluation is not None
+        else "the job has no holdout rows (validation.holdout_fraction: "
+        f"{spec.validation.holdout_fraction}), so the model has no holdout metrics",
     )
 
 
@@ -179,7 +185,11 @@ def record_model(session: Session, scored: Scored) -> bool:
             model_id=model_id,
         )
     job.model_id = model_id
-    job.metrics = {"round": work.kept_round, "split": "holdout", **metrics}
+    if scored.unscored is not None:
+        # Said outright: `{"split": "holdout"}` with no values read as a lost score.
+        job.metrics = {"round": work.kept_round, "split": "none", "reason": scored.unscored}
+    else:
+        job.metrics = {"round": work.kept_round, "split": "holdout", **metrics}
     if unavailable:
         job.metrics["unavailable"] = unavailable
     transition(job, "succeeded")

@@ -1,15 +1,26 @@
 from typing import Annotated
 
+import redis
 from fastapi import APIRouter, Body, Query, Request
 from sse_starlette import EventSourceResponse
 
-from app.deps import DispatcherDep, FleetDep, LimitsDep, SessionDep, TenantDep
+from app.db import enqueue_after_commit
+from app.deps import (
+    DispatcherDep,
+    FleetDep,
+    LimitsDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+)
 from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.jobs import service
 from app.jobs.live import stream_events
-from app.jobs.schemas import EventOut, JobOut, RoundMetricsOut
+from app.jobs.schemas import EventOut, JobDeletedOut, JobOut, RoundMetricsOut
 from app.jobs.spec import JobSpec
+from app.paramstore import ParamStore
 from app.schemas import ListResponse
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_ERROR_RESPONSES)
@@ -141,6 +152,39 @@ def cancel_job(
     """Idempotent. A queued job is cancelled at once; a running one stops at the next
     round boundary at the latest, its queued shard tasks revoked, and no model is made."""
     return service.job_out(service.cancel_job(session, dispatcher, job_id, tenant))
+
+
+@router.delete(
+    "/{job_id}",
+    operation_id="jobs-delete",
+    summary="Delete a finished job and its data",
+    response_model=JobDeletedOut,
+    responses={
+        **_NOT_FOUND,
+        409: {
+            "model": ErrorResponse,
+            "description": "The job has not finished, or the model it trained still exists.",
+        },
+    },
+)
+def delete_job(
+    session: SessionDep, tenant: TenantDep, store: StoreDep, settings: SettingsDep, job_id: str
+) -> JobDeletedOut:
+    """Removes a succeeded, failed or cancelled job with its rounds, events, shards,
+    checkpoints and parameters in Redis. Delete the job's model first; the dataset
+    stays."""
+    # A client of its own: deletes are rare, and the app's shared client is tuned for
+    # the request path's quick lookups.
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=1)
+    params = ParamStore(client, chunk_bytes=settings.param_chunk_bytes, ttl_s=settings.param_ttl_s)
+    try:
+        deleted = service.delete_job(session, store, params, job_id, tenant)
+    except BaseException:
+        client.close()
+        raise
+    # Queued after the service's own after-commit work, so it runs once that is done.
+    enqueue_after_commit(session, client.close)
+    return deleted
 
 
 @router.get(

@@ -110,3 +110,15 @@ class RoundMetricsOut(BaseModel):
     seconds: float = Field(description="From the round's dispatch to the end of its merge.")
     slowest_shard_seconds: float
     created_at: int
+
+
+class JobDeletedOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"id": "job_9a8b7c6d5e4f3a2b1c0d9e8f", "object": "job", "deleted": True}
+        }
+    )
+
+    id: str
+    object: Literal["job"] = "job"
+    deleted: Literal[True] = True

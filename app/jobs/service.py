@@ -1,11 +1,15 @@
 """Job use cases on the API side: check a spec against its dataset, queue, read."""
 
+import logging
 import time
 from typing import Any
 
+import redis
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.datasets.repository import DatasetRepository
+from app.db import enqueue_after_commit
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
 from app.fleet import WorkerRegistry
@@ -14,11 +18,15 @@ from app.jobs.capacity import check_parameter_limit
 from app.jobs.events import record_event
 from app.jobs.lifecycle import TERMINAL, transition
 from app.jobs.repository import JobRepository
-from app.jobs.schemas import JobError, JobOut, Progress, RoundMetricsOut
+from app.jobs.schemas import JobDeletedOut, JobError, JobOut, Progress, RoundMetricsOut
 from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
-from app.models import Job, JobEvent
+from app.models import IdempotencyKey, Job, JobEvent, JobRound, RegisteredModel
 from app.outbox import send_after_commit
+from app.paramstore import ParamStore
+from app.storage import BlobStore
 from app.tenancy.limits import Limits, check_job_quota
+
+logger = logging.getLogger(__name__)
 
 
 class SpecError(ValueError):
@@ -197,6 +205,52 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str, tenant_id:
             attempts=job.stage_attempts,
         )
     return job
+
+
+def delete_job(
+    session: Session, store: BlobStore, params: ParamStore, job_id: str, tenant_id: str | None
+) -> JobDeletedOut:
+    """Delete a finished job with everything it left: its rounds, events and
+    idempotency records, its shards and checkpoints, its parameters in Redis. Refused
+    while it runs (cancel it first) and while its model exists (a model's metrics and
+    gate are read against its job: delete the model first). The bytes and Redis keys go
+    after the commit, so a rollback never leaves rows whose data is gone."""
+    job = JobRepository(session, tenant_id).get(job_id, for_update=True)
+    if job is None:
+        raise NotFound("job", job_id)
+    if job.status not in TERMINAL:
+        raise APIError(
+            409,
+            "job_not_finished",
+            f"Job {job_id} is {job.status}; cancel it, or wait for it to finish, first.",
+            "id",
+        )
+    model_ids = list(
+        session.scalars(select(RegisteredModel.id).where(RegisteredModel.job_id == job_id))
+    )
+    if model_ids:
+        raise APIError(
+            409,
+            "job_has_model",
+            f"Job {job_id} trained model {model_ids[0]}; delete the model first.",
+            "id",
+        )
+    session.execute(delete(JobRound).where(JobRound.job_id == job_id))
+    session.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
+    session.execute(delete(IdempotencyKey).where(IdempotencyKey.object_id == job_id))
+    session.delete(job)
+    session.flush()
+
+    def remove_data() -> None:
+        store.delete_prefix(f"jobs/{job_id}")
+        try:
+            params.delete_job(job_id)
+        except redis.RedisError:
+            # The delete is committed; the keys expire on their own (PARAM_TTL_S).
+            logger.warning("job %s deleted; its Redis keys are left to expire", job_id)
+
+    enqueue_after_commit(session, remove_data)
+    return JobDeletedOut(id=job_id)
 
 
 def list_events(

@@ -17,6 +17,7 @@ from app.models import BatchPrediction
 from app.models.base import now_s
 from app.outbox import send_after_commit
 from app.registry.predictor import Predictor
+from app.registry.repository import ModelRepository
 from app.registry.service import get_model
 from app.storage import BlobStore
 from app.tenancy.scope import owned_by
@@ -28,7 +29,10 @@ NUMERIC = ("int", "float", "bool")
 def create_batch_prediction(
     session: Session, dispatcher: Dispatcher, model_id: str, dataset_id: str, tenant_id: str
 ) -> BatchPrediction:
-    model = get_model(session, model_id, tenant_id)
+    # Locked, so that a DELETE of the model waits for this row and then sees it queued.
+    model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
+    if model is None:
+        raise NotFound("model", model_id)
     if model.status != "deployed":
         raise APIError(
             409, "model_not_deployed", f"Model {model_id} is {model.status}.", "model_id"

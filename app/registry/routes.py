@@ -27,6 +27,7 @@ from app.registry.known_models import DeployedModel
 from app.registry.schemas import (
     BatchPredictionCreate,
     BatchPredictionOut,
+    ModelDeletedOut,
     ModelOut,
     PredictionOut,
     PredictRequest,
@@ -49,15 +50,13 @@ def list_models(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
     job_id: Annotated[str | None, Query(max_length=64)] = None,
-    status: Literal["deployed", "rejected"] | None = None,
+    status: Literal["deployed", "rejected", "undeployed"] | None = None,
 ) -> ListResponse[ModelOut]:
     """The tenant's models, newest first; filter by `job_id` or `status`."""
     rows, has_more = service.list_models(
         session, limit=limit, after=after, job_id=job_id, status=status, tenant_id=tenant
     )
-    return ListResponse[ModelOut](
-        data=[ModelOut.model_validate(m) for m in rows], has_more=has_more
-    )
+    return ListResponse[ModelOut](data=service.models_out(session, rows), has_more=has_more)
 
 
 @router.get(
@@ -69,7 +68,7 @@ def list_models(
 )
 def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut:
     """A model's holdout metrics, gate decision, feature schema, target and classes."""
-    return ModelOut.model_validate(service.get_model(session, model_id, tenant))
+    return service.model_out(session, service.get_model(session, model_id, tenant))
 
 
 # The body is read and validated by pydantic-core straight from bytes, and the answer
@@ -189,7 +188,43 @@ async def predict(
 )
 def deploy_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut:
     """Overrides the job's deploy_if gate. Idempotent; the job's events record it."""
-    return ModelOut.model_validate(service.promote_model(session, model_id, tenant))
+    return service.model_out(session, service.promote_model(session, model_id, tenant))
+
+
+@router.post(
+    "/{model_id}/undeploy",
+    operation_id="models-undeploy",
+    summary="Stop serving a model",
+    response_model=ModelOut,
+    responses=_NOT_FOUND,
+)
+def undeploy_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut:
+    """Predict and new batch predictions answer 409 `model_not_deployed` until
+    `deploy` serves it again; batch predictions already sent finish. Idempotent (a
+    rejected model stays rejected); the job's events record it."""
+    return service.model_out(session, service.undeploy_model(session, model_id, tenant))
+
+
+@router.delete(
+    "/{model_id}",
+    operation_id="models-delete",
+    summary="Delete a model and its artifact",
+    response_model=ModelDeletedOut,
+    responses={
+        **_NOT_FOUND,
+        409: {
+            "model": ErrorResponse,
+            "description": "A batch prediction of the model is queued or running.",
+        },
+    },
+)
+def delete_model(
+    session: SessionDep, tenant: TenantDep, store: StoreDep, model_id: str
+) -> ModelDeletedOut:
+    """Removes the model, deployed or not (it stops serving at once), its artifact, its
+    ONNX graph and its batch predictions with their outputs. The job that trained it
+    stays, and can be deleted next."""
+    return service.delete_model(session, store, model_id, tenant)
 
 
 @router.get(

@@ -32,12 +32,18 @@ class ModelOut(BaseModel):
                 "id": "mdl_0a1b2c3d4e5f6a7b8c9d0e1f",
                 "object": "model",
                 "job_id": "job_9a8b7c6d5e4f3a2b1c0d9e8f",
+                "dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
                 "task": "classification",
                 "type": "logistic_regression",
                 "status": "deployed",
-                "metrics": {"accuracy": 0.933, "macro_f1": 0.931, "log_loss": 0.198},
-                "gate": {"metric": "accuracy", "min": 0.9, "value": 0.933, "passed": True},
-                "features": [{"name": "sepal_length", "dtype": "float"}],
+                "metrics": {"accuracy": 1.0, "log_loss": 0.112, "f1_macro": 1.0},
+                "gate": {"metric": "accuracy", "min": 0.9, "value": 1.0, "passed": True},
+                "features": [
+                    {"name": "sepal_length", "dtype": "float"},
+                    {"name": "sepal_width", "dtype": "float"},
+                    {"name": "petal_length", "dtype": "float"},
+                    {"name": "petal_width", "dtype": "float"},
+                ],
                 "target": "species",
                 "classes": ["setosa", "versicolor", "virginica"],
                 "created_at": 1767225700,
@@ -47,10 +53,14 @@ class ModelOut(BaseModel):
 
     id: str
     object: Literal["model"] = "model"
-    job_id: str
+    job_id: str = Field(description="The job that trained the model.")
+    dataset_id: str = Field(description="The dataset that job trained on.")
     task: str
     type: str
-    status: Literal["deployed", "rejected"]
+    status: Literal["deployed", "rejected", "undeployed"] = Field(
+        description="`deployed` serves predictions; `rejected`: the job's deploy_if gate "
+        "failed; `undeployed`: taken out of service by hand. `deploy` serves the last two."
+    )
     metrics: dict[str, float] = Field(description="Scores on the holdout rows.")
     gate: GateOut | None = Field(description="The deploy_if decision, when the job had one.")
     features: list[FeatureOut]
@@ -59,10 +69,33 @@ class ModelOut(BaseModel):
     created_at: int
 
 
+class ModelDeletedOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"id": "mdl_0a1b2c3d4e5f6a7b8c9d0e1f", "object": "model", "deleted": True}
+        }
+    )
+
+    id: str
+    object: Literal["model"] = "model"
+    deleted: Literal[True] = True
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"example": {"inputs": [{"sepal_length": 5.1, "sepal_width": 3.5}]}},
+        json_schema_extra={
+            "example": {
+                "inputs": [
+                    {
+                        "sepal_length": 5.1,
+                        "sepal_width": 3.5,
+                        "petal_length": 1.4,
+                        "petal_width": 0.2,
+                    }
+                ]
+            }
+        },
     )
 
     inputs: list[dict[str, Any]] = Field(min_length=1, description="Raw records, column: value.")

@@ -4,14 +4,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.database_health import DatabaseHealth, is_unavailable
-from app.db import session_scope
+from app.db import enqueue_after_commit, session_scope
 from app.errors import APIError, DatabaseUnavailable, NotFound
 from app.jobs.events import record_event
-from app.models import RegisteredModel
+from app.models import BatchPrediction, Job, RegisteredModel
 from app.models.base import now_s
 from app.registry.artifact import read_artifact
 from app.registry.inputs import InputError, table_to_features
@@ -19,7 +20,11 @@ from app.registry.known_models import DeployedModel, KnownModels
 from app.registry.onnx_graph import export_onnx
 from app.registry.predictor import Prediction, PredictorCache
 from app.registry.repository import ModelRepository
+from app.registry.schemas import ModelDeletedOut, ModelOut
 from app.storage import BlobStore
+
+# A batch prediction in these states reads the model's artifact on a worker.
+BATCH_ACTIVE = ("queued", "running")
 
 
 def get_model(session: Session, model_id: str, tenant_id: str | None) -> RegisteredModel:
@@ -30,11 +35,23 @@ def get_model(session: Session, model_id: str, tenant_id: str | None) -> Registe
 
 
 def promote_model(session: Session, model_id: str, tenant_id: str | None) -> RegisteredModel:
-    """Deploy a model its gate rejected. Idempotent; recorded as an event of its job."""
+    """Deploy a model its gate rejected, or one undeployed by hand. Idempotent;
+    recorded as an event of its job."""
     model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
     if model.status == "deployed":
+        return model
+    if model.status == "undeployed":
+        # Its gate was already decided (or overridden) when it was first deployed.
+        model.status = "deployed"
+        record_event(
+            session,
+            model.job_id,
+            "model.redeployed",
+            f"model {model_id} deployed again by hand",
+            model_id=model_id,
+        )
         return model
     gate = model.gate or {}
     model.status = "deployed"
@@ -49,6 +66,87 @@ def promote_model(session: Session, model_id: str, tenant_id: str | None) -> Reg
         model_id=model_id,
     )
     return model
+
+
+def undeploy_model(session: Session, model_id: str, tenant_id: str | None) -> RegisteredModel:
+    """Stop serving a model (predict and new batch predictions answer 409) without
+    losing it: `deploy` brings it back. Idempotent; recorded as an event of its job."""
+    model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
+    if model is None:
+        raise NotFound("model", model_id)
+    if model.status == "deployed":
+        model.status = "undeployed"
+        record_event(
+            session,
+            model.job_id,
+            "model.undeployed",
+            f"model {model_id} undeployed by hand",
+            model_id=model_id,
+        )
+    return model
+
+
+def delete_model(
+    session: Session, store: BlobStore, model_id: str, tenant_id: str | None
+) -> ModelDeletedOut:
+    """Delete a model, deployed or not, with its finished batch predictions and every
+    blob of both. Refused while a batch prediction of it is queued or running, since
+    that worker reads the artifact. The bytes go after the commit: a rollback must not
+    leave a row whose artifact is gone."""
+    model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
+    if model is None:
+        raise NotFound("model", model_id)
+    batches = list(
+        session.scalars(select(BatchPrediction).where(BatchPrediction.model_id == model_id))
+    )
+    active = [b.id for b in batches if b.status in BATCH_ACTIVE]
+    if active:
+        raise APIError(
+            409,
+            "model_in_use",
+            f"Model {model_id} is used by unfinished batch prediction(s): {', '.join(active)}.",
+            "id",
+        )
+    prefixes = [f"models/{model_id}"] + [f"batch_predictions/{b.id}" for b in batches]
+    session.execute(delete(BatchPrediction).where(BatchPrediction.model_id == model_id))
+    record_event(
+        session, model.job_id, "model.deleted", f"model {model_id} deleted", model_id=model_id
+    )
+    session.delete(model)
+    session.flush()
+
+    def remove_bytes() -> None:
+        for prefix in prefixes:
+            store.delete_prefix(prefix)
+
+    enqueue_after_commit(session, remove_bytes)
+    return ModelDeletedOut(id=model_id)
+
+
+def model_out(session: Session, model: RegisteredModel) -> ModelOut:
+    return models_out(session, [model])[0]
+
+
+def models_out(session: Session, models: list[RegisteredModel]) -> list[ModelOut]:
+    """The models as the API shows them, each with the dataset its job trained on (one
+    query for the whole page)."""
+    job_ids = {m.job_id for m in models}
+    datasets = (
+        dict(
+            session.execute(select(Job.id, Job.dataset_id).where(Job.id.in_(job_ids)))
+            .tuples()
+            .all()
+        )
+        if job_ids
+        else {}
+    )
+    fields = [name for name in ModelOut.model_fields if name not in ("object", "dataset_id")]
+    return [
+        ModelOut.model_validate(
+            {**{name: getattr(m, name) for name in fields}, "dataset_id": datasets[m.job_id]}
+        )
+        for m in models
+    ]
 
 
 def list_models(
@@ -103,6 +201,13 @@ def _check_rows(rows: int, max_rows: int) -> None:
 
 def _check_servable(model: RegisteredModel, rows: int, max_rows: int) -> None:
     _check_rows(rows, max_rows)
+    if model.status == "undeployed":
+        raise APIError(
+            409,
+            "model_not_deployed",
+            f"Model {model.id} was undeployed; POST /v1/models/{model.id}/deploy serves it again.",
+            "model_id",
+        )
     if model.status != "deployed":
         gate = model.gate or {}
         why = gate.get("reason") or (
