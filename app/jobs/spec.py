@@ -138,7 +138,12 @@ class JobSpec(_Strict):
         },
     )
 
-    dataset_id: str = Field(min_length=1, max_length=64)
+    dataset_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The `id` that `POST /v1/datasets` answered with. The example trains on "
+        "iris: paste your iris upload's id over the example's, which exists nowhere.",
+    )
     target: str = Field(min_length=1, max_length=255)
     features: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
         default=None, max_length=10_000, description="Columns to train on; default all but target."
