@@ -29,6 +29,7 @@ from shardtrain.errors import (
     WaitTimeoutError,
 )
 from shardtrain.models import (
+    BatchPrediction,
     Column,
     Dataset,
     DatasetDeleted,
@@ -61,6 +62,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "BatchPrediction",
     "Client",
     "Column",
     "ConflictError",

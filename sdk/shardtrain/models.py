@@ -18,6 +18,7 @@ from shardtrain.spec import JobSpec
 
 JOB_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 DATASET_TERMINAL = frozenset({"ready", "failed"})
+BATCH_TERMINAL = frozenset({"succeeded", "failed"})
 
 
 class APIObject(BaseModel):
@@ -142,9 +143,10 @@ class Model(APIObject):
     id: str
     object: Literal["model"] = "model"
     job_id: str
+    dataset_id: str | None = None  # servers before 2026-12 do not send it
     task: str
     type: str
-    status: Literal["deployed", "rejected"]
+    status: Literal["deployed", "rejected", "undeployed"]
     metrics: dict[str, float]
     gate: Gate | None = None
     features: list[Feature]
@@ -158,6 +160,24 @@ class Prediction(APIObject):
     model_id: str
     predictions: list[Any]
     probabilities: list[dict[str, float]] | None = None
+
+
+class BatchPrediction(APIObject):
+    """A whole dataset predicted on a worker; `rows` once `succeeded`."""
+
+    id: str
+    object: Literal["batch_prediction"] = "batch_prediction"
+    model_id: str
+    dataset_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    rows: int | None = None
+    error: str | None = None
+    created_at: int
+    finished_at: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in BATCH_TERMINAL
 
 
 Item = TypeVar("Item", bound=BaseModel)

@@ -144,6 +144,43 @@ def test_upload_train_wait_metrics_predict_download(
     assert isinstance(downloaded, dict)
     assert Path(downloaded["path"]).stat().st_size == downloaded["bytes"] > 0
 
+    # Deploying a deployed model changes nothing (the gate override is idempotent).
+    deployed = sh.json("models", "deploy", model_id)
+    assert isinstance(deployed, dict)
+    assert (deployed["id"], deployed["status"]) == (model_id, "deployed")
+
+    batch = sh.json("models", "batch-predict", model_id, "--dataset", dataset["id"], "--wait")
+    assert isinstance(batch, dict)
+    assert (batch["status"], batch["rows"], batch["dataset_id"]) == (
+        "succeeded",
+        150,
+        dataset["id"],
+    )
+    assert sh.json("batch-predictions", "show", model_id, batch["id"]) == batch
+    assert "succeeded" in sh("batch-predictions", "show", model_id, batch["id"])
+    sh("batch-predictions", "show", model_id, "bp_000000000000000000000000", code=4)
+    written = sh.json(
+        "batch-predictions", "download", model_id, batch["id"], "--dest", str(tmp_path),
+        "--format", "csv",
+    )  # fmt: skip
+    assert isinstance(written, dict)
+    assert Path(written["path"]) == tmp_path / f"{batch['id']}.csv"
+    with Path(written["path"]).open(newline="") as source:
+        predicted = list(csv.DictReader(source))
+    assert [int(r["row_id"]) for r in predicted] == list(range(150))
+    species = iris_table().column("species").to_pylist()
+    assert sum(r["prediction"] == s for r, s in zip(predicted, species, strict=True)) >= 120
+    parquet = sh.json(
+        "batch-predictions", "download", model_id, batch["id"], "--dest", str(tmp_path)
+    )
+    assert isinstance(parquet, dict) and parquet["path"].endswith(".parquet")
+    assert Path(parquet["path"]).read_bytes()[:4] == b"PAR1"
+
+    rerun = sh.json("jobs", "rerun", job["id"], "--wait")
+    assert isinstance(rerun, dict)
+    assert rerun["id"] != job["id"] and rerun["status"] == "succeeded"
+    assert rerun["spec"] == job["spec"] and rerun["model_id"] not in (None, model_id)
+
     # Cancelling a job that already succeeded is a conflict: exit 5.
     sh("jobs", "cancel", job["id"], code=5)
     deleted = sh.json("datasets", "delete", dataset["id"])

@@ -2,12 +2,14 @@
 Redis): upload, train with a typed spec, follow events over SSE, wait, predict, download."""
 
 import asyncio
+import csv
 import hashlib
 import json
 import struct
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from dbsetup import issue_key
 from e2e_system import System
@@ -123,6 +125,28 @@ def test_upload_train_follow_wait_predict_download(
     assert "__metadata__" in header
     assert not list(tmp_path.glob("*.part"))
 
+    batch = sdk.models.batch_predict(model.id, dataset.id, idempotency_key=f"bp-{dataset.id}")
+    assert (batch.model_id, batch.dataset_id) == (model.id, dataset.id)
+    done = sdk.models.wait_batch_prediction(model.id, batch.id, timeout=120)
+    assert (done.id, done.status, done.rows) == (batch.id, "succeeded", 150), done.error
+    assert sdk.models.get_batch_prediction(model.id, batch.id) == done
+    output = sdk.models.download_batch_output(model.id, batch.id, tmp_path)
+    assert output == tmp_path / f"{batch.id}.parquet"
+    predicted = pq.read_table(output)
+    assert predicted.column("row_id").to_pylist() == list(range(150))
+    species = iris_table().column("species").to_pylist()
+    hits = sum(
+        p == s for p, s in zip(predicted.column("prediction").to_pylist(), species, strict=True)
+    )
+    assert hits >= 120
+    as_csv = sdk.models.download_batch_output(
+        model.id, batch.id, tmp_path / "out.csv", format="csv"
+    )
+    header = next(csv.reader(as_csv.read_text().splitlines()))
+    assert header == ["row_id", "prediction"] + [f"probability_{c}" for c in model.classes or []]
+    with pytest.raises(NotFoundError):
+        sdk.models.get_batch_prediction(model.id, "bp_000000000000000000000000")
+
     sdk.datasets.delete(dataset.id)
     with pytest.raises(NotFoundError):
         sdk.datasets.get(dataset.id)
@@ -177,6 +201,16 @@ def test_async_client_on_the_live_system(system: System, tmp_path: Path) -> None
                                              "petal_length": [1.5], "petal_width": [0.2]})
             )  # fmt: skip
             assert table.column("prediction").to_pylist() == predicted.predictions
+            batch = await client.models.batch_predict(finished.model_id, dataset.id)
+            done = await client.models.wait_batch_prediction(
+                finished.model_id, batch.id, timeout=120
+            )
+            assert (done.status, done.rows) == ("succeeded", 150), done.error
+            output = await client.models.download_batch_output(
+                finished.model_id, batch.id, tmp_path, format="csv"
+            )
+            assert output == tmp_path / f"{batch.id}.csv"
+            assert len(output.read_text().splitlines()) == 151
             return finished.status, events, str(predicted.predictions[0])
 
     status, events, predicted = asyncio.run(scenario())

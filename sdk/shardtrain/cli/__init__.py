@@ -1,4 +1,5 @@
-"""The `shardtrain` command: datasets, jobs and models, on top of the SDK only.
+"""The `shardtrain` command: datasets, jobs, models and batch predictions, on top of the
+SDK only.
 
 Every failure ends with one line on stderr and an exit code from
 `shardtrain.cli.exit_codes` (also listed in docs/sdk.md)."""
@@ -14,7 +15,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from shardtrain._version import __version__
-from shardtrain.cli import datasets, exit_codes, jobs, models
+from shardtrain.cli import batch_predictions, datasets, exit_codes, jobs, models
 from shardtrain.cli.context import Settings
 from shardtrain.errors import ShardtrainError
 
@@ -57,6 +58,7 @@ app = typer.Typer(
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
+app.add_typer(batch_predictions.app, name="batch-predictions")
 
 
 def _version(value: bool) -> None:

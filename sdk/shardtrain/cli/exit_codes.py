@@ -12,7 +12,7 @@
 | 7 | rate limited (429), after the retries |
 | 8 | server error (5xx), after the retries |
 | 9 | no connection to the server, after the retries |
-| 10 | `--wait`: the job failed or was cancelled, or the dataset failed ingest |
+| 10 | `--wait`: a job failed or was cancelled, a dataset or batch prediction failed |
 | 11 | `--wait --timeout`: still not finished when the timeout passed |
 | 130 | interrupted (Ctrl-C) |
 """

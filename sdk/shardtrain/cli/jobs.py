@@ -1,4 +1,4 @@
-"""`shardtrain jobs create|list|show|events|cancel|metrics`."""
+"""`shardtrain jobs create|list|show|events|cancel|rerun|metrics|wait`."""
 
 from __future__ import annotations
 
@@ -101,6 +101,27 @@ def events(
 def cancel(ctx: typer.Context, job_id: str, output: OutputOpt = Output.table) -> None:
     """Cancel a queued or running job (cancelling a cancelled one is fine)."""
     _finish(client_of(ctx).jobs.cancel(job_id), output)
+
+
+@app.command()
+def rerun(
+    ctx: typer.Context,
+    job_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the new job ends.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to --wait at most.")] = None,
+    progress: ProgressOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Queue a new job (a new model version) with an earlier job's spec; --wait follows
+    it and exits 10 unless it succeeds."""
+    client = client_of(ctx)
+    job = client.jobs.rerun(job_id)
+    if wait:
+        typer.echo(f"created {job.id}", err=True)
+        job = client.jobs.wait(job.id, progress=show_progress(progress), timeout=timeout)
+    _finish(job, output)
+    if wait and job.status != "succeeded":
+        raise typer.Exit(exit_codes.UNSUCCESSFUL)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`shardtrain models list|show|predict|download`."""
+"""`shardtrain models list|show|predict|deploy|download|batch-predict`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Literal, cast
 
 import typer
 
-from shardtrain.cli import render
+from shardtrain.cli import exit_codes, render
 from shardtrain.cli.context import Output, OutputOpt, ProgressOpt, client_of, show_progress
 from shardtrain.cli.inputs import load_records
 
@@ -93,3 +93,32 @@ def download(
                           "bytes": path.stat().st_size})  # fmt: skip
     else:
         render.console().print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+@app.command()
+def deploy(ctx: typer.Context, model_id: str, output: OutputOpt = Output.table) -> None:
+    """Deploy a model its deploy gate rejected, by hand (the gate's verdict is kept)."""
+    model = client_of(ctx).models.deploy(model_id)
+    render.show(output, model, *render.model_detail(model))
+
+
+@app.command("batch-predict")
+def batch_predict(
+    ctx: typer.Context,
+    model_id: str,
+    dataset: Annotated[str, typer.Option("--dataset", help="The ready dataset to predict.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it ends.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to --wait at most.")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Predict every row of a dataset on a worker; --wait exits 10 unless it succeeds.
+    Then `shardtrain batch-predictions download MODEL_ID BATCH_ID`."""
+    client = client_of(ctx)
+    batch = client.models.batch_predict(model_id, dataset)
+    if wait:
+        # On stderr before waiting: a script whose --wait times out still learns the id.
+        typer.echo(f"created {batch.id}", err=True)
+        batch = client.models.wait_batch_prediction(model_id, batch.id, timeout=timeout)
+    render.show(output, batch, render.batch_detail(batch))
+    if wait and batch.status != "succeeded":
+        raise typer.Exit(exit_codes.UNSUCCESSFUL)

@@ -17,7 +17,15 @@ from rich.table import Table
 
 from shardtrain.cli.context import Output
 from shardtrain.cli.sparkline import sparkline
-from shardtrain.models import Dataset, Event, Job, Model, Prediction, RoundMetrics
+from shardtrain.models import (
+    BatchPrediction,
+    Dataset,
+    Event,
+    Job,
+    Model,
+    Prediction,
+    RoundMetrics,
+)
 
 
 def console() -> Console:
@@ -269,6 +277,15 @@ def model_detail(m: Model) -> list[Table]:
     for f in m.features:
         features.add_row(f.name, f.dtype)
     return [detail, features]
+
+
+def batch_detail(b: BatchPrediction) -> Table:
+    return _fields(
+        f"batch prediction {b.id}",
+        [("status", b.status), ("model", b.model_id), ("dataset", b.dataset_id),
+         ("rows", b.rows), ("error", b.error), ("created", when(b.created_at)),
+         ("finished", when(b.finished_at))],
+    )  # fmt: skip
 
 
 def prediction_table(p: Prediction) -> Table:

@@ -1,16 +1,21 @@
 """`client.models`: list, read, predict on raw records (JSON, or Arrow tables), deploy a
-rejected model by hand, download the artifact (safetensors or ONNX), streamed to a file."""
+rejected model by hand, download the artifact (safetensors or ONNX), streamed to a file,
+and batch predictions: a whole dataset predicted on a worker, its output downloaded as
+Parquet or CSV."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from shardtrain import _arrow as arrow
 from shardtrain._http import AsyncHTTP, SyncHTTP
-from shardtrain.models import Model, Page, Prediction
+from shardtrain.errors import WaitTimeoutError
+from shardtrain.models import BatchPrediction, Model, Page, Prediction
 from shardtrain.pagination import aiterate_pages, iterate_pages
 from shardtrain.progress import TransferBar
 
@@ -21,6 +26,7 @@ PATH = "/v1/models"
 _ARROW = {"content-type": arrow.ARROW_STREAM}
 ArtifactFormat = Literal["safetensors", "onnx"]
 ModelStatus = Literal["deployed", "rejected"]
+BatchOutputFormat = Literal["parquet", "csv"]
 
 
 def _list_params(
@@ -37,6 +43,33 @@ def _destination(model_id: str, path: str | os.PathLike[str] | None, fmt: str) -
 def _total(headers: Mapping[str, str]) -> int | None:
     length = headers.get("content-length")
     return int(length) if length and length.isdigit() else None
+
+
+def _batch_path(model_id: str, batch_id: str | None = None) -> str:
+    base = f"{PATH}/{model_id}/batch_predictions"
+    return base if batch_id is None else f"{base}/{batch_id}"
+
+
+def _batch_create(
+    dataset_id: str, idempotency_key: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    # Every POST already carries a key made once per call (see _http); one the caller
+    # passes also makes a second call with it return the first batch prediction, where
+    # the server honours the header.
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return {"dataset_id": dataset_id}, headers
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _still_waiting(batch: BatchPrediction, deadline: float | None) -> bool:
+    if batch.done:
+        return False
+    if deadline is not None and time.monotonic() >= deadline:
+        raise WaitTimeoutError(f"batch prediction {batch.id} still {batch.status}")
+    return True
 
 
 class Models:
@@ -95,10 +128,54 @@ class Models:
         default the current directory). Written to a temporary name and renamed, so a
         broken download leaves no partial file under the final name."""
         target = _destination(model_id, path, format)
+        return self._save(f"{PATH}/{model_id}/artifact", format, target, progress)
+
+    def batch_predict(
+        self, model_id: str, dataset_id: str, *, idempotency_key: str | None = None
+    ) -> BatchPrediction:
+        """Predict over a whole ready dataset on a worker; `wait_batch_prediction()`
+        for the end, `download_batch_output()` for the predictions."""
+        body, headers = _batch_create(dataset_id, idempotency_key)
+        created = self._http.json("POST", _batch_path(model_id), json=body, headers=headers)
+        return BatchPrediction.model_validate(created)
+
+    def get_batch_prediction(self, model_id: str, batch_id: str) -> BatchPrediction:
+        body = self._http.json("GET", _batch_path(model_id, batch_id))
+        return BatchPrediction.model_validate(body)
+
+    def wait_batch_prediction(
+        self,
+        model_id: str,
+        batch_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 0.5,
+    ) -> BatchPrediction:
+        """Poll until it ends, `succeeded` or `failed` (then `error` says why);
+        `WaitTimeoutError` after `timeout` seconds."""
+        deadline = _deadline(timeout)
+        while _still_waiting(batch := self.get_batch_prediction(model_id, batch_id), deadline):
+            time.sleep(poll_interval)
+        return batch
+
+    def download_batch_output(
+        self,
+        model_id: str,
+        batch_id: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        format: BatchOutputFormat = "parquet",
+        progress: bool = False,
+    ) -> Path:
+        """Stream a succeeded batch prediction's output (`row_id`, `prediction`,
+        `probability_<class>`) to `path` (a file, or a directory for `<id>.<format>`)."""
+        target = _destination(batch_id, path, format)
+        url = f"{_batch_path(model_id, batch_id)}/output"
+        return self._save(url, format, target, progress)
+
+    def _save(self, url: str, format: str, target: Path, progress: bool) -> Path:
         partial = target.with_name(target.name + ".part")
-        with self._http.stream(
-            "GET", f"{PATH}/{model_id}/artifact", params={"format": format}
-        ) as response:
+        with self._http.stream("GET", url, params={"format": format}) as response:
             total = _total(response.headers)
             try:
                 with (
@@ -164,10 +241,50 @@ class AsyncModels:
         progress: bool = False,
     ) -> Path:
         target = _destination(model_id, path, format)
+        return await self._save(f"{PATH}/{model_id}/artifact", format, target, progress)
+
+    async def batch_predict(
+        self, model_id: str, dataset_id: str, *, idempotency_key: str | None = None
+    ) -> BatchPrediction:
+        body, headers = _batch_create(dataset_id, idempotency_key)
+        created = await self._http.json("POST", _batch_path(model_id), json=body, headers=headers)
+        return BatchPrediction.model_validate(created)
+
+    async def get_batch_prediction(self, model_id: str, batch_id: str) -> BatchPrediction:
+        body = await self._http.json("GET", _batch_path(model_id, batch_id))
+        return BatchPrediction.model_validate(body)
+
+    async def wait_batch_prediction(
+        self,
+        model_id: str,
+        batch_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 0.5,
+    ) -> BatchPrediction:
+        deadline = _deadline(timeout)
+        while _still_waiting(
+            batch := await self.get_batch_prediction(model_id, batch_id), deadline
+        ):
+            await asyncio.sleep(poll_interval)
+        return batch
+
+    async def download_batch_output(
+        self,
+        model_id: str,
+        batch_id: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        format: BatchOutputFormat = "parquet",
+        progress: bool = False,
+    ) -> Path:
+        target = _destination(batch_id, path, format)
+        url = f"{_batch_path(model_id, batch_id)}/output"
+        return await self._save(url, format, target, progress)
+
+    async def _save(self, url: str, format: str, target: Path, progress: bool) -> Path:
         partial = target.with_name(target.name + ".part")
-        async with self._http.stream(
-            "GET", f"{PATH}/{model_id}/artifact", params={"format": format}
-        ) as response:
+        async with self._http.stream("GET", url, params={"format": format}) as response:
             total = _total(response.headers)
             try:
                 with (
