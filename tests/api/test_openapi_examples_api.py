@@ -1,12 +1,20 @@
-"""The OpenAPI examples work as shown: every error example is an error its operation
-can actually return, and the upload form names the dataset as its example does."""
+"""The OpenAPI examples work as shown: the upload form, the job example and the predict
+example, pasted in that order, train a model that passes its own gate and predicts; and
+every error example is an error its operation can actually return."""
 
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from inprocess import run_job
+from sample_data import iris_table, table_to_csv
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.datasets.service import ingest_dataset
+from app.db import session_scope
 from app.main import create_app
+from app.paramstore import ParamStore
+from app.storage import BlobStore
 
 # Every operation may fail these ways (COMMON_ERROR_RESPONSES): unparseable JSON,
 # a bad or missing key, a body over the request limit, a bad query or path field,
@@ -112,3 +120,46 @@ def test_the_upload_form_names_the_dataset_as_its_example_does(document: dict[st
     name = form["multipart/form-data"]["schema"]["properties"]["name"]
     # Swagger UI pre-fills a form field from the property's own example, else "string".
     assert name["example"] == form["multipart/form-data"]["example"]["name"] == "iris"
+
+
+def test_the_examples_in_order_train_a_deployed_model_that_predicts(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    params: ParamStore,
+) -> None:
+    document = client.get("/openapi.json").json()
+    components = document["components"]["schemas"]
+    form = document["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]
+    upload = client.post(
+        "/v1/datasets",
+        files={"file": ("iris.csv", table_to_csv(iris_table()))},
+        data={"name": form["multipart/form-data"]["example"]["name"]},
+    )
+    assert upload.status_code == 201, upload.text
+    dataset = upload.json()
+    assert dataset["name"] == "iris"
+    with session_scope(sessions) as session:
+        ingest_dataset(session, store, dataset["id"])
+
+    # The example's own id exists nowhere; the field's description says to paste the upload's.
+    assert "paste" in components["JobSpec"]["properties"]["dataset_id"]["description"]
+    spec = {**components["JobSpec"]["example"], "dataset_id": dataset["id"]}
+    created = client.post("/v1/jobs", json=spec)
+    assert created.status_code == 201, created.text
+    run_job(sessions, store, params, created.json()["id"])
+    job = client.get(f"/v1/jobs/{created.json()['id']}").json()
+    assert job["status"] == "succeeded", job["error"]
+
+    model = client.get(f"/v1/models/{job['model_id']}").json()
+    assert model["gate"]["passed"] is True, model["gate"]
+    assert model["status"] == "deployed"
+    assert {f["name"] for f in model["features"]} == set(spec["features"])
+    shown = components["ModelOut"]["example"]
+    assert model["features"] == shown["features"]
+    assert set(model["metrics"]) == set(shown["metrics"])
+
+    predict_example = components["PredictRequest"]["example"]
+    predicted = client.post(f"/v1/models/{job['model_id']}/predict", json=predict_example)
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json()["predictions"] == components["PredictionOut"]["example"]["predictions"]
