@@ -36,10 +36,10 @@ TAGS: list[dict[str, Any]] = [
 # What a client most often sees for each status, on any route; each example must be
 # an error that every operation listing the status can return.
 _ERROR_EXAMPLES: dict[int, tuple[str, str, str | None]] = {
-    400: ("invalid_body", "The body could not be parsed: nesting deeper than 64 levels.", None),
+    400: ("invalid_body", "The body could not be parsed: nesting too deep.", None),
     401: ("invalid_api_key", "The API key is not valid or was revoked.", None),
     404: ("not_found", "No object with id 'obj_9a8b7c6d5e4f3a2b1c0d9e8f'.", "id"),
-    413: ("body_too_large", "The request body exceeds 1048576 bytes.", None),
+    413: ("body_too_large", "The request body exceeds 33554432 bytes.", None),
     422: ("invalid_request", "limit: Input should be less than or equal to 100", "limit"),
     503: ("database_unavailable", "The database is unreachable; retry in a few seconds.", None),
 }
