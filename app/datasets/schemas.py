@@ -15,7 +15,15 @@ class DatasetPreviewOut(BaseModel):
             "example": {
                 "object": "dataset.preview",
                 "dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
-                "data": [{"sepal_length": 5.1, "sepal_width": 3.5, "species": "setosa"}],
+                "data": [
+                    {
+                        "sepal_length": 5.1,
+                        "sepal_width": 3.5,
+                        "petal_length": 1.4,
+                        "petal_width": 0.2,
+                        "species": "setosa",
+                    }
+                ],
                 "has_more": True,
             }
         }
@@ -46,13 +54,19 @@ class DatasetOut(BaseModel):
             "example": {
                 "id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
                 "object": "dataset",
-                "name": "iris.csv",
+                "name": "iris",
                 "format": "csv",
                 "bytes": 4551,
                 "sha256": "6f1ed002ab5595859014ebf0951522d9d6a6f3e4a6b5c8e3d4b9c2e1f0a1b2c3",
                 "status": "ready",
                 "rows": 150,
-                "columns": [{"name": "sepal_length", "dtype": "float", "missing": 0}],
+                "columns": [
+                    {"name": "sepal_length", "dtype": "float", "missing": 0},
+                    {"name": "sepal_width", "dtype": "float", "missing": 0},
+                    {"name": "petal_length", "dtype": "float", "missing": 0},
+                    {"name": "petal_width", "dtype": "float", "missing": 0},
+                    {"name": "species", "dtype": "string", "missing": 0},
+                ],
                 "error": None,
                 "created_at": 1767225600,
             }

@@ -141,6 +141,15 @@ def test_the_examples_in_order_train_a_deployed_model_that_predicts(
     assert dataset["name"] == "iris"
     with session_scope(sessions) as session:
         ingest_dataset(session, store, dataset["id"])
+    ready = client.get(f"/v1/datasets/{dataset['id']}").json()
+    shown = components["DatasetOut"]["example"]
+    assert (ready["name"], ready["rows"], ready["columns"]) == (
+        shown["name"],
+        shown["rows"],
+        shown["columns"],
+    )
+    preview = client.get(f"/v1/datasets/{dataset['id']}/preview", params={"limit": 1}).json()
+    assert preview["data"] == components["DatasetPreviewOut"]["example"]["data"]
 
     # The example's own id exists nowhere; the field's description says to paste the upload's.
     assert "paste" in components["JobSpec"]["properties"]["dataset_id"]["description"]
