@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shardtrain.cli import render
-from shardtrain.models import Dataset, Event, Job, Model
+from shardtrain.models import Dataset, Event, Job, Model, RoundMetrics
 from shardtrain.spec import JobSpec
 
 NOW = int(time.time())
@@ -123,5 +123,26 @@ def test_events_keep_time_type_and_level_whole_at_80_columns() -> None:
     row = next(line for line in text.splitlines() if render.when(NOW) in line)
     assert "round_completed" in row and "warning" in row
     # The message wraps inside its column, word by word, none cut.
-    message = " ".join(line.split("│")[-2].strip() for line in text.splitlines() if "│" in line)
+    start = text.splitlines()[0].index("message")
+    message = " ".join(line[start:].strip() for line in text.splitlines()[1:])
     assert " ".join(message.split()) == event.message
+
+
+def test_metrics_keep_every_metric_name_and_value_whole_at_80_columns() -> None:
+    rounds = [
+        RoundMetrics(
+            round=r, train_loss=0.5 / r, val_loss=0.4 / r, seconds=0.25,
+            val_metrics={"accuracy": 0.9333, "log_loss": 0.1633, "f1_macro": 0.9327},
+            shards=[{"shard": s} for s in range(4)], excluded_shards=[],
+            slowest_shard_seconds=0.1, created_at=NOW,
+        )
+        for r in range(1, 9)
+    ]  # fmt: skip
+    text = _text(render.metrics_table(rounds), 80)
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    header = text.splitlines()[0].split()
+    assert header == ["round", "train", "loss", "val", "loss", "accuracy", "log_loss",
+                      "f1_macro", "shards", "seconds"]  # fmt: skip
+    row = next(line for line in text.splitlines() if line.startswith("8 "))
+    assert row.split() == ["8", "0.0625", "0.0500", "0.9333", "0.1633", "0.9327", "4/4", "0.25"]

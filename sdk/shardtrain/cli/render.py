@@ -78,7 +78,8 @@ def number(value: Any, digits: int = 4) -> str:
 
 
 def _fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
+    # As wide as the title at least, so `batch prediction bp_…` is not split over lines.
+    table = Table(title=title, show_header=False, title_justify="left", min_width=cell_len(title))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in rows:
@@ -201,11 +202,7 @@ def event_line(e: Event) -> str:
 
 
 def event_table() -> Table:
-    table = Table()
-    for name in ("time", "type", "level"):
-        table.add_column(name, no_wrap=True)
-    table.add_column("message", overflow="fold", ratio=1)
-    return table
+    return _list_table("time", "type", "level", "message", wraps="message")
 
 
 def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
@@ -213,7 +210,8 @@ def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
     names: list[str] = []
     for r in rounds:
         names.extend(k for k in r.val_metrics if k not in names)
-    table = Table("round", "train loss", "val loss", *names, "shards", "seconds")
+    # Borderless like the lists: with a box, eight columns no longer fit 80 columns.
+    table = _list_table("round", "train loss", "val loss", *names, "shards", "seconds")
     for r in rounds:
         table.add_row(
             str(r.round), number(r.train_loss), number(r.val_loss),
@@ -231,7 +229,7 @@ def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
             lines.append(f"{label:<10} {sparkline(series)}  {span}")
     table.caption = "\n".join(lines)
     table.caption_justify = "left"
-    return table
+    return pinned(table)
 
 
 def model_table(models: Iterable[Model], width: int | None = None) -> Table:
