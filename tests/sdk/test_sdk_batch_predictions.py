@@ -1,4 +1,4 @@
-"""Batch predictions through the SDK against the real app: the POST carries one
+"""Batch predictions (and reruns) through the SDK against the real app: the POST carries one
 Idempotency-Key over its retries (the caller's when given), and an unknown model or
 batch prediction is a NotFoundError that leaves no file behind. The worker side (a
 batch prediction that runs and its output) is in tests/e2e/test_sdk_e2e.py."""
@@ -43,3 +43,12 @@ def test_unknown_batch_prediction_is_not_found_and_writes_nothing(
     with pytest.raises(NotFoundError):
         served.sdk.models.download_batch_output(MODEL, "bp_000000000000000000000000", out)
     assert list(out.iterdir()) == []
+
+
+def test_rerun_sends_the_callers_key(served: Served) -> None:
+    path = "/v1/jobs/job_000000000000000000000000/rerun"
+    served.injector.faults.append(Fault("POST", path, 503, times=1))
+    with pytest.raises(NotFoundError):
+        served.sdk.jobs.rerun("job_000000000000000000000000", idempotency_key="k2")
+    attempts = served.injector.requests("POST", path)
+    assert [(a.answered, a.idempotency_key) for a in attempts] == [(503, "k2"), (404, "k2")]

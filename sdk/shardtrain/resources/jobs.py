@@ -77,8 +77,11 @@ class Jobs:
     def cancel(self, job_id: str) -> Job:
         return Job.model_validate(self._http.json("POST", f"{PATH}/{job_id}/cancel"))
 
-    def rerun(self, job_id: str) -> Job:
-        return Job.model_validate(self._http.json("POST", f"{PATH}/{job_id}/rerun"))
+    def rerun(self, job_id: str, *, idempotency_key: str | None = None) -> Job:
+        """A new job (a new model version) with the spec of `job_id`; with the same
+        `idempotency_key`, a repeated call returns the job the first one made."""
+        body = self._http.json("POST", f"{PATH}/{job_id}/rerun", headers=_headers(idempotency_key))
+        return Job.model_validate(body)
 
     def metrics(self, job_id: str) -> builtins.list[RoundMetrics]:
         body = self._http.json("GET", f"{PATH}/{job_id}/metrics")
@@ -177,8 +180,11 @@ class AsyncJobs:
     async def cancel(self, job_id: str) -> Job:
         return Job.model_validate(await self._http.json("POST", f"{PATH}/{job_id}/cancel"))
 
-    async def rerun(self, job_id: str) -> Job:
-        return Job.model_validate(await self._http.json("POST", f"{PATH}/{job_id}/rerun"))
+    async def rerun(self, job_id: str, *, idempotency_key: str | None = None) -> Job:
+        body = await self._http.json(
+            "POST", f"{PATH}/{job_id}/rerun", headers=_headers(idempotency_key)
+        )
+        return Job.model_validate(body)
 
     async def metrics(self, job_id: str) -> builtins.list[RoundMetrics]:
         body = await self._http.json("GET", f"{PATH}/{job_id}/metrics")
