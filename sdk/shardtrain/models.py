@@ -58,6 +58,18 @@ class DatasetDeleted(APIObject):
     deleted: bool = True
 
 
+class JobDeleted(APIObject):
+    id: str
+    object: Literal["job"] = "job"
+    deleted: bool = True
+
+
+class ModelDeleted(APIObject):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True
+
+
 class Progress(APIObject):
     round: int
     rounds: int

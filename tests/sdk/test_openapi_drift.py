@@ -17,6 +17,8 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "ColumnSchema": models.Column,
     "DatasetPreviewOut": models.DatasetPreview,
     "DatasetDeletedOut": models.DatasetDeleted,
+    "JobDeletedOut": models.JobDeleted,
+    "ModelDeletedOut": models.ModelDeleted,
     "JobOut": models.Job,
     "Progress": models.Progress,
     "JobError": models.JobError,
@@ -43,9 +45,9 @@ MAPPED = {**RESPONSES, **SPEC}
 SDK_OPERATIONS = {
     "datasets-create", "datasets-list", "datasets-get", "datasets-delete", "datasets-preview",
     "jobs-create", "jobs-list", "jobs-get", "jobs-metrics", "jobs-rerun", "jobs-cancel",
-    "jobs-events", "models-list", "models-get", "models-predict", "models-deploy",
-    "models-artifact", "models-batch-predictions-create", "models-batch-predictions-get",
-    "models-batch-predictions-output",
+    "jobs-events", "jobs-delete", "models-list", "models-get", "models-predict", "models-deploy",
+    "models-undeploy", "models-delete", "models-artifact", "models-batch-predictions-create",
+    "models-batch-predictions-get", "models-batch-predictions-output",
 }  # fmt: skip
 CONSTRAINTS = (
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",

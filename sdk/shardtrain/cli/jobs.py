@@ -1,4 +1,4 @@
-"""`shardtrain jobs create|list|show|events|cancel|rerun|metrics|wait`."""
+"""`shardtrain jobs create|list|show|events|cancel|delete|rerun|metrics|wait`."""
 
 from __future__ import annotations
 
@@ -101,6 +101,14 @@ def events(
 def cancel(ctx: typer.Context, job_id: str, output: OutputOpt = Output.table) -> None:
     """Cancel a queued or running job (cancelling a cancelled one is fine)."""
     _finish(client_of(ctx).jobs.cancel(job_id), output)
+
+
+@app.command()
+def delete(ctx: typer.Context, job_id: str, output: OutputOpt = Output.table) -> None:
+    """Delete a finished job and its data (its dataset stays); exits 5 while it runs or
+    while its model exists (delete the model first)."""
+    deleted = client_of(ctx).jobs.delete(job_id)
+    render.show(output, deleted, f"deleted {deleted.id}")
 
 
 @app.command()

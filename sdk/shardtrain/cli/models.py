@@ -1,4 +1,5 @@
-"""`shardtrain models list|show|predict|deploy|download|batch-predict`."""
+"""`shardtrain models list|show|predict|deploy|undeploy|delete|download|
+batch-predict`."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from shardtrain.cli import exit_codes, render
 from shardtrain.cli.context import Output, OutputOpt, ProgressOpt, client_of, show_progress
 from shardtrain.cli.inputs import load_records
 
-app = typer.Typer(help="List, inspect, predict with and download models.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, inspect, predict with, undeploy, delete and download models.", no_args_is_help=True
+)
 
 
 class Status(StrEnum):
     deployed = "deployed"
     rejected = "rejected"
+    undeployed = "undeployed"
 
 
 class ArtifactFormat(StrEnum):
@@ -30,13 +34,15 @@ class ArtifactFormat(StrEnum):
 def list_(
     ctx: typer.Context,
     job: Annotated[str | None, typer.Option("--job", help="Only this job's models.")] = None,
-    status: Annotated[Status | None, typer.Option(help="Only deployed or rejected.")] = None,
+    status: Annotated[
+        Status | None, typer.Option(help="Only deployed, rejected or undeployed.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 20,
     all_: Annotated[bool, typer.Option("--all", help="Every model, page after page.")] = False,
     output: OutputOpt = Output.table,
 ) -> None:
     """Models, newest first."""
-    wanted = cast(Literal["deployed", "rejected"], status.value) if status else None
+    wanted = cast(Literal["deployed", "rejected", "undeployed"], status.value) if status else None
     items = client_of(ctx).models.list(limit=min(limit, 100), job_id=job, status=wanted)
     models = list(items if all_ else islice(items, limit))
     render.show(output, models, render.model_table(models))
@@ -100,6 +106,21 @@ def deploy(ctx: typer.Context, model_id: str, output: OutputOpt = Output.table) 
     """Deploy a model its deploy gate rejected, by hand (the gate's verdict is kept)."""
     model = client_of(ctx).models.deploy(model_id)
     render.show(output, model, *render.model_detail(model))
+
+
+@app.command()
+def undeploy(ctx: typer.Context, model_id: str, output: OutputOpt = Output.table) -> None:
+    """Stop serving a model (predict answers 409) until `deploy` serves it again."""
+    model = client_of(ctx).models.undeploy(model_id)
+    render.show(output, model, *render.model_detail(model))
+
+
+@app.command()
+def delete(ctx: typer.Context, model_id: str, output: OutputOpt = Output.table) -> None:
+    """Delete a model, its artifact and its batch predictions (its job stays); exits 5
+    while one of its batch predictions is queued or running."""
+    deleted = client_of(ctx).models.delete(model_id)
+    render.show(output, deleted, f"deleted {deleted.id}")
 
 
 @app.command("batch-predict")

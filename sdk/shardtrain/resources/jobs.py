@@ -1,4 +1,4 @@
-"""`client.jobs`: create from a typed spec, list, read, cancel, rerun, per-round metrics,
+"""`client.jobs`: create from a typed spec, list, read, cancel, delete, rerun, per-round metrics,
 events (listed, or followed live over server-sent events), and wait for the end."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from httpx_sse import EventSource
 
 from shardtrain._http import AsyncHTTP, SyncHTTP
 from shardtrain.errors import APIConnectionError, WaitTimeoutError
-from shardtrain.models import Event, Job, Page, RoundMetrics
+from shardtrain.models import Event, Job, JobDeleted, Page, RoundMetrics
 from shardtrain.pagination import aiterate_pages, iterate_pages
 from shardtrain.progress import JobBar
 from shardtrain.spec import JobSpec
@@ -76,6 +76,11 @@ class Jobs:
 
     def cancel(self, job_id: str) -> Job:
         return Job.model_validate(self._http.json("POST", f"{PATH}/{job_id}/cancel"))
+
+    def delete(self, job_id: str) -> JobDeleted:
+        """A finished job and its data; `ConflictError` while it runs or while the model
+        it trained exists (delete that first). Its dataset stays."""
+        return JobDeleted.model_validate(self._http.json("DELETE", f"{PATH}/{job_id}"))
 
     def rerun(self, job_id: str, *, idempotency_key: str | None = None) -> Job:
         """A new job (a new model version) with the spec of `job_id`; with the same
@@ -179,6 +184,9 @@ class AsyncJobs:
 
     async def cancel(self, job_id: str) -> Job:
         return Job.model_validate(await self._http.json("POST", f"{PATH}/{job_id}/cancel"))
+
+    async def delete(self, job_id: str) -> JobDeleted:
+        return JobDeleted.model_validate(await self._http.json("DELETE", f"{PATH}/{job_id}"))
 
     async def rerun(self, job_id: str, *, idempotency_key: str | None = None) -> Job:
         body = await self._http.json(

@@ -1,5 +1,6 @@
 """`client.models`: list, read, predict on raw records (JSON, or Arrow tables), deploy a
-rejected model by hand, download the artifact (safetensors or ONNX), streamed to a file,
+rejected model by hand or
+undeploy one, delete one, download the artifact (safetensors or ONNX), streamed to a file,
 and batch predictions: a whole dataset predicted on a worker, its output downloaded as
 Parquet or CSV."""
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from shardtrain import _arrow as arrow
 from shardtrain._http import AsyncHTTP, SyncHTTP
 from shardtrain.errors import WaitTimeoutError
-from shardtrain.models import BatchPrediction, Model, Page, Prediction
+from shardtrain.models import BatchPrediction, Model, ModelDeleted, Page, Prediction
 from shardtrain.pagination import aiterate_pages, iterate_pages
 from shardtrain.progress import TransferBar
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 PATH = "/v1/models"
 _ARROW = {"content-type": arrow.ARROW_STREAM}
 ArtifactFormat = Literal["safetensors", "onnx"]
-ModelStatus = Literal["deployed", "rejected"]
+ModelStatus = Literal["deployed", "rejected", "undeployed"]
 BatchOutputFormat = Literal["parquet", "csv"]
 
 
@@ -115,6 +116,15 @@ class Models:
 
     def deploy(self, model_id: str) -> Model:
         return Model.model_validate(self._http.json("POST", f"{PATH}/{model_id}/deploy"))
+
+    def undeploy(self, model_id: str) -> Model:
+        """Stop serving it (status `undeployed`); `deploy()` serves it again."""
+        return Model.model_validate(self._http.json("POST", f"{PATH}/{model_id}/undeploy"))
+
+    def delete(self, model_id: str) -> ModelDeleted:
+        """The model, its artifact and its batch predictions; `ConflictError` while one of
+        its batch predictions is queued or running. Its job stays."""
+        return ModelDeleted.model_validate(self._http.json("DELETE", f"{PATH}/{model_id}"))
 
     def download(
         self,
@@ -231,6 +241,13 @@ class AsyncModels:
 
     async def deploy(self, model_id: str) -> Model:
         return Model.model_validate(await self._http.json("POST", f"{PATH}/{model_id}/deploy"))
+
+    async def undeploy(self, model_id: str) -> Model:
+        body = await self._http.json("POST", f"{PATH}/{model_id}/undeploy")
+        return Model.model_validate(body)
+
+    async def delete(self, model_id: str) -> ModelDeleted:
+        return ModelDeleted.model_validate(await self._http.json("DELETE", f"{PATH}/{model_id}"))
 
     async def download(
         self,
