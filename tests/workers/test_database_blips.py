@@ -12,7 +12,6 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from own_postgres import OwnPostgres
-from sample_data import iris_table, table_to_csv
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,7 +20,6 @@ from app.db import OutageTooLong, is_transient_database_error, retry_transient, 
 from app.jobs import rounds, shard_stage
 from app.jobs.repository import JobRepository
 from app.paramstore import ParamStore
-from app.storage import BlobStore
 
 MakeDataset = Callable[[str, bytes], str]
 
@@ -126,27 +124,6 @@ def test_a_bad_statement_is_raised_at_once(postgres_back: OwnPostgres) -> None:
 
 
 # --- stale shard copies ----------------------------------------------------------------
-
-
-@pytest.fixture
-def started_job(
-    client: TestClient,
-    ready_dataset: MakeDataset,
-    sessions: sessionmaker[Session],
-    store: BlobStore,
-    params: ParamStore,
-) -> Callable[..., str]:
-    def make(**spec: object) -> str:
-        dataset_id = ready_dataset("iris.csv", table_to_csv(iris_table()))
-        body = {"dataset_id": dataset_id, "target": "species", **spec}
-        job_id: str = client.post("/v1/jobs", json=body).json()["id"]
-        with session_scope(sessions) as session:
-            assert rounds.begin_prepare(session, job_id) == "build"
-        with session_scope(sessions) as session:
-            assert rounds.build_job_shards(session, store, params, job_id).next == "round"
-        return job_id
-
-    return make
 
 
 def _watch(

@@ -5,7 +5,6 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from fastapi.testclient import TestClient
 from inprocess import run_job
 from sample_data import iris_table, table_to_csv
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,31 +14,8 @@ from app.jobs import finalize, rounds
 from app.jobs.checkpoints import load_checkpoint
 from app.jobs.repository import JobRepository
 from app.models import Job
-from app.paramstore import ParamStore
-from app.storage import BlobStore
 
 MakeDataset = Callable[[str, bytes], str]
-
-
-@pytest.fixture
-def started_job(
-    client: TestClient,
-    ready_dataset: MakeDataset,
-    sessions: sessionmaker[Session],
-    store: BlobStore,
-    params: ParamStore,
-) -> Callable[..., str]:
-    def make(**spec: object) -> str:
-        dataset_id = ready_dataset("iris.csv", table_to_csv(iris_table()))
-        body = {"dataset_id": dataset_id, "target": "species", **spec}
-        job_id: str = client.post("/v1/jobs", json=body).json()["id"]
-        with session_scope(sessions) as session:
-            assert rounds.begin_prepare(session, job_id) == "build"
-        with session_scope(sessions) as session:
-            assert rounds.build_job_shards(session, store, params, job_id).next == "round"
-        return job_id
-
-    return make
 
 
 def load_job(sessions: sessionmaker[Session], job_id: str) -> Job:
