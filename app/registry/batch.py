@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.datasets.repository import DatasetRepository
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
+from app.idempotency import IdempotencyRepository, fingerprint
 from app.models import BatchPrediction
 from app.models.base import now_s
 from app.outbox import send_after_commit
@@ -26,9 +27,23 @@ BATCH_ROWS = 65_536
 NUMERIC = ("int", "float", "bool")
 
 
+IDEMPOTENCY_ENDPOINT = "models.batch_predictions"
+
+
 def create_batch_prediction(
-    session: Session, dispatcher: Dispatcher, model_id: str, dataset_id: str, tenant_id: str
+    session: Session,
+    dispatcher: Dispatcher,
+    model_id: str,
+    dataset_id: str,
+    tenant_id: str,
+    idempotency_key: str | None = None,
 ) -> BatchPrediction:
+    request = fingerprint({"model_id": model_id, "dataset_id": dataset_id})
+    keys = IdempotencyRepository(session, tenant_id)
+    if idempotency_key is not None:
+        earlier = keys.find(IDEMPOTENCY_ENDPOINT, idempotency_key, request)
+        if earlier is not None:
+            return get_batch_prediction(session, model_id, earlier, tenant_id)
     # Locked, so that a DELETE of the model waits for this row and then sees it queued.
     model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
     if model is None:
@@ -68,6 +83,8 @@ def create_batch_prediction(
     session.add(job)
     session.flush()
     batch_id = job.id
+    if idempotency_key is not None:
+        keys.remember(IDEMPOTENCY_ENDPOINT, idempotency_key, batch_id, request)
     send_after_commit(session, dispatcher, "batch_predict", batch_id=batch_id)
     return job
 

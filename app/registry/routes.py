@@ -20,6 +20,7 @@ from app.deps import (
     rate_limit,
 )
 from app.errors import COMMON_ERROR_RESPONSES, APIError, ErrorResponse
+from app.idempotency import IdempotencyKeyHeader
 from app.openapi import PREDICT_BODY_REF
 from app.registry import batch, service
 from app.registry.inputs import ARROW_STREAM, InputError, read_arrow_stream
@@ -283,11 +284,14 @@ def create_batch_prediction(
     dispatcher: DispatcherDep,
     model_id: str,
     request: Annotated[BatchPredictionCreate, Body()],
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchPredictionOut:
     """Streams the dataset through the model in record batches; the output is Parquet
-    with a `row_id` column (the row's position in the dataset)."""
+    with a `row_id` column (the row's position in the dataset). With an
+    `Idempotency-Key`, a repeated request returns the batch prediction the first one
+    made."""
     created = batch.create_batch_prediction(
-        session, dispatcher, model_id, request.dataset_id, tenant
+        session, dispatcher, model_id, request.dataset_id, tenant, idempotency_key
     )
     return BatchPredictionOut.model_validate(created)
 

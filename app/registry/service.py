@@ -12,7 +12,7 @@ from app.database_health import DatabaseHealth, is_unavailable
 from app.db import enqueue_after_commit, session_scope
 from app.errors import APIError, DatabaseUnavailable, NotFound
 from app.jobs.events import record_event
-from app.models import BatchPrediction, Job, RegisteredModel
+from app.models import BatchPrediction, IdempotencyKey, Job, RegisteredModel
 from app.models.base import now_s
 from app.registry.artifact import read_artifact
 from app.registry.inputs import InputError, table_to_features
@@ -108,6 +108,8 @@ def delete_model(
             "id",
         )
     prefixes = [f"models/{model_id}"] + [f"batch_predictions/{b.id}" for b in batches]
+    batch_ids = [b.id for b in batches]
+    session.execute(delete(IdempotencyKey).where(IdempotencyKey.object_id.in_(batch_ids)))
     session.execute(delete(BatchPrediction).where(BatchPrediction.model_id == model_id))
     record_event(
         session, model.job_id, "model.deleted", f"model {model_id} deleted", model_id=model_id

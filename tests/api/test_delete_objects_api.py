@@ -129,9 +129,12 @@ def test_delete_model_then_job_leaves_nothing(
     assert client.post(f"/v1/models/{model_id}/predict", json=inputs).status_code == 200
     assert client.get(f"/v1/models/{model_id}/artifact?format=onnx").status_code == 200
 
-    # A batch prediction in flight reads the artifact: the model cannot go yet.
+    # A batch prediction in flight reads the artifact: the model cannot go yet. Its
+    # Idempotency-Key row must go with it.
     created = client.post(
-        f"/v1/models/{model_id}/batch_predictions", json={"dataset_id": dataset_id}
+        f"/v1/models/{model_id}/batch_predictions",
+        json={"dataset_id": dataset_id},
+        headers={"Idempotency-Key": "batch-to-delete"},
     ).json()
     _error(client.delete(f"/v1/models/{model_id}"), 409, "model_in_use")
     with session_scope(sessions) as session:
@@ -148,6 +151,7 @@ def test_delete_model_then_job_leaves_nothing(
 
     with_everything = snapshot()
     assert with_everything.mentions(model_id) and with_everything.mentions(job_id)
+    assert any(m.startswith("idempotency_keys:") for m in with_everything.mentions(created["id"]))
     assert any(k.startswith(f"shardtrain:{job_id}:") for k in with_everything.keys)
     assert any(b.startswith(f"jobs/{job_id}/checkpoints/") for b in with_everything.blobs)
 

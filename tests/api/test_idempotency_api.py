@@ -1,6 +1,8 @@
-"""Idempotency-Key on the endpoints that create: uploads, jobs and re-runs."""
+"""Idempotency-Key on the endpoints that create: uploads, jobs, re-runs and batch
+predictions."""
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sample_data import SEED_EXAMPLE_CSV
@@ -76,3 +78,32 @@ def test_retried_rerun_returns_the_first_rerun(
     assert reused.status_code == 422
     assert reused.json()["error"]["code"] == "idempotency_key_reused"
     assert client.post(f"/v1/jobs/{source}/rerun").json()["id"] != first.json()["id"]
+
+
+def test_retried_batch_prediction_returns_the_first(
+    client: TestClient, ready_dataset: MakeDataset, train_job: Callable[..., dict[str, Any]]
+) -> None:
+    job = train_job(
+        "seed.csv",
+        SEED_EXAMPLE_CSV,
+        target="label",
+        distribution={"shards": 1},
+        validation={"holdout_fraction": 0.0, "validation_fraction": 0.0},
+        training={"rounds": 2},
+        deploy_if=None,
+    )
+    assert job["status"] == "succeeded", job
+    url = f"/v1/models/{job['model_id']}/batch_predictions"
+    dataset_id = job["spec"]["dataset_id"]
+    headers = {"Idempotency-Key": "batch-1"}
+    first = client.post(url, json={"dataset_id": dataset_id}, headers=headers)
+    second = client.post(url, json={"dataset_id": dataset_id}, headers=headers)
+    assert first.status_code == second.status_code == 201, second.text
+    assert second.json()["id"] == first.json()["id"]
+    other = client.post(url, json={"dataset_id": dataset_id}, headers={"Idempotency-Key": "b-2"})
+    assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
+
+    elsewhere = ready_dataset("more.csv", SEED_EXAMPLE_CSV)
+    reused = client.post(url, json={"dataset_id": elsewhere}, headers=headers)
+    assert reused.status_code == 422, reused.text
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"

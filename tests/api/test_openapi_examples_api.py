@@ -62,6 +62,7 @@ OPERATION: dict[tuple[str, int], set[str]] = {
     },
     ("models-batch-predictions-create", 422): {
         "invalid_request", "invalid_json", "missing_column", "column_type_mismatch",
+        "idempotency_key_reused",
     },
     ("models-batch-predictions-output", 409): {"not_ready"},
     ("health-ready", 503): {"not_ready"},
