@@ -10,7 +10,14 @@ from typing import Annotated, Literal, cast
 import typer
 
 from shardtrain.cli import exit_codes, render
-from shardtrain.cli.context import Output, OutputOpt, ProgressOpt, client_of, show_progress
+from shardtrain.cli.context import (
+    Output,
+    OutputOpt,
+    ProgressOpt,
+    client_of,
+    refuse_ids,
+    show_progress,
+)
 
 app = typer.Typer(help="Follow batch predictions and download their output.", no_args_is_help=True)
 
@@ -58,6 +65,7 @@ def download(
 ) -> None:
     """Download a succeeded batch prediction's output (row_id, prediction, probabilities);
     prints where it was written. Exit 5 while it has not succeeded."""
+    refuse_ids(output, "batch-predictions download")
     fmt = cast(Literal["parquet", "csv"], format.value)
     path = client_of(ctx).models.download_batch_output(
         model_id, batch_id, dest, format=fmt, progress=show_progress(progress)

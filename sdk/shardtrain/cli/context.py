@@ -15,6 +15,8 @@ from shardtrain.client import Client
 class Output(StrEnum):
     table = "table"
     json = "json"
+    # The object's id alone (one a line for a list), for `DS=$(shardtrain … -o id)`.
+    id = "id"
 
 
 OutputOpt = Annotated[
@@ -23,7 +25,8 @@ OutputOpt = Annotated[
         "--output",
         "-o",
         envvar="SHARDTRAIN_OUTPUT",
-        help="table for people, json for scripts (stdout holds only the JSON).",
+        help="table for people, json for scripts (stdout holds only the JSON), "
+        "id for shell variables (the id alone, one a line for a list).",
     ),
 ]
 
@@ -60,3 +63,9 @@ def client_of(ctx: typer.Context) -> Client:
     settings = ctx.find_root().obj
     assert isinstance(settings, Settings)
     return settings.client()
+
+
+def refuse_ids(output: Output, command: str) -> None:
+    """Before any work: a command whose result is no object has no id to print."""
+    if output is Output.id:
+        raise typer.BadParameter(f"{command} prints no object with an id", param_hint="'--output'")

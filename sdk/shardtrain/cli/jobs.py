@@ -84,6 +84,10 @@ def events(
         for event in stream:
             render.emit_json_line(event)
         return
+    if output is Output.id:
+        for event in stream:
+            typer.echo(event.id)
+        return
     table = render.event_table()
     if not follow:
         for event in stream:

@@ -11,7 +11,14 @@ from typing import Annotated, Literal, cast
 import typer
 
 from shardtrain.cli import exit_codes, render
-from shardtrain.cli.context import Output, OutputOpt, ProgressOpt, client_of, show_progress
+from shardtrain.cli.context import (
+    Output,
+    OutputOpt,
+    ProgressOpt,
+    client_of,
+    refuse_ids,
+    show_progress,
+)
 from shardtrain.cli.inputs import load_records
 
 app = typer.Typer(
@@ -90,6 +97,7 @@ def download(
     output: OutputOpt = Output.table,
 ) -> None:
     """Download the model's artifact; prints where it was written."""
+    refuse_ids(output, "models download")
     fmt = cast(Literal["safetensors", "onnx"], format.value)
     path = client_of(ctx).models.download(
         model_id, dest, format=fmt, progress=show_progress(progress)

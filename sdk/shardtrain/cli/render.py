@@ -44,10 +44,25 @@ def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     typer.echo(json.dumps(data, indent=2))
 
 
+def emit_ids(value: BaseModel | Sequence[BaseModel]) -> None:
+    items = [value] if isinstance(value, BaseModel) else list(value)
+    ids = [getattr(item, "id", None) for item in items]
+    if None in ids:
+        raise typer.BadParameter(
+            "this command prints no object with an id", param_hint="'--output'"
+        )
+    for object_id in ids:
+        typer.echo(object_id)
+
+
 def show(output: Output, value: BaseModel | Sequence[BaseModel], *views: RenderableType) -> None:
-    """`value` as JSON for scripts, or the views (tables, lines) for people."""
+    """`value` as JSON for scripts, its id for shell variables, or the views (tables,
+    lines) for people."""
     if output is Output.json:
         emit_json(value)
+        return
+    if output is Output.id:
+        emit_ids(value)
         return
     out = console()
     for view in views:
