@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import APIError
-from app.models import IdempotencyKey
+from app.tables import IdempotencyKey
 
 IdempotencyKeyHeader = Annotated[
     str | None,

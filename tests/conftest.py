@@ -31,9 +31,9 @@ from app.config import Settings  # noqa: E402
 from app.datasets.service import ingest_dataset  # noqa: E402
 from app.db import session_scope  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.models import Base  # noqa: E402
 from app.paramstore import ParamStore  # noqa: E402
 from app.storage import BlobStore  # noqa: E402
+from app.tables import Base  # noqa: E402
 
 REDIS_URL = os.environ["SHARDTRAIN_REDIS_URL"]
 

@@ -7,9 +7,10 @@ README shows.
 - `sh` blocks (`make run`, the admin commands) are not part of the tour.
 
 What is shown is matched loosely where runs differ and strictly elsewhere: ids, numbers
-and sparkline bars match any ids (of the same kind), numbers and bars; box-drawing rules and spaces match
-any width; `…` in a line matches any text; a line that is only `…` (or a table row of
-`…` cells) matches any lines. Every other word must be there, in order."""
+and sparkline bars match any ids (of the same kind), numbers and bars; box-drawing
+rules and spaces match any width; `…` in a line matches any text; a line that is only
+`…` (or a table row of `…` cells) matches any lines. Every other word must be there,
+in order."""
 
 import os
 import re

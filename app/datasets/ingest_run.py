@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from app.datasets.ingest import IngestError, ingest_file
 from app.datasets.repository import DatasetRepository
 from app.db import enqueue_after_commit
-from app.models import Dataset
 from app.storage import BlobStore
+from app.tables import Dataset
 
 logger = logging.getLogger(__name__)
 

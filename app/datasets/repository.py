@@ -1,8 +1,8 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Dataset, Job
 from app.pagination import fetch_page
+from app.tables import Dataset, Job
 from app.tenancy.scope import owned_by
 
 

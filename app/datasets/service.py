@@ -20,10 +20,10 @@ from app.errors import APIError, NotFound
 from app.idempotency import IdempotencyRepository
 from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
-from app.models import Dataset
-from app.models.base import new_id, now_s
 from app.outbox import send_after_commit
 from app.storage import BlobStore
+from app.tables import Dataset
+from app.tables.base import new_id, now_s
 from app.tenancy.limits import stored_bytes
 from app.tenancy.repository import lock_tenant
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.models import JobEvent
+from app.tables import JobEvent
 
 
 def record_event(

@@ -10,11 +10,11 @@ from app.jobs.events import record_event
 from app.jobs.lifecycle import fail, transition
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
-from app.models import Job, RegisteredModel
-from app.models.base import new_id
 from app.registry.artifact import write_artifact
 from app.registry.repository import ModelRepository
 from app.storage import BlobStore
+from app.tables import Job, RegisteredModel
+from app.tables.base import new_id
 from app.training.loop import evaluate
 from app.training.networks import NetworkConfig
 from app.training.preprocessing import Preprocessor

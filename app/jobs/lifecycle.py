@@ -4,8 +4,8 @@ is recorded as an event in the same transaction."""
 from sqlalchemy.orm import object_session
 
 from app.jobs.events import record_event
-from app.models import Job
-from app.models.base import now_s
+from app.tables import Job
+from app.tables.base import now_s
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _ALLOWED = {

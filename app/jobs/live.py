@@ -22,7 +22,7 @@ from app.database_health import is_unavailable as is_database_unavailable
 from app.jobs.lifecycle import TERMINAL
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import EventOut
-from app.models import Job, JobEvent
+from app.tables import Job, JobEvent
 
 logger = logging.getLogger(__name__)
 

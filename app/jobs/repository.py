@@ -1,8 +1,8 @@
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Job, JobEvent, JobRound
 from app.pagination import fetch_page
+from app.tables import Job, JobEvent, JobRound
 from app.tenancy.scope import owned_by
 
 

@@ -28,9 +28,9 @@ from app.jobs.shard_stage import train_shard as train_shard
 from app.jobs.sharding import ShardingError, ShardPlan, build_shards
 from app.jobs.spec import JobSpec
 from app.merge import NoUsableResultsError, merge_results
-from app.models import Job, JobRound
 from app.paramstore import ParamStore
 from app.storage import BlobStore
+from app.tables import Job, JobRound
 from app.tenancy.limits import limits_for
 from app.training.loop import Evaluation, evaluate
 from app.training.networks import NetworkConfig, initial_state

@@ -20,10 +20,10 @@ from app.jobs.lifecycle import TERMINAL, transition
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobDeletedOut, JobError, JobOut, Progress, RoundMetricsOut
 from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
-from app.models import IdempotencyKey, Job, JobEvent, JobRound, RegisteredModel
 from app.outbox import send_after_commit
 from app.paramstore import ParamStore
 from app.storage import BlobStore
+from app.tables import IdempotencyKey, Job, JobEvent, JobRound, RegisteredModel
 from app.tenancy.limits import Limits, check_job_quota
 
 logger = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from app.jobs.checkpoints import load_checkpoint, load_part
 from app.jobs.lifecycle import TERMINAL
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
-from app.models import Job
 from app.paramstore import ParamStore, ShardResult
 from app.storage import BlobStore
+from app.tables import Job
 from app.training.loop import StateDict, TrainConfig, TrainingStopped, train_local
 from app.training.networks import NetworkConfig
 

@@ -19,10 +19,10 @@ from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
 from app.jobs.rounds import NextStep, await_finalize, await_round
 from app.jobs.spec import JobSpec
-from app.models import Job
-from app.models.base import now_s
 from app.registry.repository import BatchPredictionRepository
 from app.storage import BlobStore
+from app.tables import Job
+from app.tables.base import now_s
 
 
 def sweep(

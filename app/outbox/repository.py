@@ -3,7 +3,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import OutboxMessage
+from app.tables import OutboxMessage
 
 
 class OutboxRepository:

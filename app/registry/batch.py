@@ -14,13 +14,13 @@ from app.datasets.repository import DatasetRepository
 from app.dispatch import Dispatcher
 from app.errors import APIError, NotFound
 from app.idempotency import IdempotencyRepository, fingerprint
-from app.models import BatchPrediction
-from app.models.base import now_s
 from app.outbox import send_after_commit
 from app.registry.predictor import Predictor
 from app.registry.repository import ModelRepository
 from app.registry.service import get_model
 from app.storage import BlobStore
+from app.tables import BatchPrediction
+from app.tables.base import now_s
 from app.tenancy.scope import owned_by
 
 BATCH_ROWS = 65_536

@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from app.models import RegisteredModel
+from app.tables import RegisteredModel
 
 # Entries are a few hundred bytes; the bound only stops a process that serves very many
 # models from growing without limit.

@@ -1,8 +1,8 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import BatchPrediction, RegisteredModel
 from app.pagination import fetch_page
+from app.tables import BatchPrediction, RegisteredModel
 from app.tenancy.scope import owned_by
 
 

@@ -12,8 +12,6 @@ from app.database_health import DatabaseHealth, is_unavailable
 from app.db import enqueue_after_commit, session_scope
 from app.errors import APIError, DatabaseUnavailable, NotFound
 from app.jobs.events import record_event
-from app.models import BatchPrediction, IdempotencyKey, Job, RegisteredModel
-from app.models.base import now_s
 from app.registry.artifact import read_artifact
 from app.registry.inputs import InputError, table_to_features
 from app.registry.known_models import DeployedModel, KnownModels
@@ -22,6 +20,8 @@ from app.registry.predictor import Prediction, PredictorCache
 from app.registry.repository import ModelRepository
 from app.registry.schemas import ModelDeletedOut, ModelOut
 from app.storage import BlobStore
+from app.tables import BatchPrediction, IdempotencyKey, Job, RegisteredModel
+from app.tables.base import now_s
 
 # A batch prediction in these states reads the model's artifact on a worker.
 BATCH_ACTIVE = ("queued", "running")

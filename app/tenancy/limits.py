@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import APIError
-from app.models import Dataset, Job, Tenant
+from app.tables import Dataset, Job, Tenant
 from app.tenancy.repository import lock_tenant
 
 LIMIT_NAMES = (

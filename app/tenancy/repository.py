@@ -1,7 +1,7 @@
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.models import ApiKey, Tenant
+from app.tables import ApiKey, Tenant
 
 
 def lock_tenant(session: Session, tenant_id: str) -> None:

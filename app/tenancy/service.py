@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.models import ApiKey, Tenant
-from app.models.base import now_s
+from app.tables import ApiKey, Tenant
+from app.tables.base import now_s
 from app.tenancy.repository import TenantRepository
 
 KEY_PREFIX = "sk_"

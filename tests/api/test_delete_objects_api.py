@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db import session_scope
 from app.main import create_app
-from app.models import Base
 from app.registry import batch
 from app.storage import BlobStore
+from app.tables import Base
 
 TrainJob = Callable[..., dict[str, Any]]
 SPEC = {

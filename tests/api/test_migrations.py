@@ -4,7 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from app.models import Base
+from app.tables import Base
 
 
 def test_migrations_match_the_models(database_url: str) -> None:

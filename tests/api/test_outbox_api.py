@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db import session_scope
 from app.main import create_app
-from app.models import OutboxMessage
 from app.outbox import relay_pending
 from app.outbox.repository import OutboxRepository
+from app.tables import OutboxMessage
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import session_factory, session_scope
-from app.models import Dataset, Job
+from app.tables import Dataset, Job
 from app.tenancy.service import set_limit
 
 MakeDataset = Callable[[str, bytes], str]

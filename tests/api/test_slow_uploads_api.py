@@ -36,9 +36,9 @@ from app.config import Settings
 from app.db import session_factory, session_scope
 from app.errors import APIError
 from app.main import create_app
-from app.models import Dataset
 from app.runner import GRACEFUL_SHUTDOWN_S, ROOT, api_command, free_local_port
 from app.storage.temp_files import TEMP_PREFIX
+from app.tables import Dataset
 from app.tenancy.service import set_limit
 from app.tenancy.upload_slots import UploadSlots, lease_seconds
 

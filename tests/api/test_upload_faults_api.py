@@ -21,7 +21,7 @@ from starlette.types import Message
 
 from app.config import Settings
 from app.main import create_app
-from app.models import Dataset
+from app.tables import Dataset
 
 BOUNDARY = "shardtrain-test-boundary"
 # Over the 64 KiB the upload sniffs before writing, so the cut lands after bytes have

@@ -15,9 +15,9 @@ from app.config import Settings
 from app.datasets.orphans import sweep_orphans
 from app.db import session_scope
 from app.main import create_app
-from app.models import Dataset
 from app.storage import BlobStore
 from app.storage.temp_files import TEMP_PREFIX, abandoned, temp_prefix, this_machine
+from app.tables import Dataset
 
 HOUR = 3600.0
 

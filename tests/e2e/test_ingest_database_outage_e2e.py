@@ -13,7 +13,7 @@ from own_redis import OwnRedis
 from sqlalchemy import create_engine, select
 from test_ingest_kills_e2e import big_csv, temp_files, wait_for_new_writer
 
-from app.models import Dataset
+from app.tables import Dataset
 
 # Far above the worker's retry backoff (at most 4 s between tries): only an ingest
 # left to the watchdog, or one that read the whole file again, takes longer.

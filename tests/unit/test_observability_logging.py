@@ -14,8 +14,8 @@ from app.db import session_scope
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
 from app.main import create_app
-from app.models import Dataset, Job
 from app.observability.logging import configure_logging, log_ids
+from app.tables import Dataset, Job
 from app.tenancy.service import ensure_tenant
 
 

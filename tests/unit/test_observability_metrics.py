@@ -15,7 +15,6 @@ from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.models import Dataset, Job
 from app.observability.collectors import ShardtrainCollector
 from app.observability.worker_metrics import (
     ROUND_DURATION,
@@ -24,6 +23,7 @@ from app.observability.worker_metrics import (
     WorkerMetrics,
 )
 from app.runner import free_local_port
+from app.tables import Dataset, Job
 from app.tenancy.service import ensure_tenant
 from workers.celery_app import QUEUES
 

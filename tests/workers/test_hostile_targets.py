@@ -18,9 +18,9 @@ from app.db import session_scope
 from app.jobs import finalize, rounds
 from app.jobs.checkpoints import load_checkpoint, save_checkpoint
 from app.jobs.repository import JobRepository
-from app.models import Dataset
 from app.paramstore import ParamStore
 from app.storage import BlobStore
+from app.tables import Dataset
 
 MakeDataset = Callable[[str, bytes], str]
 

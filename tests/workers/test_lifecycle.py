@@ -12,9 +12,9 @@ from app.db import session_scope
 from app.jobs import finalize, rounds
 from app.jobs.repository import JobRepository
 from app.jobs.watchdog import sweep
-from app.models import Job
 from app.paramstore import ParamStore
 from app.storage import BlobStore
+from app.tables import Job
 
 MakeDataset = Callable[[str, bytes], str]
 

@@ -13,7 +13,7 @@ from app.db import session_scope
 from app.jobs import finalize, rounds
 from app.jobs.checkpoints import load_checkpoint
 from app.jobs.repository import JobRepository
-from app.models import Job
+from app.tables import Job
 
 MakeDataset = Callable[[str, bytes], str]
 

@@ -3,7 +3,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, new_id, now_s
+from app.tables.base import Base, new_id, now_s
 
 
 class JobEvent(Base):

@@ -3,7 +3,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base
+from app.tables.base import Base
 
 
 class OutboxMessage(Base):

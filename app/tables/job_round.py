@@ -3,7 +3,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, now_s
+from app.tables.base import Base, now_s
 
 
 class JobRound(Base):

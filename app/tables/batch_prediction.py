@@ -1,7 +1,7 @@
 from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, new_id, now_s
+from app.tables.base import Base, new_id, now_s
 
 
 class BatchPrediction(Base):

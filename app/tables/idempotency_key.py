@@ -1,7 +1,7 @@
 from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, now_s
+from app.tables.base import Base, now_s
 
 
 class IdempotencyKey(Base):
