@@ -144,3 +144,21 @@ def train_job(
         return dict(client.get(f"/v1/jobs/{response.json()['id']}").json())
 
     return make
+
+
+@pytest.fixture
+def seed_model_job(train_job: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """A succeeded job on the seed example, with a deployed model, in seconds."""
+    from sample_data import SEED_EXAMPLE_CSV
+
+    job = train_job(
+        "seed.csv",
+        SEED_EXAMPLE_CSV,
+        target="label",
+        distribution={"shards": 1},
+        validation={"holdout_fraction": 0.0, "validation_fraction": 0.0},
+        training={"rounds": 2},
+        deploy_if=None,
+    )
+    assert job["status"] == "succeeded", job
+    return job

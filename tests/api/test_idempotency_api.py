@@ -81,18 +81,9 @@ def test_retried_rerun_returns_the_first_rerun(
 
 
 def test_retried_batch_prediction_returns_the_first(
-    client: TestClient, ready_dataset: MakeDataset, train_job: Callable[..., dict[str, Any]]
+    client: TestClient, ready_dataset: MakeDataset, seed_model_job: dict[str, Any]
 ) -> None:
-    job = train_job(
-        "seed.csv",
-        SEED_EXAMPLE_CSV,
-        target="label",
-        distribution={"shards": 1},
-        validation={"holdout_fraction": 0.0, "validation_fraction": 0.0},
-        training={"rounds": 2},
-        deploy_if=None,
-    )
-    assert job["status"] == "succeeded", job
+    job = seed_model_job
     url = f"/v1/models/{job['model_id']}/batch_predictions"
     dataset_id = job["spec"]["dataset_id"]
     headers = {"Idempotency-Key": "batch-1"}

@@ -15,8 +15,6 @@ from shardtrain.cli import app as cli
 from shardtrain.cli import exit_codes
 from shardtrain.cli.context import Settings as CLISettings
 
-TrainJob = Callable[..., dict[str, Any]]
-
 
 @pytest.fixture
 def run(served: Served, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
@@ -26,7 +24,7 @@ def run(served: Served, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result
 
 
 def test_ids_alone_on_stdout(
-    run: Callable[..., Result], train_job: TrainJob, tmp_path: Path
+    run: Callable[..., Result], seed_model_job: dict[str, Any], tmp_path: Path
 ) -> None:
     data = tmp_path / "seed.csv"
     data.write_bytes(SEED_EXAMPLE_CSV)
@@ -37,15 +35,7 @@ def test_ids_alone_on_stdout(
     shown = run("datasets", "show", dataset_id, "-o", "id")
     assert shown.stdout == f"{dataset_id}\n"
 
-    job = train_job(
-        "seed.csv",
-        SEED_EXAMPLE_CSV,
-        target="label",
-        distribution={"shards": 1},
-        validation={"holdout_fraction": 0.0, "validation_fraction": 0.0},
-        training={"rounds": 2},
-        deploy_if=None,
-    )
+    job = seed_model_job
     listed = run("models", "list", "--job", job["id"], "-o", "id")
     assert listed.exit_code == 0, listed.output
     assert listed.stdout == f"{job['model_id']}\n"
@@ -56,17 +46,9 @@ def test_ids_alone_on_stdout(
 
 
 def test_results_without_ids_are_a_usage_error(
-    run: Callable[..., Result], train_job: TrainJob, tmp_path: Path
+    run: Callable[..., Result], seed_model_job: dict[str, Any], tmp_path: Path
 ) -> None:
-    job = train_job(
-        "seed.csv",
-        SEED_EXAMPLE_CSV,
-        target="label",
-        distribution={"shards": 1},
-        validation={"holdout_fraction": 0.0, "validation_fraction": 0.0},
-        training={"rounds": 2},
-        deploy_if=None,
-    )
+    job = seed_model_job
     metrics = run("jobs", "metrics", job["id"], "-o", "id")
     assert metrics.exit_code == exit_codes.USAGE, metrics.output
     assert "--output" in metrics.output and metrics.stdout == ""
