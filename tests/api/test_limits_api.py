@@ -1,5 +1,6 @@
 """Per-tenant quotas and Redis-backed rate limits."""
 
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -93,9 +94,23 @@ def test_predict_rate_limit_counts_every_call(client: TestClient, settings: Sett
     assert second.status_code == 429 and "Retry-After" in second.headers
 
 
-def test_rate_limiter_fails_open_when_redis_is_down() -> None:
+def test_rate_limiter_fails_open_when_redis_is_down(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.errors import APIError
     from app.tenancy.limits import RateLimiter
 
+    # The same calls against a Redis that answers are refused: the limiter counts.
+    counting = RateLimiter(redis_client)
+    tenant = f"ten_{uuid.uuid4().hex[:8]}"
+    counting.hit(tenant, "predict", per_minute=1)
+    with pytest.raises(APIError) as refused:
+        counting.hit(tenant, "predict", per_minute=1)
+    assert (refused.value.status_code, refused.value.code) == (429, "rate_limited")
+
     unreachable = RateLimiter(redis.Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=1))
-    for _ in range(3):
-        unreachable.hit("ten_x", "predict", per_minute=1)  # never raises
+    with caplog.at_level("WARNING", logger="app.tenancy.limits"):
+        for _ in range(3):
+            unreachable.hit(tenant, "predict", per_minute=1)
+    uncounted = [r for r in caplog.records if "rate limiter unavailable" in r.getMessage()]
+    assert len(uncounted) == 3
