@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from sqlalchemy.orm import Session
 
@@ -18,6 +17,7 @@ from app.jobs.spec import JobSpec
 from app.paramstore import ParamStore, ShardResult
 from app.storage import BlobStore
 from app.tables import Job
+from app.training.federated import shard_seed
 from app.training.loop import StateDict, TrainConfig, TrainingStopped, train_local
 from app.training.networks import NetworkConfig
 
@@ -37,10 +37,6 @@ def choose_device(requested: str) -> torch.device:
     if requested == "cuda":
         raise DeviceUnavailable("the job asks for device 'cuda' but this worker has no GPU")
     return torch.device("cpu")
-
-
-def shard_seed(seed: int, round_: int, shard: int) -> int:
-    return int(np.random.SeedSequence([seed, round_, shard]).generate_state(1)[0])
 
 
 def global_state(

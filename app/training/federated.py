@@ -42,11 +42,8 @@ class FederatedResult:
 
 
 def shard_seed(seed: int, round_: int, shard: int) -> int:
-    """The training seed of one shard in one round.
-
-    The same derivation as ``app.jobs.rounds.shard_seed`` (kept in step by a unit
-    test; that module is not imported here because it pulls in SQL).
-    """
+    """The training seed of one shard in one round: the workers' shard stage and this
+    loop both use this one function, so a job and its in-process replay train alike."""
     return int(np.random.SeedSequence([seed, round_, shard]).generate_state(1)[0])
 
 

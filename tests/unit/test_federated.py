@@ -43,10 +43,11 @@ MLP = NetworkConfig("mlp", n_features=5, n_outputs=3, hidden_layers=[16], dropou
 ADAM = TrainConfig(task="classification", optimizer="adam", learning_rate=0.05, batch_size=32)
 
 
-def test_shard_seed_matches_the_workers() -> None:
-    rounds = pytest.importorskip("app.jobs.rounds")
-    for args in [(0, 1, 0), (7, 3, 2), (2**31, 100, 15)]:
-        assert shard_seed(*args) == rounds.shard_seed(*args)
+def test_shard_seed_is_the_workers_and_differs_per_round_and_shard() -> None:
+    from app.jobs import rounds, shard_stage
+
+    assert shard_stage.shard_seed is shard_seed and rounds.shard_seed is shard_seed
+    assert shard_seed(7, 3, 2) == shard_seed(7, 3, 2)
     assert len({shard_seed(0, r, s) for r in range(1, 4) for s in range(4)}) == 12
 
 
