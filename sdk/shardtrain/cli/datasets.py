@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from shardtrain.cli import exit_codes, render
-from shardtrain.cli.context import Output, OutputOpt, ProgressOpt, client_of, show_progress
+from shardtrain.cli.context import (
+    Output,
+    OutputOpt,
+    ProgressOpt,
+    client_of,
+    refuse_ids,
+    show_progress,
+)
 
 app = typer.Typer(help="Upload, list, inspect and delete datasets.", no_args_is_help=True)
 
@@ -64,6 +71,7 @@ def preview(
     output: OutputOpt = Output.table,
 ) -> None:
     """The first rows of a ready dataset."""
+    refuse_ids(output, "datasets preview")
     result = client_of(ctx).datasets.preview(dataset_id, limit=limit)
     render.show(output, result, render.records_table(result.data))
 

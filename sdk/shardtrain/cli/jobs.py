@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from shardtrain.cli import exit_codes, render
-from shardtrain.cli.context import Output, OutputOpt, ProgressOpt, client_of, show_progress
+from shardtrain.cli.context import (
+    Output,
+    OutputOpt,
+    ProgressOpt,
+    client_of,
+    refuse_ids,
+    show_progress,
+)
 from shardtrain.cli.inputs import load_spec
 from shardtrain.models import Job
 from shardtrain.spec import JobSpec
@@ -139,6 +146,7 @@ def rerun(
 @app.command()
 def metrics(ctx: typer.Context, job_id: str, output: OutputOpt = Output.table) -> None:
     """Per-round train and validation loss and metrics, with sparklines of the losses."""
+    refuse_ids(output, "jobs metrics")
     rounds = client_of(ctx).jobs.metrics(job_id)
     render.show(output, rounds, render.metrics_table(rounds))
 

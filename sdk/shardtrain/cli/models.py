@@ -73,6 +73,7 @@ def predict(
     output: OutputOpt = Output.table,
 ) -> None:
     """Predict from raw records; CSV cells are read as the model's feature dtypes."""
+    refuse_ids(output, "models predict")
     client = client_of(ctx)
     typed_text = input.suffix.lower() in {".csv", ".tsv", ".txt"}
     features = client.models.get(model_id).features if typed_text else []

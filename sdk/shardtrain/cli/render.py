@@ -15,7 +15,7 @@ from rich.cells import cell_len
 from rich.console import Console, RenderableType
 from rich.table import Table
 
-from shardtrain.cli.context import Output
+from shardtrain.cli.context import Output, refuse_ids
 from shardtrain.cli.sparkline import sparkline
 from shardtrain.models import (
     BatchPrediction,
@@ -48,9 +48,7 @@ def emit_ids(value: BaseModel | Sequence[BaseModel]) -> None:
     items = [value] if isinstance(value, BaseModel) else list(value)
     ids = [getattr(item, "id", None) for item in items]
     if None in ids:
-        raise typer.BadParameter(
-            "this command prints no object with an id", param_hint="'--output'"
-        )
+        refuse_ids(Output.id, "this command")
     for object_id in ids:
         typer.echo(object_id)
 
