@@ -5,6 +5,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.jobs import finalize, rounds
+from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.paramstore import ParamStore
 from app.storage import BlobStore
@@ -19,7 +20,7 @@ def run_job(
         assert rounds.build_job_shards(session, store, params, job_id).next == "round"
         job = JobRepository(session).get(job_id)
         assert job is not None and job.plan is not None
-        shards = len(job.plan["shard_keys"])
+        shards = ShardPlan.from_dict(job.plan).shards
     round_ = 1
     while True:
         for shard in range(shards):

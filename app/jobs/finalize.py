@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from app.jobs.checkpoints import load_checkpoint, load_part
 from app.jobs.events import record_event
 from app.jobs.lifecycle import fail, transition
+from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
 from app.registry.artifact import write_artifact
@@ -16,8 +17,6 @@ from app.storage import BlobStore
 from app.tables import Job, RegisteredModel
 from app.tables.base import new_id
 from app.training.loop import evaluate
-from app.training.networks import NetworkConfig
-from app.training.preprocessing import Preprocessor
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class FinalizeInput:
     job_id: str
     tenant_id: str
     kept_round: int
-    plan: dict[str, Any]
+    plan: ShardPlan
     task: str
     spec: JobSpec
 
@@ -58,7 +57,7 @@ def read_finalize_input(session: Session, job_id: str) -> FinalizeInput | None:
         job_id=job_id,
         tenant_id=job.tenant_id,
         kept_round=kept_round,
-        plan=job.plan,
+        plan=ShardPlan.from_dict(job.plan),
         task=job.task,
         spec=JobSpec.stored(job.spec),
     )
@@ -75,16 +74,14 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
         return Scored(
             work, failure=("checkpoint_lost", f"the checkpoint of round {kept_round} is missing")
         )
-    network = NetworkConfig.from_dict(work.plan["network"])
-    preprocessor = Preprocessor.from_dict(work.plan["preprocessor"])
-    features, targets = load_part(store, work.plan["holdout_key"])
+    features, targets = load_part(store, work.plan.holdout_key)
     evaluation = evaluate(
-        network,
+        work.plan.network,
         state,
         features,
         targets,
         work.task,
-        target_scale=(preprocessor.target.mean, preprocessor.target.std),
+        target_scale=work.plan.target_scale,
     )
     metrics = evaluation.metrics if evaluation else {}
     unavailable = evaluation.unavailable if evaluation else {}
@@ -114,8 +111,8 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
         write_artifact(
             tmp,
             state=state,
-            network=network,
-            preprocessor=preprocessor,
+            network=work.plan.network,
+            preprocessor=work.plan.preprocessor,
             task=work.task,
             extra={"model_id": model_id, "job_id": job_id, "round": kept_round, "metrics": metrics},
         )
@@ -146,7 +143,7 @@ def record_model(session: Session, scored: Scored) -> bool:
     if scored.failure is not None:
         fail(job, *scored.failure)
         return False
-    preprocessor = Preprocessor.from_dict(work.plan["preprocessor"])
+    preprocessor = work.plan.preprocessor
     metrics, unavailable, gate = scored.metrics, scored.unavailable, scored.gate
     if unavailable:
         listed = "; ".join(f"{name}: {why}" for name, why in unavailable.items())
@@ -165,7 +162,7 @@ def record_model(session: Session, scored: Scored) -> bool:
             id=model_id,
             job_id=job_id,
             task=work.task,
-            type=NetworkConfig.from_dict(work.plan["network"]).type,
+            type=work.plan.network.type,
             status=scored.status,
             metrics=metrics,
             gate=gate,

@@ -33,7 +33,7 @@ from app.storage import BlobStore
 from app.tables import Job, JobRound
 from app.tenancy.limits import limits_for
 from app.training.loop import Evaluation, evaluate
-from app.training.networks import NetworkConfig, initial_state
+from app.training.networks import initial_state
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def record_shards(session: Session, work: BuildInput, built: ShardPlan | Shardin
     job.plan = built.to_dict()
     job.current_round = 0
     transition(job, "running")
-    return await_round(job, 1, len(built.shard_keys), work.spec)
+    return await_round(job, 1, built.shards, work.spec)
 
 
 def build_job_shards(
@@ -180,7 +180,7 @@ def build_job_shards(
 class MergeInput:
     job_id: str
     round: int
-    plan: dict[str, Any]
+    plan: ShardPlan
     task: str
     spec: JobSpec
     # When the round was (last) sent: the round's wall time counts from here.
@@ -211,7 +211,7 @@ def read_merge_input(session: Session, job_id: str, round_: int) -> MergeInput |
     return MergeInput(
         job_id=job_id,
         round=round_,
-        plan=job.plan,
+        plan=ShardPlan.from_dict(job.plan),
         task=job.task,
         spec=JobSpec.stored(job.spec),
         stage_started_at=job.stage_started_at,
@@ -229,7 +229,7 @@ def compute_merge(work: MergeInput, store: BlobStore, params: ParamStore) -> Mer
     evaluate: a second run computes and writes the same bytes."""
     started = time.perf_counter()
     spec, job_id, round_ = work.spec, work.job_id, work.round
-    n_shards = len(work.plan["shard_keys"])
+    n_shards = work.plan.shards
     results = [params.get_shard(job_id, round_, s) for s in range(n_shards)]
     present = [r for r in results if r is not None]
     missing = [s for s, r in enumerate(results) if r is None]
@@ -252,15 +252,14 @@ def compute_merge(work: MergeInput, store: BlobStore, params: ParamStore) -> Mer
     used = [present[i] for i in outcome.used]
     examples = sum(r.num_examples for r in used)
     train_loss = sum(r.loss * r.num_examples for r in used) / examples if examples else None
-    target = work.plan["preprocessor"]["target"]
-    val_features, val_targets = load_part(store, work.plan["validation_key"])
+    val_features, val_targets = load_part(store, work.plan.validation_key)
     evaluation = evaluate(
-        NetworkConfig.from_dict(work.plan["network"]),
+        work.plan.network,
         outcome.state,
         val_features,
         val_targets,
         work.task,
-        target_scale=(target["mean"], target["std"]),
+        target_scale=work.plan.target_scale,
     )
     return MergeOutcome(
         work,
@@ -358,7 +357,7 @@ def record_merge(session: Session, merged: MergeOutcome) -> NextStep:
                 best_round=job.best_round,
             )
         return await_finalize(job)
-    return await_round(job, round_ + 1, len(work.plan["shard_keys"]), spec)
+    return await_round(job, round_ + 1, work.plan.shards, spec)
 
 
 def merge_round(

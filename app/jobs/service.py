@@ -17,6 +17,7 @@ from app.idempotency import IdempotencyRepository, fingerprint
 from app.jobs.capacity import check_parameter_limit
 from app.jobs.events import record_event
 from app.jobs.lifecycle import TERMINAL, transition
+from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobDeletedOut, JobError, JobOut, Progress, RoundMetricsOut
 from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
@@ -201,7 +202,7 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str, tenant_id:
             "revoke_round",
             job_id=job_id,
             round_=job.current_round + 1,
-            shards=len(job.plan["shard_keys"]),
+            shards=ShardPlan.from_dict(job.plan).shards,
             attempts=job.stage_attempts,
         )
     return job

@@ -5,13 +5,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from sqlalchemy.orm import Session
 
 from app.jobs.checkpoints import load_checkpoint, load_part
 from app.jobs.lifecycle import TERMINAL
+from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
 from app.paramstore import ParamStore, ShardResult
@@ -60,7 +60,7 @@ class ShardWork:
     round: int
     shard: int
     shard_key: str
-    network: dict[str, Any]
+    network: NetworkConfig
     config: TrainConfig
     seed: int
     device: str
@@ -77,13 +77,13 @@ def read_shard_work(
     if params.has_shard(job_id, round_, shard):
         return None  # a redelivered message: the result is already stored by key
     assert job is not None and job.plan is not None and job.task is not None
-    spec = JobSpec.stored(job.spec)
+    spec, plan = JobSpec.stored(job.spec), ShardPlan.from_dict(job.plan)
     return ShardWork(
         job_id=job_id,
         round=round_,
         shard=shard,
-        shard_key=job.plan["shard_keys"][shard],
-        network=job.plan["network"],
+        shard_key=plan.shard_keys[shard],
+        network=plan.network,
         config=TrainConfig(
             task=job.task,
             optimizer=spec.training.optimizer,
@@ -158,7 +158,7 @@ def run_shard(
     features, targets = load_part(store, work.shard_key)
     try:
         result = train_local(
-            NetworkConfig.from_dict(work.network),
+            work.network,
             start,
             features,
             targets,

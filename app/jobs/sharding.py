@@ -10,7 +10,6 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 
 from app.datasets.columns import feature_columns
 from app.jobs.capacity import over_limit
+from app.jobs.plan import ShardPlan
 from app.jobs.spec import JobSpec
 from app.storage import BlobStore
 from app.storage.temp_files import temp_prefix
@@ -38,32 +38,6 @@ class ShardingError(ValueError):
     def __init__(self, message: str, code: str = "invalid_data") -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    preprocessor: Preprocessor
-    network: NetworkConfig
-    shard_keys: list[str]
-    shard_rows: list[int]
-    validation_key: str
-    validation_rows: int
-    holdout_key: str
-    holdout_rows: int
-    dropped_rows: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "preprocessor": self.preprocessor.to_dict(),
-            "network": self.network.to_dict(),
-            "shard_keys": self.shard_keys,
-            "shard_rows": self.shard_rows,
-            "validation_key": self.validation_key,
-            "validation_rows": self.validation_rows,
-            "holdout_key": self.holdout_key,
-            "holdout_rows": self.holdout_rows,
-            "dropped_rows": self.dropped_rows,
-        }
 
 
 def _target_values(batch: pa.RecordBatch, name: str, task: str) -> np.ndarray:

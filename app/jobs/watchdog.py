@@ -16,6 +16,7 @@ from app.datasets.ingest_run import fail_dataset
 from app.datasets.repository import DatasetRepository
 from app.jobs.events import record_event
 from app.jobs.lifecycle import fail
+from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.rounds import NextStep, await_finalize, await_round
 from app.jobs.spec import JobSpec
@@ -77,7 +78,9 @@ def _resend(job: Job, attempt: int) -> NextStep | str:
         spec = JobSpec.stored(job.spec)
         # The whole chord again: shards already stored return at once, the rest train,
         # and the merge fires once all have answered.
-        return await_round(job, job.current_round + 1, len(job.plan["shard_keys"]), spec, attempt)
+        return await_round(
+            job, job.current_round + 1, ShardPlan.from_dict(job.plan).shards, spec, attempt
+        )
     if job.stage == "finalize":
         return await_finalize(job, attempt)
     job.stage_started_at, job.stage_attempts = time.time(), attempt
