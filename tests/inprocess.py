@@ -1,35 +1,66 @@
-"""Drive a job through its worker stages in this process, in order, for tests that
-check the stages' logic and outputs without a Celery worker (the e2e suite has one)."""
+"""Drive a job through its worker stages in this process, for tests that check the
+stages' logic and outputs without a Celery worker (the e2e suite has one).
+
+`InProcessDispatcher` has the methods of `app.dispatch.Dispatcher` that a job's stages
+send, and runs each message as the worker's task would; `run_job` follows the messages
+the stages ask for (`NextStep.message`), the same decisions the workers follow."""
+
+from collections import deque
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.jobs import finalize, rounds
-from app.jobs.plan import ShardPlan
-from app.jobs.repository import JobRepository
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 
 
+class InProcessDispatcher:
+    def __init__(
+        self, sessions: sessionmaker[Session], store: BlobStore, params: ParamStore
+    ) -> None:
+        self._sessions, self._store, self._params = sessions, store, params
+        self.sent: deque[tuple[str, dict[str, Any]]] = deque()
+        self.log: list[str] = []
+
+    def send(self, kind: str, args: dict[str, Any]) -> None:
+        self.log.append(kind)
+        getattr(self, kind)(**args)
+
+    def _follow(self, job_id: str, step: rounds.NextStep) -> None:
+        message = step.message(job_id)
+        if message is not None:
+            self.sent.append(message)
+
+    def prepare(self, job_id: str) -> None:
+        with session_scope(self._sessions) as session:
+            assert rounds.begin_prepare(session, job_id) == "build"
+        with session_scope(self._sessions) as session:
+            step = rounds.build_job_shards(session, self._store, self._params, job_id)
+        self._follow(job_id, step)
+
+    def round(
+        self, job_id: str, round_: int, shards: int, device: str = "auto", attempt: int = 0
+    ) -> None:
+        for shard in range(shards):
+            with session_scope(self._sessions) as session:
+                rounds.train_shard(session, self._store, self._params, job_id, round_, shard)
+        with session_scope(self._sessions) as session:
+            step = rounds.merge_round(session, self._store, self._params, job_id, round_)
+        self._follow(job_id, step)
+
+    def finalize(self, job_id: str) -> None:
+        with session_scope(self._sessions) as session:
+            finalize.finalize_job(session, self._store, job_id)
+
+
 def run_job(
     sessions: sessionmaker[Session], store: BlobStore, params: ParamStore, job_id: str
-) -> None:
-    with session_scope(sessions) as session:
-        assert rounds.begin_prepare(session, job_id) == "build"
-    with session_scope(sessions) as session:
-        assert rounds.build_job_shards(session, store, params, job_id).next == "round"
-        job = JobRepository(session).get(job_id)
-        assert job is not None and job.plan is not None
-        shards = ShardPlan.from_dict(job.plan).shards
-    round_ = 1
-    while True:
-        for shard in range(shards):
-            with session_scope(sessions) as session:
-                rounds.train_shard(session, store, params, job_id, round_, shard)
-        with session_scope(sessions) as session:
-            decision = rounds.merge_round(session, store, params, job_id, round_)
-        if decision.next != "round":
-            break
-        round_ = decision.round
-    with session_scope(sessions) as session:
-        finalize.finalize_job(session, store, job_id)
+) -> list[str]:
+    """Run the job's messages until none is left; the kinds sent, in order."""
+    dispatcher = InProcessDispatcher(sessions, store, params)
+    dispatcher.sent.append(("prepare", {"job_id": job_id}))
+    while dispatcher.sent:
+        dispatcher.send(*dispatcher.sent.popleft())
+    return dispatcher.log

@@ -144,19 +144,10 @@ def _prepare_job(self: Task, job_id: str) -> None:
 
 
 def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> None:
-    if step.next == "round":
-        send_after_commit(
-            session,
-            _dispatcher(),
-            "round",
-            job_id=job_id,
-            round_=step.round,
-            shards=step.shards,
-            device=step.device,
-            attempt=step.attempt,
-        )
-    elif step.next == "finalize":
-        send_after_commit(session, _dispatcher(), "finalize", job_id=job_id)
+    message = step.message(job_id)
+    if message is not None:
+        kind, args = message
+        send_after_commit(session, _dispatcher(), kind, **args)
 
 
 @celery_app.task(name="shardtrain.train_shard", bind=True)

@@ -4,7 +4,7 @@ import numpy as np
 from safetensors.torch import load_file, save_file
 
 from app.storage import BlobStore
-from app.training.loop import StateDict
+from app.training.protocol import StateDict
 
 
 def checkpoint_key(job_id: str, round_: int) -> str:

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.jobs.checkpoints import load_checkpoint, load_part
 from app.jobs.events import record_event
+from app.jobs.learners import policy_for
 from app.jobs.lifecycle import fail, transition
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
@@ -16,7 +17,6 @@ from app.registry.repository import ModelRepository
 from app.storage import BlobStore
 from app.tables import Job, RegisteredModel
 from app.tables.base import new_id
-from app.training.loop import evaluate
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,7 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
             work, failure=("checkpoint_lost", f"the checkpoint of round {kept_round} is missing")
         )
     features, targets = load_part(store, work.plan.holdout_key)
-    evaluation = evaluate(
-        work.plan.network,
-        state,
-        features,
-        targets,
-        work.task,
-        target_scale=work.plan.target_scale,
-    )
+    evaluation = policy_for(spec, work.task, work.plan).evaluate(state, features, targets)
     metrics = evaluation.metrics if evaluation else {}
     unavailable = evaluation.unavailable if evaluation else {}
 

@@ -16,6 +16,7 @@ from app.config import get_settings
 from app.datasets.repository import DatasetRepository
 from app.jobs.checkpoints import load_part, save_checkpoint
 from app.jobs.events import record_event
+from app.jobs.learners import policy_for
 from app.jobs.lifecycle import fail, transition
 from app.jobs.repository import JobRepository
 from app.jobs.service import SpecError, check_spec
@@ -23,17 +24,21 @@ from app.jobs.service import SpecError, check_spec
 # The shard stage lives in its own module; these names stay importable from here.
 from app.jobs.shard_stage import DeviceUnavailable as DeviceUnavailable
 from app.jobs.shard_stage import choose_device as choose_device
-from app.jobs.shard_stage import shard_seed as shard_seed
+from app.jobs.shard_stage import global_state
 from app.jobs.shard_stage import train_shard as train_shard
 from app.jobs.sharding import ShardingError, ShardPlan, build_shards
 from app.jobs.spec import JobSpec
-from app.merge import NoUsableResultsError, merge_results
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Job, JobRound
 from app.tenancy.limits import limits_for
-from app.training.loop import Evaluation, evaluate
-from app.training.networks import initial_state
+from app.training.protocol import (
+    Evaluation,
+    NoUsableResultsError,
+    Progress,
+    RoundAggregate,
+    RoundPolicy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,21 @@ class NextStep:
     shards: int = 0
     device: str = "auto"
     attempt: int = 0
+
+    def message(self, job_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The dispatcher call this step asks for, as (`Dispatcher` method, arguments):
+        what the worker records in the outbox and what an in-process driver runs."""
+        if self.next == "round":
+            return "round", {
+                "job_id": job_id,
+                "round_": self.round,
+                "shards": self.shards,
+                "device": self.device,
+                "attempt": self.attempt,
+            }
+        if self.next == "finalize":
+            return "finalize", {"job_id": job_id}
+        return None
 
 
 # --- prepare -----------------------------------------------------------------------
@@ -142,7 +162,7 @@ def write_shards(
         )
     except ShardingError as exc:
         return exc
-    state = initial_state(plan.network, work.spec.training.seed)
+    state = policy_for(work.spec, work.task, plan).initial_state()
     save_checkpoint(store, work.job_id, 0, state)
     params.put_global(work.job_id, 0, state)
     return plan
@@ -181,8 +201,8 @@ class MergeInput:
     job_id: str
     round: int
     plan: ShardPlan
-    task: str
     spec: JobSpec
+    policy: RoundPolicy
     # When the round was (last) sent: the round's wall time counts from here.
     stage_started_at: float | None
 
@@ -193,12 +213,12 @@ class MergeOutcome:
 
     input: MergeInput
     failure: tuple[str, str] | None = None
-    train_loss: float | None = None
+    aggregate: RoundAggregate | None = None
     evaluation: Evaluation | None = None
     shards: list[dict[str, Any]] = field(default_factory=list)
+    # Left out of the merge: `missing` sent no result, the rest sent one the policy refused.
     excluded: list[int] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
-    used: int = 0
     slowest_shard_seconds: float = 0.0
     started: float = 0.0
 
@@ -208,12 +228,13 @@ def read_merge_input(session: Session, job_id: str, round_: int) -> MergeInput |
     if not _merge_fence(job, round_):
         return None
     assert job is not None and job.plan is not None and job.task is not None
+    plan, spec = ShardPlan.from_dict(job.plan), JobSpec.stored(job.spec)
     return MergeInput(
         job_id=job_id,
         round=round_,
-        plan=ShardPlan.from_dict(job.plan),
-        task=job.task,
-        spec=JobSpec.stored(job.spec),
+        plan=plan,
+        spec=spec,
+        policy=policy_for(spec, job.task, plan),
         stage_started_at=job.stage_started_at,
     )
 
@@ -225,46 +246,33 @@ def _merge_fence(job: Job | None, round_: int) -> bool:
 
 
 def compute_merge(work: MergeInput, store: BlobStore, params: ParamStore) -> MergeOutcome:
-    """Aggregate the shards, store the global parameters and the checkpoint by key, and
-    evaluate: a second run computes and writes the same bytes."""
+    """Load the round's shard results, let the policy aggregate them, store the global
+    state and the checkpoint by key, and evaluate: a second run writes the same bytes."""
     started = time.perf_counter()
-    spec, job_id, round_ = work.spec, work.job_id, work.round
-    n_shards = work.plan.shards
-    results = [params.get_shard(job_id, round_, s) for s in range(n_shards)]
+    policy, job_id, round_ = work.policy, work.job_id, work.round
+    results = [params.get_shard(job_id, round_, s) for s in range(work.plan.shards)]
     present = [r for r in results if r is not None]
     missing = [s for s, r in enumerate(results) if r is None]
+    previous = None
+    if policy.aggregate_reads_previous:
+        previous = global_state(store, params, job_id, round_ - 1)
+        if previous is None:
+            raise RuntimeError(f"no global state for round {round_ - 1} of job {job_id}")
     try:
-        outcome = merge_results(
-            spec.distribution.aggregation,
-            [(r.state, r.num_examples) for r in present],
-            trim_fraction=spec.distribution.trim_fraction,
-        )
+        aggregate = policy.aggregate(round_, previous, present)
     except NoUsableResultsError:
         if not present:
             failure = ("worker_lost", f"round {round_}: every shard's result is missing")
         else:
             failure = ("diverged", f"round {round_}: no shard returned usable parameters")
         return MergeOutcome(work, failure=failure)
-    excluded = sorted(missing + [present[i].shard for i in outcome.excluded])
-    params.put_global(job_id, round_, outcome.state)
-    save_checkpoint(store, job_id, round_, outcome.state)
-
-    used = [present[i] for i in outcome.used]
-    examples = sum(r.num_examples for r in used)
-    train_loss = sum(r.loss * r.num_examples for r in used) / examples if examples else None
+    params.put_global(job_id, round_, aggregate.state)
+    save_checkpoint(store, job_id, round_, aggregate.state)
     val_features, val_targets = load_part(store, work.plan.validation_key)
-    evaluation = evaluate(
-        work.plan.network,
-        outcome.state,
-        val_features,
-        val_targets,
-        work.task,
-        target_scale=work.plan.target_scale,
-    )
     return MergeOutcome(
         work,
-        train_loss=train_loss,
-        evaluation=evaluation,
+        aggregate=aggregate,
+        evaluation=policy.evaluate(aggregate.state, val_features, val_targets),
         shards=[
             {
                 "shard": r.shard,
@@ -274,9 +282,8 @@ def compute_merge(work: MergeInput, store: BlobStore, params: ParamStore) -> Mer
             }
             for r in present
         ],
-        excluded=excluded,
+        excluded=sorted(missing + aggregate.excluded),
         missing=missing,
-        used=len(outcome.used),
         slowest_shard_seconds=max((r.seconds for r in present), default=0.0),
         started=started,
     )
@@ -295,7 +302,8 @@ def record_merge(session: Session, merged: MergeOutcome) -> NextStep:
     if merged.failure is not None:
         fail(job, *merged.failure)
         return NextStep("none")
-    evaluation, train_loss = merged.evaluation, merged.train_loss
+    assert merged.aggregate is not None
+    evaluation, train_loss = merged.evaluation, merged.aggregate.train_loss
     # From the round's dispatch to the end of its merge, queueing included. A re-sent
     # round restarts that clock, yet its shards may be the first copies' results: the
     # round took at least its slowest shard plus the merge.
@@ -330,31 +338,26 @@ def record_merge(session: Session, merged: MergeOutcome) -> NextStep:
     if evaluation is not None:
         job.metrics.update({"val_loss": evaluation.loss, **evaluation.metrics})
 
-    stop_early = False
-    if evaluation is None:
-        job.best_round = round_
-    elif job.best_val_loss is None or evaluation.loss < job.best_val_loss - _min_delta(spec):
-        job.best_round, job.best_val_loss = round_, evaluation.loss
-    elif spec.training.early_stopping is not None:
-        stop_early = round_ - (job.best_round or 0) >= spec.training.early_stopping.patience
+    decision = work.policy.decide(round_, evaluation, Progress(job.best_round, job.best_val_loss))
+    job.best_round, job.best_val_loss = decision.best_round, decision.best_val_loss
     record_event(
         session,
         job_id,
         "round.completed",
-        f"round {round_} of {job.rounds} merged from {merged.used} shard(s)",
+        f"round {round_} of {job.rounds} merged from {len(merged.aggregate.used)} shard(s)",
         round=round_,
         train_loss=train_loss,
         val_loss=evaluation.loss if evaluation else None,
     )
-    if stop_early or round_ >= job.rounds:
-        if stop_early:
+    if decision.finish:
+        if decision.early_stopped:
             record_event(
                 session,
                 job_id,
                 "job.early_stopped",
-                f"no validation improvement for {round_ - (job.best_round or 0)} round(s); "
-                f"keeping round {job.best_round}",
-                best_round=job.best_round,
+                f"no validation improvement for {round_ - decision.best_round} round(s); "
+                f"keeping round {decision.best_round}",
+                best_round=decision.best_round,
             )
         return await_finalize(job)
     return await_round(job, round_ + 1, work.plan.shards, spec)
@@ -402,7 +405,3 @@ def await_finalize(job: Job, attempt: int = 0) -> NextStep:
 
 def _await_stage(job: Job, stage: str, attempt: int) -> None:
     job.stage, job.stage_started_at, job.stage_attempts = stage, time.time(), attempt
-
-
-def _min_delta(spec: JobSpec) -> float:
-    return spec.training.early_stopping.min_delta if spec.training.early_stopping else 0.0

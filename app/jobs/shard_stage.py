@@ -1,6 +1,7 @@
 """The shard stage: read what a shard needs, train it with no SQL session open, store
 the result by key, and stop early when the result is no longer wanted."""
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -10,16 +11,16 @@ import torch
 from sqlalchemy.orm import Session
 
 from app.jobs.checkpoints import load_checkpoint, load_part
+from app.jobs.learners import policy_for
 from app.jobs.lifecycle import TERMINAL
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
-from app.paramstore import ParamStore, ShardResult
+from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Job
-from app.training.federated import shard_seed
-from app.training.loop import StateDict, TrainConfig, TrainingStopped, train_local
-from app.training.networks import NetworkConfig
+from app.training.loop import TrainingStopped
+from app.training.protocol import RoundPolicy, StateDict
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ class ShardWork:
     round: int
     shard: int
     shard_key: str
-    network: NetworkConfig
-    config: TrainConfig
-    seed: int
+    policy: RoundPolicy
     device: str
 
 
@@ -83,17 +82,7 @@ def read_shard_work(
         round=round_,
         shard=shard,
         shard_key=plan.shard_keys[shard],
-        network=plan.network,
-        config=TrainConfig(
-            task=job.task,
-            optimizer=spec.training.optimizer,
-            learning_rate=spec.training.learning_rate,
-            batch_size=spec.training.batch_size,
-            local_epochs=spec.training.local_epochs,
-            l1=spec.training.l1,
-            l2=spec.training.l2,
-        ),
-        seed=shard_seed(spec.training.seed, round_, shard),
+        policy=policy_for(spec, job.task, plan),
         device=spec.distribution.device,
     )
 
@@ -157,13 +146,12 @@ def run_shard(
     started = time.perf_counter()
     features, targets = load_part(store, work.shard_key)
     try:
-        result = train_local(
-            work.network,
+        result = work.policy.train_shard(
+            work.round,
+            work.shard,
             start,
             features,
             targets,
-            work.config,
-            seed=work.seed,
             device=choose_device(work.device),
             should_stop=None if watch is None else lambda: not watch.during_training(),
         )
@@ -176,13 +164,7 @@ def run_shard(
     params.put_shard(
         work.job_id,
         work.round,
-        ShardResult(
-            shard=work.shard,
-            state=result.state,
-            num_examples=result.num_examples,
-            loss=result.loss,
-            seconds=time.perf_counter() - started,
-        ),
+        dataclasses.replace(result, seconds=time.perf_counter() - started),
     )
     return True
 

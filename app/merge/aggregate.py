@@ -19,17 +19,19 @@ from dataclasses import dataclass
 
 import torch
 
-StateDict = dict[str, torch.Tensor]
-ShardResult = tuple[StateDict, int]
-Strategy = Callable[[Sequence[ShardResult], float], StateDict]
+from app.training.protocol import NoUsableResultsError, StateDict
+
+# One shard's parameters and its example count: what a strategy weighs.
+WeightedState = tuple[StateDict, int]
+Strategy = Callable[[Sequence[WeightedState], float], StateDict]
 
 __all__ = [
     "STRATEGIES",
     "MergeOutcome",
     "NoUsableResultsError",
-    "ShardResult",
     "StateDict",
     "Strategy",
+    "WeightedState",
     "fedavg",
     "is_finite",
     "mean",
@@ -37,10 +39,6 @@ __all__ = [
     "merge_results",
     "trimmed_mean",
 ]
-
-
-class NoUsableResultsError(ValueError):
-    """Every shard result was excluded, so there is nothing to merge."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class MergeOutcome:
     excluded: list[int]
 
 
-def fedavg(results: Sequence[ShardResult]) -> StateDict:
+def fedavg(results: Sequence[WeightedState]) -> StateDict:
     """Average weighted by each shard's example count (McMahan et al., 2017).
 
     Shards differ in size when rows do not divide evenly, and weighting by
@@ -69,13 +67,13 @@ def fedavg(results: Sequence[ShardResult]) -> StateDict:
     return _weighted_average(states, counts, total)
 
 
-def mean(results: Sequence[ShardResult]) -> StateDict:
+def mean(results: Sequence[WeightedState]) -> StateDict:
     """Unweighted average: every shard counts the same whatever its size."""
     states = _states_of(results)
     return _weighted_average(states, [1] * len(states), len(states))
 
 
-def median(results: Sequence[ShardResult]) -> StateDict:
+def median(results: Sequence[WeightedState]) -> StateDict:
     """Coordinate-wise median, robust to a minority of diverged shards.
 
     For an even number of shards this is the mean of the two middle values, not
@@ -94,7 +92,7 @@ def median(results: Sequence[ShardResult]) -> StateDict:
     return _reduce_sorted(states, middle)
 
 
-def trimmed_mean(results: Sequence[ShardResult], trim_fraction: float) -> StateDict:
+def trimmed_mean(results: Sequence[WeightedState], trim_fraction: float) -> StateDict:
     """Coordinate-wise mean after dropping the extreme values on both sides.
 
     ``floor(trim_fraction * n)`` values are dropped from each end of every
@@ -123,7 +121,7 @@ STRATEGIES: dict[str, Strategy] = {
 
 def merge_results(
     strategy: str,
-    results: Sequence[ShardResult],
+    results: Sequence[WeightedState],
     trim_fraction: float = 0.1,
 ) -> MergeOutcome:
     """Merge the usable shard results with the named strategy.
@@ -174,7 +172,7 @@ def _check_trim_fraction(trim_fraction: float) -> None:
         raise ValueError(f"trim_fraction must be in [0, 0.5), got {trim_fraction}")
 
 
-def _states_of(results: Sequence[ShardResult]) -> list[StateDict]:
+def _states_of(results: Sequence[WeightedState]) -> list[StateDict]:
     if not results:
         raise ValueError("cannot aggregate an empty list of shard results")
     states = [state for state, _ in results]

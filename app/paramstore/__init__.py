@@ -1,3 +1,3 @@
-from app.paramstore.redis_store import ParamStore, ShardResult
+from app.paramstore.redis_store import ParamStore
 
-__all__ = ["ParamStore", "ShardResult"]
+__all__ = ["ParamStore"]

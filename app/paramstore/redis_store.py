@@ -6,23 +6,12 @@ because one Redis value is capped at 512 MB (proto-max-bulk-len).
 """
 
 import json
-from dataclasses import dataclass
 
 import redis
-import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-StateDict = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class ShardResult:
-    shard: int
-    state: StateDict
-    num_examples: int
-    loss: float
-    seconds: float
+from app.training.protocol import ShardResult, StateDict
 
 
 def _prefix(job_id: str) -> str:

@@ -9,9 +9,9 @@ from typing import Any
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from app.training.loop import StateDict
 from app.training.networks import NetworkConfig
 from app.training.preprocessing import Preprocessor
+from app.training.protocol import StateDict
 
 ARTIFACT_FORMAT = "shardtrain.model.v1"
 

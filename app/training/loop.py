@@ -2,7 +2,7 @@
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,8 +10,8 @@ from torch import nn
 
 from app.training.metrics import score_classification, score_regression
 from app.training.networks import NetworkConfig, build_network
+from app.training.protocol import Evaluation, StateDict
 
-StateDict = dict[str, torch.Tensor]
 EVAL_BATCH_ROWS = 65_536
 # Shards up to this size are copied to a GPU once per train_local call.
 DEVICE_RESIDENT_BYTES = 1 << 30
@@ -33,15 +33,6 @@ class LocalResult:
     state: StateDict
     num_examples: int
     loss: float
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    loss: float
-    # Finite values only; a metric that could not be computed is in `unavailable`,
-    # with why, instead of being a NaN that turns into a silent null.
-    metrics: dict[str, float]
-    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 class TrainingStopped(Exception):

@@ -1,111 +1,94 @@
 """One round protocol: the worker stages and the in-process trainer run the same round
 policy, and its numerics did not move when the policy was drawn out of the stages.
 
-`tests/fixtures/round_parameters.json` holds, for each job below, the SHA-256 of every
-round's global parameters and the exact losses, as the stages computed them before the
-round policy existed (commit 500ab2c). Recorded by `record_fingerprints()` below.
+`tests/fixtures/round_parameters.json` holds, for the jobs of `round_fingerprints`,
+the SHA-256 of every round's global parameters and the exact losses, as the stages
+computed them before the round policy existed (commit 31fd78c).
 """
 
-import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pytest
-from inprocess import run_job
-from sample_data import iris_table, table_to_csv
-from sklearn.datasets import load_diabetes
+from round_fingerprints import JOBS, digest, job_fingerprint, run_named_job
 
 from app.db import session_scope
-from app.jobs.checkpoints import load_checkpoint
+from app.jobs.checkpoints import load_part
+from app.jobs.learners import policy_for
+from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
+from app.jobs.spec import JobSpec
+from app.training.federated import run_rounds
 
-FINGERPRINTS = Path(__file__).resolve().parent.parent / "fixtures" / "round_parameters.json"
+TESTS = Path(__file__).resolve().parent.parent
+FINGERPRINTS = TESTS / "fixtures" / "round_parameters.json"
 
-
-def diabetes_table() -> pa.Table:
-    data = load_diabetes()
-    columns = {name: data.data[:, i] for i, name in enumerate(data.feature_names)}
-    return pa.table({**columns, "progression": data.target})
-
-
-JOBS: dict[str, dict[str, Any]] = {
-    "iris_mlp_fedavg": {
-        "target": "species",
-        "model": {"type": "mlp", "hidden_layers": [8]},
-        "distribution": {"shards": 4},
-        "training": {"rounds": 4, "seed": 3, "learning_rate": 0.05},
-    },
-    "iris_logistic_median_l1": {
-        "target": "species",
-        "model": {"type": "logistic_regression"},
-        "distribution": {"shards": 3, "aggregation": "median"},
-        "training": {"rounds": 3, "l1": 0.001, "optimizer": "sgd", "learning_rate": 0.2},
-    },
-    "diabetes_linear_trimmed_early_stop": {
-        "target": "progression",
-        "model": {"type": "linear_regression"},
-        "distribution": {"shards": 5, "aggregation": "trimmed_mean", "trim_fraction": 0.2},
-        "training": {
-            "rounds": 12,
-            "l2": 0.01,
-            "learning_rate": 0.3,
-            "early_stopping": {"patience": 2, "min_delta": 0.5},
-        },
-    },
+# The last bits of a float32 training run depend on which SIMD kernels the CPU selects
+# (AVX-512 or AVX2, Intel or AMD code paths in MKL). These pin one code path that every
+# x86-64 CPU runs alike: ATen's baseline kernels, MKL's conditional numerical
+# reproducibility mode, one thread, and no GPU.
+REPRODUCIBLE_NUMERICS = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "MKL_CBWR": "COMPATIBLE",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "CUDA_VISIBLE_DEVICES": "",
 }
 
 
-def _dataset(name: str) -> tuple[str, bytes]:
-    if name.startswith("iris"):
-        return "iris.csv", table_to_csv(iris_table())
-    return "diabetes.csv", table_to_csv(diabetes_table())
-
-
-def _digest(state: dict[str, Any]) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def job_fingerprint(client, ready_dataset, sessions, store, params, name: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    dataset_id = ready_dataset(*_dataset(name))
-    response = client.post("/v1/jobs", json={"dataset_id": dataset_id, **JOBS[name]})
-    assert response.status_code == 201, response.text
-    job_id = response.json()["id"]
-    run_job(sessions, store, params, job_id)
-    with session_scope(sessions) as session:
-        repository = JobRepository(session)
-        job = repository.get(job_id)
-        assert job is not None and job.status == "succeeded", job and job.error
-        merged = repository.rounds(job_id)
-        checkpoints = [load_checkpoint(store, job_id, r) for r in range(job.current_round + 1)]
-        return {
-            "rounds_run": job.current_round,
-            "best_round": job.best_round,
-            "checkpoints": [_digest(state) for state in checkpoints if state is not None],
-            "train_loss": [r.train_loss for r in merged],
-            "val_loss": [r.val_loss for r in merged],
-        }
+def test_job_parameters_are_bit_identical_to_before_the_round_policy(tmp_path: Path) -> None:
+    found = tmp_path / "found.json"
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(TESTS / "workers" / "round_fingerprints.py"),
+        ],
+        cwd=TESTS.parent,
+        env={**os.environ, **REPRODUCIBLE_NUMERICS, "SHARDTRAIN_FINGERPRINTS_OUT": str(found)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-4000:]
+    expected = json.loads(FINGERPRINTS.read_text())
+    assert sorted(expected) == sorted(JOBS)
+    for name, recorded in expected.items():
+        assert json.loads(found.read_text())[name] == recorded, name
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 @pytest.mark.parametrize("name", sorted(JOBS))
-def test_job_parameters_are_bit_identical_to_before_the_round_policy(  # type: ignore[no-untyped-def]
+def test_the_in_process_trainer_runs_the_stages_policy(  # type: ignore[no-untyped-def]
     name, client, ready_dataset, sessions, store, params
 ) -> None:
-    expected = json.loads(FINGERPRINTS.read_text())[name]
-    assert job_fingerprint(client, ready_dataset, sessions, store, params, name) == expected
-
-
-def record_fingerprints(client, ready_dataset, sessions, store, params) -> None:  # type: ignore[no-untyped-def]
-    found = {
-        name: job_fingerprint(client, ready_dataset, sessions, store, params, name)
-        for name in sorted(JOBS)
-    }
-    FINGERPRINTS.write_text(json.dumps(found, indent=1) + "\n")
-    assert all(np.isfinite(loss) for job in found.values() for loss in job["train_loss"])
+    """`run_rounds` over a job's own shards gives the stages' parameters, losses and best
+    round bit for bit: one policy, whichever driver runs it."""
+    job_id = run_named_job(client, ready_dataset, sessions, store, params, name)
+    staged = job_fingerprint(sessions, store, job_id)
+    with session_scope(sessions) as session:
+        job = JobRepository(session).get(job_id)
+        assert job is not None and job.plan is not None and job.task is not None
+        plan, spec, task = ShardPlan.from_dict(job.plan), JobSpec.stored(job.spec), job.task
+    policy = policy_for(spec, task, plan)
+    states: list[str] = []
+    result = run_rounds(
+        policy,
+        [load_part(store, key) for key in plan.shard_keys],
+        validation=load_part(store, plan.validation_key),
+        on_round=lambda _round, state: states.append(digest(state)),
+    )
+    assert result.rounds_run == staged["rounds_run"]
+    assert result.best_round == staged["best_round"]
+    assert [digest(policy.initial_state()), *states] == staged["checkpoints"]
+    assert result.train_losses == staged["train_loss"]
+    assert result.history == staged["val_loss"]
+    assert np.isfinite(result.history).all()
