@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from app.training.loop import StateDict, evaluate
+from app.training.loop import evaluate
 from app.training.networks import NetworkConfig
+from app.training.protocol import StateDict
 from app.training.split import HOLDOUT, assign_rows
 
 SHARD_COUNTS = (1, 4, 8)

@@ -10,8 +10,9 @@ from accuracy_harness import Prepared, Setting, bundled, logistic_l2, prepare, s
 from sklearn.datasets import load_digits
 
 from app.training.federated import fit_federated
-from app.training.loop import StateDict, TrainConfig
+from app.training.loop import TrainConfig
 from app.training.networks import NetworkConfig
+from app.training.protocol import StateDict
 
 NON_IID_SETTINGS = [
     Setting("sgd", 0.1, 32, 1, 0),
