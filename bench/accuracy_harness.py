@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from app.training.loop import evaluate
+from app.training.loop import TrainConfig, evaluate
 from app.training.networks import NetworkConfig
 from app.training.protocol import StateDict
 from app.training.split import HOLDOUT, assign_rows
@@ -59,6 +59,16 @@ class Setting:
     batch_size: int
     local_epochs: int
     rounds: int
+
+    def train_config(self, task: str, l2: float = 0.0) -> TrainConfig:
+        return TrainConfig(
+            task=task,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            local_epochs=self.local_epochs,
+            l2=l2,
+        )
 
     def describe(self) -> str:
         batch = "all" if self.batch_size >= FULL_BATCH else str(self.batch_size)

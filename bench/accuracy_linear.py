@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +13,7 @@ from accuracy_harness import (
     FULL_BATCH,
     SHARD_COUNTS,
     C,
+    Dataset,
     Prepared,
     Setting,
     bundled,
@@ -35,19 +35,7 @@ from sklearn.datasets import (
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from app.training.federated import fit_federated
-from app.training.loop import TrainConfig
 from app.training.networks import NetworkConfig
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    task: str
-    load: Callable[[], tuple[np.ndarray, np.ndarray]]
-    setting: Setting
-    # A second, minibatch run (several local steps per round, so the shard
-    # count matters); reported in its own table, not used for the targets.
-    minibatch: Setting | None = None
 
 
 def _generated() -> tuple[np.ndarray, np.ndarray]:
@@ -96,14 +84,7 @@ def fit_ours(
     else:
         config = NetworkConfig("linear_regression", data.features.shape[1], 1)
         l2 = ridge_l2(n_train)
-    train = TrainConfig(
-        task=dataset.task,
-        optimizer=setting.optimizer,
-        learning_rate=setting.learning_rate,
-        batch_size=setting.batch_size,
-        local_epochs=setting.local_epochs,
-        l2=l2,
-    )
+    train = setting.train_config(dataset.task, l2)
     shards = shards_of(data, seed, n_shards, dataset.task)
     start = time.perf_counter()
     result = fit_federated(config, shards, train, rounds=setting.rounds, seed=seed)

@@ -12,7 +12,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
 from app.training.federated import fit_federated
-from app.training.loop import TrainConfig
 from app.training.networks import NetworkConfig
 
 MLP_SETTING = Setting("adam", 0.001, 32, 2, 40)
@@ -27,13 +26,7 @@ def run_mlp(seeds: list[int]) -> dict[int, list[float]]:
     sklearn_times: list[float] = []
     config = NetworkConfig("mlp", x.shape[1], 10, hidden_layers=MLP_HIDDEN)
     s = MLP_SETTING
-    train = TrainConfig(
-        task="classification",
-        optimizer=s.optimizer,
-        learning_rate=s.learning_rate,
-        batch_size=s.batch_size,
-        local_epochs=s.local_epochs,
-    )
+    train = s.train_config("classification")
     for seed in seeds:
         data = prepare(x, y, "classification", seed)
         for n_shards in SHARD_COUNTS:

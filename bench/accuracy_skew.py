@@ -83,14 +83,7 @@ def run_non_iid(
         label = f"{s.optimizer} lr={s.learning_rate:g} B={s.batch_size} E={s.local_epochs}"
         for seed in seeds:
             data = prepare(x, y, "classification", seed)
-            train = TrainConfig(
-                task="classification",
-                optimizer=s.optimizer,
-                learning_rate=s.learning_rate,
-                batch_size=s.batch_size,
-                local_epochs=s.local_epochs,
-                l2=logistic_l2(int(data.train.sum()), 10),
-            )
+            train = s.train_config("classification", logistic_l2(int(data.train.sum()), 10))
             iid_shards = shards_of(data, seed, NON_IID_SHARDS, "classification")
             iid = _accuracy_per_round(config, iid_shards, train, iid_rounds, seed, data)
             target = iid[-1] - NON_IID_TOLERANCE
