@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.jobs import finalize, rounds
+from app.jobs.stages import finalize, merge, next_step, prepare, train
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 
@@ -28,16 +28,16 @@ class InProcessDispatcher:
         self.log.append(kind)
         getattr(self, kind)(**args)
 
-    def _follow(self, job_id: str, step: rounds.NextStep) -> None:
+    def _follow(self, job_id: str, step: next_step.NextStep) -> None:
         message = step.message(job_id)
         if message is not None:
             self.sent.append(message)
 
     def prepare(self, job_id: str) -> None:
         with session_scope(self._sessions) as session:
-            assert rounds.begin_prepare(session, job_id) == "build"
+            assert prepare.begin_prepare(session, job_id) == "build"
         with session_scope(self._sessions) as session:
-            step = rounds.build_job_shards(session, self._store, self._params, job_id)
+            step = prepare.build_job_shards(session, self._store, self._params, job_id)
         self._follow(job_id, step)
 
     def round(
@@ -45,9 +45,9 @@ class InProcessDispatcher:
     ) -> None:
         for shard in range(shards):
             with session_scope(self._sessions) as session:
-                rounds.train_shard(session, self._store, self._params, job_id, round_, shard)
+                train.train_shard(session, self._store, self._params, job_id, round_, shard)
         with session_scope(self._sessions) as session:
-            step = rounds.merge_round(session, self._store, self._params, job_id, round_)
+            step = merge.merge_round(session, self._store, self._params, job_id, round_)
         self._follow(job_id, step)
 
     def finalize(self, job_id: str) -> None:

@@ -16,8 +16,8 @@ from app.datasets import ingest_run
 from app.datasets.ingest_run import ingest_dataset as ingest
 from app.datasets.ingest_run import mark_failed
 from app.db import OutageTooLong, enqueue_after_commit, session_scope
-from app.jobs import finalize, rounds, shard_stage
 from app.jobs.repository import JobRepository
+from app.jobs.stages import finalize, merge, next_step, prepare, train
 from app.jobs.watchdog import sweep, sweep_batch_predictions, sweep_datasets
 from app.observability.logging import log_ids
 from app.outbox import relay_pending, send_after_commit
@@ -108,21 +108,21 @@ def prepare_job(self: Task, job_id: str) -> None:
 def _prepare_job(self: Task, job_id: str) -> None:
     settings = get_settings()
     max_wait_s = settings.dataset_wait_s or settings.stage_deadline_s * (settings.max_attempts + 1)
-    steps: list[rounds.PrepareStep] = []
+    steps: list[prepare.PrepareStep] = []
 
     def begin() -> None:
         with session_scope() as session:
-            steps.append(rounds.begin_prepare(session, job_id, max_wait_s=max_wait_s))
+            steps.append(prepare.begin_prepare(session, job_id, max_wait_s=max_wait_s))
 
     def build() -> None:
         with session_scope() as session:
-            work = rounds.read_build_input(session, job_id)
+            work = prepare.read_build_input(session, job_id)
         if work is None:
             return
         # Minutes for a large dataset: no transaction stays open while the shards are written.
-        built = rounds.write_shards(_store(), _params(), work)
+        built = prepare.write_shards(_store(), _params(), work)
         with session_scope() as session:
-            first_round = rounds.record_shards(session, work, built)
+            first_round = prepare.record_shards(session, work, built)
             _send_after_commit(session, job_id, first_round)
 
     try:
@@ -143,7 +143,7 @@ def _prepare_job(self: Task, job_id: str) -> None:
         fail_job(job_id, "prepare_failed", f"{type(exc).__name__}: {exc}")
 
 
-def _send_after_commit(session: Session, job_id: str, step: rounds.NextStep) -> None:
+def _send_after_commit(session: Session, job_id: str, step: next_step.NextStep) -> None:
     message = step.message(job_id)
     if message is not None:
         kind, args = message
@@ -155,26 +155,26 @@ def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
     with log_ids(job_id=job_id, round=round_, shard=shard):
         params = _params()
 
-        def still_wanted(work: shard_stage.ShardWork) -> bool:
+        def still_wanted(work: train.ShardWork) -> bool:
             with session_scope() as session:
-                return shard_stage.shard_still_wanted(session, params, work)
+                return train.shard_still_wanted(session, params, work)
 
-        def train() -> None:
+        def train_and_store() -> None:
             # Only the reads hold a session: a database restart while the shard trains
             # costs it nothing, and the result goes to Redis, not SQL.
             with session_scope() as session:
-                work = shard_stage.read_shard_work(session, params, job_id, round_, shard)
+                work = train.read_shard_work(session, params, job_id, round_, shard)
             if work is None:
                 return
-            watch = shard_stage.ShardWatch(lambda: still_wanted(work), is_outage=is_outage)
-            if shard_stage.run_shard(work, _store(), params, watch):
+            watch = train.ShardWatch(lambda: still_wanted(work), is_outage=is_outage)
+            if train.run_shard(work, _store(), params, watch):
                 _withdraw_if_late(job_id, round_)
 
         try:
-            riding_out(f"shard {shard} of round {round_}", train)
+            riding_out(f"shard {shard} of round {round_}", train_and_store)
         except OutageTooLong as exc:
             leave_to_watchdog(exc)
-        except rounds.DeviceUnavailable as exc:
+        except train.DeviceUnavailable as exc:
             fail_job(job_id, "device_unavailable", str(exc))
         except Exception as exc:
             retry_if_stale(self, exc)
@@ -196,8 +196,8 @@ def _withdraw_if_late(job_id: str, round_: int) -> None:
             raise
         logger.warning("could not check the job after storing a shard: %s", exc)
         return
-    if not shard_stage.round_still_open(job, round_):
-        shard_stage.withdraw_late_result(params, job, job_id, round_)
+    if not train.round_still_open(job, round_):
+        train.withdraw_late_result(params, job, job_id, round_)
 
 
 @celery_app.task(name="shardtrain.merge_round", bind=True)
@@ -209,16 +209,16 @@ def merge_round(self: Task, job_id: str, round_: int) -> None:
 def _merge_round(self: Task, job_id: str, round_: int) -> None:
     params = _params()
 
-    def merge() -> None:
+    def merge_and_record() -> None:
         with session_scope() as session:
-            work = rounds.read_merge_input(session, job_id, round_)
+            work = merge.read_merge_input(session, job_id, round_)
         if work is None:
             return
         # Aggregation, checkpoint and validation run with no transaction open; the
         # record step re-checks the fence under the row lock.
-        merged = rounds.compute_merge(work, _store(), params)
+        merged = merge.compute_merge(work, _store(), params)
         with session_scope() as session:
-            step = rounds.record_merge(session, merged)
+            step = merge.record_merge(session, merged)
             _send_after_commit(session, job_id, step)
             if step.next != "none":
                 # Shard results and the previous global are no longer needed once committed.
@@ -226,7 +226,7 @@ def _merge_round(self: Task, job_id: str, round_: int) -> None:
                 _record_round_after_commit(session, job_id, round_)
 
     try:
-        riding_out(f"the merge of round {round_}", merge)
+        riding_out(f"the merge of round {round_}", merge_and_record)
     except OutageTooLong as exc:
         leave_to_watchdog(exc)
     except IntegrityError:
@@ -298,7 +298,7 @@ def watchdog() -> None:
         for job_id, step in sweep(session, deadline_s=deadline_s, max_attempts=max_attempts):
             if step == "prepare":
                 send_after_commit(session, dispatcher, "prepare", job_id=job_id)
-            elif isinstance(step, rounds.NextStep):
+            elif isinstance(step, next_step.NextStep):
                 _send_after_commit(session, job_id, step)
     with session_scope() as session:
         for dataset_id in sweep_datasets(

@@ -3,6 +3,7 @@
 import numpy as np
 from safetensors.torch import load_file, save_file
 
+from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.training.protocol import StateDict
 
@@ -30,3 +31,15 @@ def load_part(store: BlobStore, key: str) -> tuple[np.ndarray, np.ndarray]:
         # An empty part has no bytes to map.
         data = np.load(path, allow_pickle=False)
     return data[:, :-1], data[:, -1]
+
+
+def global_state(
+    store: BlobStore, params: ParamStore, job_id: str, round_: int
+) -> StateDict | None:
+    """The merged parameters of a round: Redis first, the blob checkpoint if Redis lost them."""
+    state = params.get_global(job_id, round_)
+    if state is None:
+        state = load_checkpoint(store, job_id, round_)
+        if state is not None:
+            params.put_global(job_id, round_, state)
+    return state

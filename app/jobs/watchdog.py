@@ -18,8 +18,8 @@ from app.jobs.events import record_event
 from app.jobs.lifecycle import fail
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
-from app.jobs.rounds import NextStep, await_finalize, await_round
 from app.jobs.spec import JobSpec
+from app.jobs.stages.next_step import NextStep, await_finalize, await_round
 from app.registry.repository import BatchPredictionRepository
 from app.storage import BlobStore
 from app.tables import Job

@@ -10,7 +10,7 @@ results would be gradient histograms carried in the same tensor dicts.
 
 A `RoundPolicy` is that sequence written once, as pure functions over typed values
 (torch and numpy, no SQL, Redis or Celery), in the manner of Flower's Strategy. The
-worker stages (`app.jobs.rounds`, `app.jobs.shard_stage`) load its inputs and persist
+worker stages (`app.jobs.stages`: `train`, `merge`, `finalize`) load its inputs and persist
 its outputs; `app.training.federated.fit_federated` runs it in memory. Both get the
 same numbers because both call the same methods.
 """

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import session_factory, session_scope
-from app.jobs import rounds
+from app.jobs.stages import prepare
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tenancy.service import set_limit
@@ -168,9 +168,9 @@ def test_prepare_fails_a_job_whose_full_model_passes_the_limit(
     assert response.status_code == 201, response.text
     job_id = response.json()["id"]
     with session_scope(sessions) as session:
-        assert rounds.begin_prepare(session, job_id) == "build"
+        assert prepare.begin_prepare(session, job_id) == "build"
     with session_scope(sessions) as session:
-        assert rounds.build_job_shards(session, store, params, job_id).next == "none"
+        assert prepare.build_job_shards(session, store, params, job_id).next == "none"
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "failed"
     assert job["error"]["code"] == "quota_exceeded"

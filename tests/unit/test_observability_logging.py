@@ -35,7 +35,7 @@ def json_lines(stream: io.StringIO) -> list[dict]:
 
 def test_json_lines_carry_the_ids_bound_around_them(log_stream: io.StringIO) -> None:
     configure_logging("json", stream=log_stream)
-    logger = logging.getLogger("app.jobs.rounds")
+    logger = logging.getLogger("app.jobs.stages.merge")
     with log_ids(job_id="job_a", round=3):
         with log_ids(shard=1):
             logger.info("training %s", "now")
@@ -43,7 +43,7 @@ def test_json_lines_carry_the_ids_bound_around_them(log_stream: io.StringIO) -> 
     logger.info("idle")
     inner, outer, idle = json_lines(log_stream)
     assert inner["message"] == "training now"
-    assert inner["level"] == "INFO" and inner["logger"] == "app.jobs.rounds"
+    assert inner["level"] == "INFO" and inner["logger"] == "app.jobs.stages.merge"
     assert (inner["job_id"], inner["round"], inner["shard"]) == ("job_a", 3, 1)
     assert (outer["job_id"], outer["round"]) == ("job_a", 3) and "shard" not in outer
     assert not {"job_id", "round", "shard", "ids"} & set(idle)

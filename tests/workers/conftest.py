@@ -8,7 +8,7 @@ from sample_data import iris_table, table_to_csv
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.jobs import rounds
+from app.jobs.stages import prepare
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 
@@ -30,9 +30,9 @@ def started_job(
         body = {"dataset_id": dataset_id, "target": "species", **spec}
         job_id: str = client.post("/v1/jobs", json=body).json()["id"]
         with session_scope(sessions) as session:
-            assert rounds.begin_prepare(session, job_id) == "build"
+            assert prepare.begin_prepare(session, job_id) == "build"
         with session_scope(sessions) as session:
-            assert rounds.build_job_shards(session, store, params, job_id).next == "round"
+            assert prepare.build_job_shards(session, store, params, job_id).next == "round"
         return job_id
 
     return make

@@ -17,8 +17,8 @@ from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import OutageTooLong, is_transient_database_error, retry_transient, session_scope
-from app.jobs import rounds, shard_stage
 from app.jobs.repository import JobRepository
+from app.jobs.stages import finalize, merge, prepare, train
 from app.paramstore import ParamStore
 
 MakeDataset = Callable[[str, bytes], str]
@@ -127,20 +127,20 @@ def test_a_bad_statement_is_raised_at_once(postgres_back: OwnPostgres) -> None:
 
 
 def _watch(
-    sessions: sessionmaker[Session], params: ParamStore, work: shard_stage.ShardWork
+    sessions: sessionmaker[Session], params: ParamStore, work: train.ShardWork
 ) -> Callable[[], bool]:
     def ask() -> bool:
         with session_scope(sessions) as session:
-            return shard_stage.shard_still_wanted(session, params, work)
+            return train.shard_still_wanted(session, params, work)
 
     return ask
 
 
 def _read_work(
     sessions: sessionmaker[Session], params: ParamStore, job_id: str, round_: int, shard: int
-) -> shard_stage.ShardWork:
+) -> train.ShardWork:
     with session_scope(sessions) as session:
-        work = shard_stage.read_shard_work(session, params, job_id, round_, shard)
+        work = train.read_shard_work(session, params, job_id, round_, shard)
     assert work is not None
     return work
 
@@ -162,8 +162,8 @@ def test_a_shard_of_a_job_cancelled_mid_training_stops_and_writes_nothing(  # ty
             assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
         return ask()
 
-    watch = shard_stage.ShardWatch(cancelling_ask, is_outage=lambda _: False, every_s=0)
-    assert shard_stage.run_shard(work, store, params, watch) is False
+    watch = train.ShardWatch(cancelling_ask, is_outage=lambda _: False, every_s=0)
+    assert train.run_shard(work, store, params, watch) is False
     # Stopped at the checkpoint after the cancel, not at the end of its 30 epochs.
     assert len(asked) == 3
     assert not params.has_shard(job_id, 1, 0)
@@ -175,10 +175,10 @@ def test_a_copy_whose_shard_another_copy_stored_stops_and_writes_nothing(  # typ
     job_id = started_job(**LONG_SHARD)
     late = _read_work(sessions, params, job_id, 1, 0)
     first = _read_work(sessions, params, job_id, 1, 0)
-    assert shard_stage.run_shard(first, store, params) is True  # the re-sent copy won
+    assert train.run_shard(first, store, params) is True  # the re-sent copy won
     stored = params.get_shard(job_id, 1, 0)
-    watch = shard_stage.ShardWatch(_watch(sessions, params, late), is_outage=lambda _: False)
-    assert shard_stage.run_shard(late, store, params, watch) is False
+    watch = train.ShardWatch(_watch(sessions, params, late), is_outage=lambda _: False)
+    assert train.run_shard(late, store, params, watch) is False
     again = params.get_shard(job_id, 1, 0)
     assert stored is not None and again is not None and again.seconds == stored.seconds
 
@@ -189,28 +189,27 @@ def test_a_copy_of_a_merged_round_stops_and_writes_nothing(  # type: ignore[no-u
     job_id = started_job(**LONG_SHARD, distribution={"shards": 2})
     late = _read_work(sessions, params, job_id, 1, 1)
     for shard in range(2):
-        assert shard_stage.run_shard(_read_work(sessions, params, job_id, 1, shard), store, params)
+        assert train.run_shard(_read_work(sessions, params, job_id, 1, shard), store, params)
     with session_scope(sessions) as session:
-        assert rounds.merge_round(session, store, params, job_id, 1).next == "round"
+        assert merge.merge_round(session, store, params, job_id, 1).next == "round"
     params.delete_round(job_id, 1)  # as the merge task does once it has committed
-    watch = shard_stage.ShardWatch(_watch(sessions, params, late), is_outage=lambda _: False)
-    assert shard_stage.run_shard(late, store, params, watch) is False
+    watch = train.ShardWatch(_watch(sessions, params, late), is_outage=lambda _: False)
+    assert train.run_shard(late, store, params, watch) is False
     assert not params.has_shard(job_id, 1, 1)
 
 
 def test_a_result_written_after_finalize_is_withdrawn(  # type: ignore[no-untyped-def]
     started_job, sessions, store, params, redis_client: redis.Redis
 ) -> None:
-    from app.jobs import finalize
 
     job_id = started_job(training={"rounds": 1}, distribution={"shards": 2})
     results = []
     for shard in range(2):
         work = _read_work(sessions, params, job_id, 1, shard)
-        assert shard_stage.run_shard(work, store, params)
+        assert train.run_shard(work, store, params)
         results.append(params.get_shard(job_id, 1, shard))
     with session_scope(sessions) as session:
-        assert rounds.merge_round(session, store, params, job_id, 1).next == "finalize"
+        assert merge.merge_round(session, store, params, job_id, 1).next == "finalize"
     with session_scope(sessions) as session:
         assert finalize.finalize_job(session, store, job_id)
     params.delete_job(job_id)  # as the finalize task does once it has committed
@@ -219,8 +218,8 @@ def test_a_result_written_after_finalize_is_withdrawn(  # type: ignore[no-untype
     params.put_shard(job_id, 1, late)  # a copy that passed its last check just before
     with session_scope(sessions) as session:
         job = JobRepository(session).get(job_id)
-    assert not shard_stage.round_still_open(job, 1)
-    shard_stage.withdraw_late_result(params, job, job_id, 1)
+    assert not train.round_still_open(job, 1)
+    train.withdraw_late_result(params, job, job_id, 1)
     assert redis_client.keys(f"shardtrain:{job_id}:*") == []
 
 
@@ -233,10 +232,10 @@ def test_an_outage_while_checking_lets_the_shard_train_on(  # type: ignore[no-un
     def unreachable() -> bool:
         raise redis.ConnectionError("Redis is restarting")
 
-    watch = shard_stage.ShardWatch(
+    watch = train.ShardWatch(
         unreachable, is_outage=lambda exc: isinstance(exc, redis.ConnectionError), every_s=0
     )
-    assert shard_stage.run_shard(work, store, params, watch) is True
+    assert train.run_shard(work, store, params, watch) is True
     assert params.has_shard(job_id, 1, 0)
 
 
@@ -248,7 +247,7 @@ def test_a_round_takes_at_least_its_slowest_shard_after_a_resend(  # type: ignor
 ) -> None:
     job_id = started_job(distribution={"shards": 2}, training={"rounds": 2})
     for shard in range(2):
-        assert shard_stage.run_shard(_read_work(sessions, params, job_id, 1, shard), store, params)
+        assert train.run_shard(_read_work(sessions, params, job_id, 1, shard), store, params)
     slow = params.get_shard(job_id, 1, 1)
     assert slow is not None
     # The first copy of shard 1 took 30 s; the watchdog then re-sent the round, which
@@ -261,7 +260,7 @@ def test_a_round_takes_at_least_its_slowest_shard_after_a_resend(  # type: ignor
         assert job is not None
         job.stage_started_at = time.time()
     with session_scope(sessions) as session:
-        assert rounds.merge_round(session, store, params, job_id, 1).next == "round"
+        assert merge.merge_round(session, store, params, job_id, 1).next == "round"
     with session_scope(sessions) as session:
         (merged,) = JobRepository(session).rounds(job_id)
         assert merged.slowest_shard_seconds == 30.0
@@ -283,10 +282,10 @@ def test_prepare_waits_for_an_ingest_then_fails_naming_the_dataset(  # type: ign
     job_id = created.json()["id"]
     now = time.time()
     with session_scope(sessions) as session:
-        assert rounds.begin_prepare(session, job_id, max_wait_s=600, now=now) == "wait"
+        assert prepare.begin_prepare(session, job_id, max_wait_s=600, now=now) == "wait"
     assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
     with session_scope(sessions) as session:
-        assert rounds.begin_prepare(session, job_id, max_wait_s=600, now=now + 601) == "failed"
+        assert prepare.begin_prepare(session, job_id, max_wait_s=600, now=now + 601) == "failed"
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "failed"
     assert job["error"]["code"] == "dataset_not_ready"

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.jobs import finalize, rounds
 from app.jobs.checkpoints import load_checkpoint, save_checkpoint
 from app.jobs.repository import JobRepository
+from app.jobs.stages import finalize, merge, next_step, prepare, train
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Dataset
@@ -58,26 +58,26 @@ def queue(client: TestClient, dataset_id: str, target: str, **spec: Any) -> str:
     return str(response.json()["id"])
 
 
-def prepare(
+def prepared_job(
     sessions: sessionmaker[Session], store: BlobStore, params: ParamStore, job_id: str
-) -> rounds.NextStep:
+) -> next_step.NextStep:
     with session_scope(sessions) as session:
-        assert rounds.begin_prepare(session, job_id) == "build"
+        assert prepare.begin_prepare(session, job_id) == "build"
     with session_scope(sessions) as session:
-        return rounds.build_job_shards(session, store, params, job_id)
+        return prepare.build_job_shards(session, store, params, job_id)
 
 
 def train_until_finalize(
     sessions: sessionmaker[Session], store: BlobStore, params: ParamStore, job_id: str
 ) -> int:
     """Every round, as the workers run them; returns the round finalize will keep."""
-    step = prepare(sessions, store, params, job_id)
+    step = prepared_job(sessions, store, params, job_id)
     while step.next == "round":
         for shard in range(step.shards):
             with session_scope(sessions) as session:
-                rounds.train_shard(session, store, params, job_id, step.round, shard)
+                train.train_shard(session, store, params, job_id, step.round, shard)
         with session_scope(sessions) as session:
-            step = rounds.merge_round(session, store, params, job_id, step.round)
+            step = merge.merge_round(session, store, params, job_id, step.round)
     assert step.next == "finalize"
     with session_scope(sessions) as session:
         job = JobRepository(session).get(job_id)
@@ -109,7 +109,7 @@ def test_prepare_fails_on_a_value_float32_cannot_hold_naming_the_column(
     dataset_id = ready_dataset("reg.csv", table_to_csv(regression_table()))
     replace_value(sessions, store, dataset_id, column, row, value)
     job_id = queue(client, dataset_id, "y", model={"type": "linear_regression"})
-    assert prepare(sessions, store, params, job_id).next == "none"
+    assert prepared_job(sessions, store, params, job_id).next == "none"
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "failed"
     assert job["error"]["code"] == "invalid_data"
@@ -128,7 +128,7 @@ def test_a_missing_target_value_is_still_a_dropped_row_not_an_error(
     replace_value(sessions, store, dataset_id, "y", 17, float("nan"))
     replace_value(sessions, store, dataset_id, "x1", 18, float("nan"))
     job_id = queue(client, dataset_id, "y", model={"type": "linear_regression"})
-    assert prepare(sessions, store, params, job_id).next == "round"
+    assert prepared_job(sessions, store, params, job_id).next == "round"
     with session_scope(sessions) as session:
         job = JobRepository(session).get(job_id)
         assert job is not None and job.plan is not None

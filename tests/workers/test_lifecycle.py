@@ -9,8 +9,8 @@ from sample_data import iris_table, table_to_csv
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.jobs import finalize, rounds
 from app.jobs.repository import JobRepository
+from app.jobs.stages import finalize, merge, next_step, prepare, train
 from app.jobs.watchdog import sweep
 from app.paramstore import ParamStore
 from app.storage import BlobStore
@@ -30,9 +30,9 @@ def start(
     sessions: sessionmaker[Session], store: BlobStore, params: ParamStore, job_id: str
 ) -> None:
     with session_scope(sessions) as session:
-        rounds.begin_prepare(session, job_id)
+        prepare.begin_prepare(session, job_id)
     with session_scope(sessions) as session:
-        rounds.build_job_shards(session, store, params, job_id)
+        prepare.build_job_shards(session, store, params, job_id)
 
 
 def load(sessions: sessionmaker[Session], job_id: str) -> Job:
@@ -130,10 +130,10 @@ def test_cancel_a_running_job_stops_it_without_a_model(  # type: ignore[no-untyp
     # The round's messages, delivered anyway, change nothing.
     for shard in range(4):
         with session_scope(sessions) as session:
-            rounds.train_shard(session, store, params, job_id, 1, shard)
+            train.train_shard(session, store, params, job_id, 1, shard)
     assert params.get_shard(job_id, 1, 0) is None
     with session_scope(sessions) as session:
-        assert rounds.merge_round(session, store, params, job_id, 1).next == "none"
+        assert merge.merge_round(session, store, params, job_id, 1).next == "none"
     with session_scope(sessions) as session:
         assert finalize.finalize_job(session, store, job_id) is False
     assert client.get("/v1/models", params={"job_id": job_id}).json()["data"] == []
@@ -166,13 +166,13 @@ def test_watchdog_resends_a_stalled_round_then_gives_up(  # type: ignore[no-unty
         decisions = sweep(session, deadline_s=10, max_attempts=3, now=later)
     ((stalled_id, step),) = decisions
     assert stalled_id == job_id
-    assert isinstance(step, rounds.NextStep)
+    assert isinstance(step, next_step.NextStep)
     assert (step.next, step.round, step.shards, step.attempt) == ("round", 1, 4, 1)
     job = load(sessions, job_id)
     assert job.stage_attempts == 1 and job.status == "running"
     with session_scope(sessions) as session:
         (again,) = sweep(session, deadline_s=10, max_attempts=3, now=time.time() + 100)
-    assert isinstance(again[1], rounds.NextStep) and again[1].attempt == 2
+    assert isinstance(again[1], next_step.NextStep) and again[1].attempt == 2
     with session_scope(sessions) as session:
         assert sweep(session, deadline_s=10, max_attempts=3, now=time.time() + 100) == []
     job = load(sessions, job_id)

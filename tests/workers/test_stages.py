@@ -10,9 +10,9 @@ from sample_data import iris_table, table_to_csv
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.jobs import finalize, rounds
 from app.jobs.checkpoints import load_checkpoint
 from app.jobs.repository import JobRepository
+from app.jobs.stages import finalize, merge, prepare, train
 from app.tables import Job
 
 MakeDataset = Callable[[str, bytes], str]
@@ -28,7 +28,7 @@ def load_job(sessions: sessionmaker[Session], job_id: str) -> Job:
 def train_all(sessions, store, params, job_id: str, round_: int, shards: int = 4) -> None:  # type: ignore[no-untyped-def]
     for shard in range(shards):
         with session_scope(sessions) as session:
-            rounds.train_shard(session, store, params, job_id, round_, shard)
+            train.train_shard(session, store, params, job_id, round_, shard)
 
 
 def test_shards_cover_training_rows_once(started_job, sessions) -> None:  # type: ignore[no-untyped-def]
@@ -48,7 +48,7 @@ def test_redelivered_shard_task_keeps_the_first_result(  # type: ignore[no-untyp
     train_all(sessions, store, params, job_id, 1)
     first = params.get_shard(job_id, 1, 0)
     with session_scope(sessions) as session:
-        rounds.train_shard(session, store, params, job_id, 1, 0)
+        train.train_shard(session, store, params, job_id, 1, 0)
     again = params.get_shard(job_id, 1, 0)
     assert first is not None and again is not None
     assert again.seconds == first.seconds  # not retrained: the stored result stands
@@ -58,9 +58,9 @@ def test_duplicate_merge_advances_the_job_once(started_job, sessions, store, par
     job_id = started_job(training={"rounds": 3})
     train_all(sessions, store, params, job_id, 1)
     with session_scope(sessions) as session:
-        first = rounds.merge_round(session, store, params, job_id, 1)
+        first = merge.merge_round(session, store, params, job_id, 1)
     with session_scope(sessions) as session:
-        second = rounds.merge_round(session, store, params, job_id, 1)
+        second = merge.merge_round(session, store, params, job_id, 1)
     assert first.next == "round" and first.round == 2
     assert second.next == "none"
     assert load_job(sessions, job_id).current_round == 1
@@ -74,7 +74,7 @@ def test_lost_redis_keys_resume_from_the_checkpoint(  # type: ignore[no-untyped-
     job_id = started_job(training={"rounds": 2})
     train_all(sessions, store, params, job_id, 1)
     with session_scope(sessions) as session:
-        rounds.merge_round(session, store, params, job_id, 1)
+        merge.merge_round(session, store, params, job_id, 1)
     merged = params.get_global(job_id, 1)
     params.delete_job(job_id)  # as if Redis restarted
     train_all(sessions, store, params, job_id, 2)
@@ -92,7 +92,7 @@ def test_nan_shard_is_excluded_and_recorded(started_job, sessions, store, params
     bad_state = {k: torch.full_like(v, float("nan")) for k, v in poisoned.state.items()}
     params.put_shard(job_id, 1, type(poisoned)(2, bad_state, poisoned.num_examples, 1.0, 0.1))
     with session_scope(sessions) as session:
-        decision = rounds.merge_round(session, store, params, job_id, 1)
+        decision = merge.merge_round(session, store, params, job_id, 1)
     assert decision.next == "round"
     with session_scope(sessions) as session:
         (recorded,) = JobRepository(session).rounds(job_id)
@@ -110,7 +110,7 @@ def test_all_shards_diverging_fails_the_job(started_job, sessions, store, params
         nan_state = {k: torch.full_like(v, float("nan")) for k, v in result.state.items()}
         params.put_shard(job_id, 1, type(result)(shard, nan_state, result.num_examples, 1.0, 0.1))
     with session_scope(sessions) as session:
-        assert rounds.merge_round(session, store, params, job_id, 1).next == "none"
+        assert merge.merge_round(session, store, params, job_id, 1).next == "none"
     job = load_job(sessions, job_id)
     assert job.status == "failed" and job.error_code == "diverged"
 
@@ -119,7 +119,7 @@ def test_finalize_twice_registers_one_model(started_job, sessions, store, params
     job_id = started_job(training={"rounds": 1})
     train_all(sessions, store, params, job_id, 1)
     with session_scope(sessions) as session:
-        assert rounds.merge_round(session, store, params, job_id, 1).next == "finalize"
+        assert merge.merge_round(session, store, params, job_id, 1).next == "finalize"
     with session_scope(sessions) as session:
         assert finalize.finalize_job(session, store, job_id) is True
     with session_scope(sessions) as session:
@@ -146,13 +146,13 @@ def test_same_spec_and_seed_give_identical_parameters(  # type: ignore[no-untype
 
 def test_device_choice_follows_the_hardware() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert rounds.choose_device("auto").type == expected
-    assert rounds.choose_device("cpu").type == "cpu"
+    assert train.choose_device("auto").type == expected
+    assert train.choose_device("cpu").type == "cpu"
     if expected == "cpu":
-        with pytest.raises(rounds.DeviceUnavailable, match="no GPU"):
-            rounds.choose_device("cuda")
+        with pytest.raises(train.DeviceUnavailable, match="no GPU"):
+            train.choose_device("cuda")
     else:
-        assert rounds.choose_device("cuda").type == "cuda"
+        assert train.choose_device("cuda").type == "cuda"
 
 
 def test_roc_auc_gate_on_three_classes_fails_at_prepare(  # type: ignore[no-untyped-def]
@@ -166,9 +166,9 @@ def test_roc_auc_gate_on_three_classes_fails_at_prepare(  # type: ignore[no-unty
     }
     job_id = client.post("/v1/jobs", json=body).json()["id"]
     with session_scope(sessions) as session:
-        assert rounds.begin_prepare(session, job_id) == "build"
+        assert prepare.begin_prepare(session, job_id) == "build"
     with session_scope(sessions) as session:
-        assert rounds.build_job_shards(session, store, params, job_id).next == "none"
+        assert prepare.build_job_shards(session, store, params, job_id).next == "none"
     job = load_job(sessions, job_id)
     assert job.status == "failed" and job.error_code == "invalid_data"
     assert "roc_auc" in (job.error_message or "")

@@ -9,9 +9,10 @@ from fastapi.testclient import TestClient
 from sample_data import iris_table, table_to_csv
 
 from app.db import session_scope
-from app.jobs import rounds
 from app.jobs.checkpoints import load_checkpoint
 from app.jobs.repository import JobRepository
+from app.jobs.stages import merge, prepare
+from app.jobs.stages.train import train_shard
 from app.storage import BlobStore
 
 MakeDataset = Callable[[str, bytes], str]
@@ -123,14 +124,14 @@ def test_merged_parameters_do_not_depend_on_shard_finish_order(  # type: ignore[
         body = {"dataset_id": dataset_id, "target": "species", "training": {"rounds": 1}}
         job_id = client.post("/v1/jobs", json=body).json()["id"]
         with session_scope(sessions) as session:
-            rounds.begin_prepare(session, job_id)
+            prepare.begin_prepare(session, job_id)
         with session_scope(sessions) as session:
-            rounds.build_job_shards(session, store, params, job_id)
+            prepare.build_job_shards(session, store, params, job_id)
         for shard in order:
             with session_scope(sessions) as session:
-                rounds.train_shard(session, store, params, job_id, 1, shard)
+                train_shard(session, store, params, job_id, 1, shard)
         with session_scope(sessions) as session:
-            rounds.merge_round(session, store, params, job_id, 1)
+            merge.merge_round(session, store, params, job_id, 1)
         merged.append(load_checkpoint(store, job_id, 1))
     first, second = merged
     assert first is not None and second is not None

@@ -1,5 +1,6 @@
-"""The shard stage: read what a shard needs, train it with no SQL session open, store
-the result by key, and stop early when the result is no longer wanted."""
+"""The training stage of one shard in one round: read what the shard needs, train it
+through the job's round policy with no SQL session open, store the result by key,
+and stop early when the result is no longer wanted."""
 
 import dataclasses
 import logging
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from sqlalchemy.orm import Session
 
-from app.jobs.checkpoints import load_checkpoint, load_part
+from app.jobs.checkpoints import global_state, load_part
 from app.jobs.learners import policy_for
 from app.jobs.lifecycle import TERMINAL
 from app.jobs.plan import ShardPlan
@@ -20,7 +21,7 @@ from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Job
 from app.training.loop import TrainingStopped
-from app.training.protocol import RoundPolicy, StateDict
+from app.training.protocol import RoundPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +39,6 @@ def choose_device(requested: str) -> torch.device:
     if requested == "cuda":
         raise DeviceUnavailable("the job asks for device 'cuda' but this worker has no GPU")
     return torch.device("cpu")
-
-
-def global_state(
-    store: BlobStore, params: ParamStore, job_id: str, round_: int
-) -> StateDict | None:
-    """The merged parameters of a round: Redis first, the blob checkpoint if Redis lost them."""
-    state = params.get_global(job_id, round_)
-    if state is None:
-        state = load_checkpoint(store, job_id, round_)
-        if state is not None:
-            params.put_global(job_id, round_, state)
-    return state
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,140 @@
+"""The prepare stage: check the job's dataset and spec, write its shards and round 0's
+state with no transaction open, then move the job to round 1."""
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.datasets.repository import DatasetRepository
+from app.jobs.checkpoints import save_checkpoint
+from app.jobs.learners import policy_for
+from app.jobs.lifecycle import fail, transition
+from app.jobs.repository import JobRepository
+from app.jobs.service import SpecError, check_spec
+from app.jobs.sharding import ShardingError, ShardPlan, build_shards
+from app.jobs.spec import JobSpec
+from app.jobs.stages.next_step import NextStep, await_round
+from app.paramstore import ParamStore
+from app.storage import BlobStore
+from app.tenancy.limits import limits_for
+
+PrepareStep = Literal["skip", "wait", "failed", "build"]
+
+
+def begin_prepare(
+    session: Session, job_id: str, *, max_wait_s: float | None = None, now: float | None = None
+) -> PrepareStep:
+    """Check the job's dataset and spec. A dataset still being ingested is waited for
+    ("wait") for at most `max_wait_s` from the job's creation, then the job fails: an
+    ingest that never ends must not leave its jobs queued forever."""
+    job = JobRepository(session).get(job_id, for_update=True)
+    if job is None or job.status not in ("queued", "preparing"):
+        return "skip"
+    dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
+    if dataset is None or dataset.status == "failed":
+        reason = dataset.error if dataset else "it was deleted"
+        fail(job, "dataset_not_ready", f"dataset {job.dataset_id} is unusable: {reason}")
+        return "failed"
+    if dataset.status != "ready":
+        waited = (time.time() if now is None else now) - (job.stage_started_at or job.created_at)
+        if max_wait_s is not None and job.status == "queued" and waited > max_wait_s:
+            fail(
+                job,
+                "dataset_not_ready",
+                f"dataset {job.dataset_id} was still {dataset.status} after {waited:.0f} s "
+                f"of waiting (the limit is {max_wait_s:.0f} s); its ingest did not finish",
+            )
+            return "failed"
+        return "wait"
+    spec = JobSpec.stored(job.spec)
+    try:
+        job.task = check_spec(spec, dataset.columns or [], dataset.rows or 0)
+    except SpecError as exc:
+        fail(job, "invalid_spec", f"{exc.param}: {exc.message}")
+        return "failed"
+    if job.status == "queued":
+        transition(job, "preparing")
+        # The watchdog's clock for this stage starts now, not when the job was queued:
+        # time spent waiting for an ingest is not a stalled prepare.
+        job.stage_started_at = time.time()
+    return "build"
+
+
+@dataclass(frozen=True)
+class BuildInput:
+    """What writing a job's shards needs, read in a short transaction so that none is
+    open while the shards are written (minutes, for a large dataset)."""
+
+    job_id: str
+    data_key: str
+    spec: JobSpec
+    columns: list[dict[str, Any]]
+    task: str
+    max_parameters: int
+
+
+def read_build_input(session: Session, job_id: str) -> BuildInput | None:
+    job = JobRepository(session).get(job_id)
+    if job is None or job.status != "preparing":
+        return None
+    dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
+    assert dataset is not None and dataset.data_key is not None and job.task is not None
+    return BuildInput(
+        job_id=job.id,
+        data_key=dataset.data_key,
+        spec=JobSpec.stored(job.spec),
+        columns=dataset.columns or [],
+        task=job.task,
+        max_parameters=limits_for(session, get_settings(), job.tenant_id).max_parameters,
+    )
+
+
+def write_shards(
+    store: BlobStore, params: ParamStore, work: BuildInput
+) -> ShardPlan | ShardingError:
+    """The shards and round 0's parameters, written by key (a second run writes the same
+    files); a ShardingError comes back, for `record_shards` to fail the job with."""
+    try:
+        plan = build_shards(
+            store,
+            job_id=work.job_id,
+            data_key=work.data_key,
+            spec=work.spec,
+            columns=work.columns,
+            task=work.task,
+            max_parameters=work.max_parameters,
+        )
+    except ShardingError as exc:
+        return exc
+    state = policy_for(work.spec, work.task, plan).initial_state()
+    save_checkpoint(store, work.job_id, 0, state)
+    params.put_global(work.job_id, 0, state)
+    return plan
+
+
+def record_shards(session: Session, work: BuildInput, built: ShardPlan | ShardingError) -> NextStep:
+    """Move the job to round 1, unless it changed meanwhile (a cancel) or sharding failed."""
+    job = JobRepository(session).get(work.job_id, for_update=True)
+    if job is None or job.status != "preparing":
+        return NextStep("none")
+    if isinstance(built, ShardingError):
+        fail(job, built.code, str(built))
+        return NextStep("none")
+    job.plan = built.to_dict()
+    job.current_round = 0
+    transition(job, "running")
+    return await_round(job, 1, built.shards, work.spec)
+
+
+def build_job_shards(
+    session: Session, store: BlobStore, params: ParamStore, job_id: str
+) -> NextStep:
+    """Read, write the shards, record, in one session: for in-process callers. The
+    worker runs the three steps with a short session around each SQL step."""
+    work = read_build_input(session, job_id)
+    if work is None:
+        return NextStep("none")
+    return record_shards(session, work, write_shards(store, params, work))
