@@ -8,6 +8,8 @@ from typing import Any
 
 from celery import Celery, chord
 
+from app.messaging import Queue, TaskName
+
 # Results of these are never read: not asking for them keeps a send from waiting on the
 # result backend, which retries for ~19 s when Redis is down.
 _FIRE_AND_FORGET = {"ignore_result": True}
@@ -28,35 +30,33 @@ class Dispatcher:
         getattr(self, kind)(**args)
 
     def ingest(self, dataset_id: str) -> None:
-        self._celery.send_task("shardtrain.ingest_dataset", args=[dataset_id], **_FIRE_AND_FORGET)
+        self._celery.send_task(TaskName.INGEST_DATASET, args=[dataset_id], **_FIRE_AND_FORGET)
 
     def prepare(self, job_id: str) -> None:
-        self._celery.send_task("shardtrain.prepare_job", args=[job_id], **_FIRE_AND_FORGET)
+        self._celery.send_task(TaskName.PREPARE_JOB, args=[job_id], **_FIRE_AND_FORGET)
 
     def round(
         self, job_id: str, round_: int, shards: int, device: str = "auto", attempt: int = 0
     ) -> None:
         """One round as a chord: every shard trains, then one merge."""
-        queue = "train_gpu" if device == "cuda" else "train"
+        queue = Queue.TRAIN_GPU if device == "cuda" else Queue.TRAIN
         header = [
             self._celery.signature(
-                "shardtrain.train_shard",
+                TaskName.TRAIN_SHARD,
                 args=[job_id, round_, shard],
                 queue=queue,
                 task_id=shard_task_id(job_id, round_, shard, attempt),
             )
             for shard in range(shards)
         ]
-        body = self._celery.signature(
-            "shardtrain.merge_round", args=[job_id, round_], immutable=True
-        )
+        body = self._celery.signature(TaskName.MERGE_ROUND, args=[job_id, round_], immutable=True)
         chord(header)(body)
 
     def batch_predict(self, batch_id: str) -> None:
-        self._celery.send_task("shardtrain.batch_predict", args=[batch_id], **_FIRE_AND_FORGET)
+        self._celery.send_task(TaskName.BATCH_PREDICT, args=[batch_id], **_FIRE_AND_FORGET)
 
     def finalize(self, job_id: str) -> None:
-        self._celery.send_task("shardtrain.finalize_job", args=[job_id], **_FIRE_AND_FORGET)
+        self._celery.send_task(TaskName.FINALIZE_JOB, args=[job_id], **_FIRE_AND_FORGET)
 
     def revoke_round(self, job_id: str, round_: int, shards: int, attempts: int) -> None:
         """Drop a cancelled job's queued shard tasks. Ones already running finish their

@@ -26,6 +26,7 @@ from app.fleet import WorkerRegistry
 from app.jobs.chart_routes import router as job_charts_router
 from app.jobs.live import EventNotifier
 from app.jobs.routes import router as jobs_router
+from app.messaging import create_celery
 from app.observability.beat_heartbeat import STALE_AFTER_INTERVALS, BeatMonitor
 from app.observability.exposition import install_metrics
 from app.observability.logging import configure_logging
@@ -36,7 +37,6 @@ from app.registry.routes import router as models_router
 from app.storage import BlobStore
 from app.tenancy.limits import RateLimiter
 from app.tenancy.upload_slots import UploadSlots, lease_seconds
-from workers.celery_app import create_celery
 
 DESCRIPTION = """
 Upload a dataset, post a job spec, and Shardtrain splits the rows into disjoint

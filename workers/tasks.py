@@ -19,6 +19,7 @@ from app.db import OutageTooLong, enqueue_after_commit, session_scope
 from app.jobs.repository import JobRepository
 from app.jobs.stages import finalize, merge, next_step, prepare, train
 from app.jobs.watchdog import sweep, sweep_batch_predictions, sweep_datasets
+from app.messaging import TaskName
 from app.observability.logging import log_ids
 from app.outbox import relay_pending, send_after_commit
 from app.registry import batch
@@ -39,7 +40,7 @@ from workers.resources import store as _store
 logger = logging.getLogger(__name__)
 
 
-@celery_app.task(name="shardtrain.ingest_dataset", bind=True)
+@celery_app.task(name=TaskName.INGEST_DATASET, bind=True)
 def ingest_dataset(self: Task, dataset_id: str) -> None:
     with log_ids(dataset_id=dataset_id):
         try:
@@ -99,7 +100,7 @@ def _ingest_dataset(dataset_id: str) -> None:
     riding_out(f"the ingest of dataset {dataset_id}", run)
 
 
-@celery_app.task(name="shardtrain.prepare_job", bind=True, max_retries=None)
+@celery_app.task(name=TaskName.PREPARE_JOB, bind=True, max_retries=None)
 def prepare_job(self: Task, job_id: str) -> None:
     with log_ids(job_id=job_id):
         _prepare_job(self, job_id)
@@ -150,7 +151,7 @@ def _send_after_commit(session: Session, job_id: str, step: next_step.NextStep) 
         send_after_commit(session, _dispatcher(), kind, **args)
 
 
-@celery_app.task(name="shardtrain.train_shard", bind=True)
+@celery_app.task(name=TaskName.TRAIN_SHARD, bind=True)
 def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
     with log_ids(job_id=job_id, round=round_, shard=shard):
         params = _params()
@@ -200,7 +201,7 @@ def _withdraw_if_late(job_id: str, round_: int) -> None:
         train.withdraw_late_result(params, job, job_id, round_)
 
 
-@celery_app.task(name="shardtrain.merge_round", bind=True)
+@celery_app.task(name=TaskName.MERGE_ROUND, bind=True)
 def merge_round(self: Task, job_id: str, round_: int) -> None:
     with log_ids(job_id=job_id, round=round_):
         _merge_round(self, job_id, round_)
@@ -263,7 +264,7 @@ def _record_round_after_commit(session: Session, job_id: str, round_: int) -> No
     enqueue_after_commit(session, record)
 
 
-@celery_app.task(name="shardtrain.finalize_job", bind=True)
+@celery_app.task(name=TaskName.FINALIZE_JOB, bind=True)
 def finalize_job(self: Task, job_id: str) -> None:
     params = _params()
     with log_ids(job_id=job_id):
@@ -289,7 +290,7 @@ def finalize_job(self: Task, job_id: str) -> None:
             fail_job(job_id, "finalize_failed", str(exc))
 
 
-@celery_app.task(name="shardtrain.watchdog")
+@celery_app.task(name=TaskName.WATCHDOG)
 def watchdog() -> None:
     settings = get_settings()
     deadline_s, max_attempts = settings.stage_deadline_s, settings.max_attempts
@@ -312,7 +313,7 @@ def watchdog() -> None:
             send_after_commit(session, dispatcher, "batch_predict", batch_id=batch_id)
 
 
-@celery_app.task(name="shardtrain.relay_outbox")
+@celery_app.task(name=TaskName.RELAY_OUTBOX)
 def relay_outbox() -> None:
     """Send what the broker refused while it was down: the API and the tasks commit
     their messages to the outbox and try once; this catches every one they missed."""
@@ -322,7 +323,7 @@ def relay_outbox() -> None:
         logger.info("relayed %s outbox message(s)", sent)
 
 
-@celery_app.task(name="shardtrain.batch_predict", bind=True)
+@celery_app.task(name=TaskName.BATCH_PREDICT, bind=True)
 def batch_predict(self: Task, batch_id: str) -> None:
     with log_ids(batch_id=batch_id):
         try:

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.database_health import DatabaseHealth, is_unavailable
 from app.jobs.repository import JobRepository
+from app.messaging import QUEUES
 from app.observability.beat_heartbeat import BeatMonitor
 from app.observability.worker_metrics import WORKER_HISTOGRAMS, WorkerMetrics
-from workers.celery_app import QUEUES
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from deployment_files import (
 )
 
 from app.config import Settings
-from workers.celery_app import QUEUES
+from app.messaging import QUEUES
 
 
 def test_compose_defines_the_services(services: dict[str, dict[str, Any]]) -> None:

@@ -25,7 +25,7 @@ from deployment_files import (
 )
 from packaging.requirements import Requirement
 
-from workers.celery_app import QUEUES
+from app.messaging import QUEUES
 
 
 def test_api_command_names_an_existing_app_factory(services: dict[str, dict[str, Any]]) -> None:

@@ -10,7 +10,7 @@ from e2e_system import System
 from prometheus_client.parser import text_string_to_metric_families
 from sample_data import iris_table, table_to_csv
 
-from workers.celery_app import QUEUES
+from app.messaging import QUEUES
 
 pytestmark = pytest.mark.e2e
 

@@ -15,6 +15,7 @@ from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
+from app.messaging import QUEUES
 from app.observability.collectors import ShardtrainCollector
 from app.observability.worker_metrics import (
     ROUND_DURATION,
@@ -25,7 +26,6 @@ from app.observability.worker_metrics import (
 from app.runner import free_local_port
 from app.tables import Dataset, Job
 from app.tenancy.service import ensure_tenant
-from workers.celery_app import QUEUES
 
 BUCKETS = (0.1, 0.5, 1.0, 2.5, 10.0)
 # Below the first bound, exactly on bounds (which belong to that bucket: `le`), between
