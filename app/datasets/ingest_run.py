@@ -18,14 +18,10 @@ from sqlalchemy.orm import Session
 from app.datasets.ingest import IngestError, ingest_file
 from app.datasets.repository import DatasetRepository
 from app.db import enqueue_after_commit
-from app.storage import BlobStore
+from app.storage import BlobStore, keys
 from app.tables import Dataset
 
 logger = logging.getLogger(__name__)
-
-
-def data_key(dataset_id: str) -> str:
-    return f"datasets/{dataset_id}/data.parquet"
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ def begin_ingest(
         return False
     # The killed predecessors' half-written files: removed now, not left to fill the disk.
     # A file whose writer is alive (a duplicate delivery still running) stays.
-    removed = store.sweep_temp_files(f"datasets/{dataset_id}", grace_s=grace_s)
+    removed = store.sweep_temp_files(keys.dataset_prefix(dataset_id), grace_s=grace_s)
     if removed:
         logger.info("dataset %s: removed %s abandoned temporary file(s)", dataset_id, len(removed))
     return True
@@ -80,7 +76,7 @@ def ingest_dataset(session: Session, store: BlobStore, dataset_id: str) -> Inges
     if dataset is None or dataset.status != "processing":
         return None
     try:
-        with store.temporary_path(data_key(dataset_id)) as tmp:
+        with store.temporary_path(keys.dataset_table(dataset_id)) as tmp:
             result = ingest_file(store.path(dataset.raw_key), dataset.format, tmp)
         outcome = IngestOutcome(rows=result.rows, columns=result.columns)
     except IngestError as exc:
@@ -117,7 +113,7 @@ def _record(session: Session, store: BlobStore, dataset: Dataset, outcome: Inges
     dataset.status = "ready"
     dataset.rows = outcome.rows
     dataset.columns = outcome.columns
-    dataset.data_key = data_key(dataset.id)
+    dataset.data_key = keys.dataset_table(dataset.id)
 
 
 def mark_failed(session: Session, store: BlobStore, dataset_id: str, message: str) -> None:
@@ -142,8 +138,8 @@ def _fail(
     dataset_id = dataset.id
 
     def remove_leftovers() -> None:
-        store.delete(data_key(dataset_id))
+        store.delete(keys.dataset_table(dataset_id))
         if grace_s is not None:
-            store.sweep_temp_files(f"datasets/{dataset_id}", grace_s=grace_s)
+            store.sweep_temp_files(keys.dataset_prefix(dataset_id), grace_s=grace_s)
 
     enqueue_after_commit(session, remove_leftovers)

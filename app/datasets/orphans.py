@@ -21,10 +21,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.datasets.ingest_run import data_key
 from app.datasets.repository import DatasetRepository
 from app.db import make_engine, session_scope
-from app.storage import BlobStore
+from app.storage import BlobStore, keys
 from app.storage.temp_files import TEMP_PREFIX, abandoned
 
 logger = logging.getLogger(__name__)
@@ -54,13 +53,13 @@ def sweep_orphans(
             state = states.get(dataset_id)
             if state is None:
                 if now - _last_written(root / dataset_id, grace_s, now) > grace_s:
-                    store.delete_prefix(f"datasets/{dataset_id}")
+                    store.delete_prefix(keys.dataset_prefix(dataset_id))
                     report.folders += 1
             elif state[1] is not None:  # deleted; its removal after the commit never ran
-                store.delete_prefix(f"datasets/{dataset_id}")
+                store.delete_prefix(keys.dataset_prefix(dataset_id))
                 report.folders += 1
-            elif state[0] == "failed" and store.exists(data_key(dataset_id)):
-                store.delete(data_key(dataset_id))
+            elif state[0] == "failed" and store.exists(keys.dataset_table(dataset_id)):
+                store.delete(keys.dataset_table(dataset_id))
                 report.parquet_files += 1
     # After the folders: removing a file touches its folder, which would then look fresh.
     report.temp_files = len(store.sweep_temp_files(grace_s=grace_s))

@@ -21,7 +21,7 @@ from app.idempotency import IdempotencyRepository
 from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
 from app.outbox import send_after_commit
-from app.storage import BlobStore
+from app.storage import BlobStore, keys
 from app.tables import Dataset
 from app.tables.base import new_id, now_s
 from app.tenancy.limits import stored_bytes
@@ -67,7 +67,7 @@ async def upload_dataset(
         quota_bound = room < max_bytes
         max_bytes = min(max_bytes, room)
     dataset_id = new_id("ds")
-    raw_key = f"datasets/{dataset_id}/raw"
+    raw_key = keys.dataset_upload(dataset_id)
     try:
         try:
             stored = await receive_upload(body, headers, store, raw_key, max_bytes=max_bytes)
@@ -92,7 +92,7 @@ async def upload_dataset(
         return await run_in_threadpool(record)
     except BaseException:
         # Nothing half-stored survives a failed upload, not even its folder.
-        store.delete_prefix(f"datasets/{dataset_id}")
+        store.delete_prefix(keys.dataset_prefix(dataset_id))
         raise
 
 
@@ -153,7 +153,7 @@ def _record_upload(
             bytes=stored.bytes,
             sha256=stored.sha256,
             status="processing",
-            raw_key=f"datasets/{dataset_id}/raw",
+            raw_key=keys.dataset_upload(dataset_id),
             stage_started_at=time.time(),
         )
     )
@@ -206,10 +206,9 @@ def delete_dataset(
             "id",
         )
     dataset.deleted_at = now_s()
-    prefixes = [f"datasets/{dataset_id}"]
+    prefixes = [keys.dataset_prefix(dataset_id)]
     for job_id in repository.job_ids(dataset_id):
-        prefixes += [f"jobs/{job_id}/shards", f"jobs/{job_id}/validation.npy"]
-        prefixes.append(f"jobs/{job_id}/holdout.npy")
+        prefixes += keys.job_dataset_copies(job_id)
 
     def remove_bytes() -> None:
         for prefix in prefixes:

@@ -4,21 +4,17 @@ import numpy as np
 from safetensors.torch import load_file, save_file
 
 from app.paramstore import ParamStore
-from app.storage import BlobStore
+from app.storage import BlobStore, keys
 from app.training.protocol import StateDict
 
 
-def checkpoint_key(job_id: str, round_: int) -> str:
-    return f"jobs/{job_id}/checkpoints/round-{round_}.safetensors"
-
-
 def save_checkpoint(store: BlobStore, job_id: str, round_: int, state: StateDict) -> None:
-    with store.temporary_path(checkpoint_key(job_id, round_)) as tmp:
+    with store.temporary_path(keys.job_checkpoint(job_id, round_)) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
 
 
 def load_checkpoint(store: BlobStore, job_id: str, round_: int) -> StateDict | None:
-    path = store.path(checkpoint_key(job_id, round_))
+    path = store.path(keys.job_checkpoint(job_id, round_))
     return load_file(str(path)) if path.exists() else None
 
 

@@ -23,7 +23,7 @@ from app.jobs.schemas import JobDeletedOut, JobError, JobOut, Progress, RoundMet
 from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
 from app.outbox import send_after_commit
 from app.paramstore import ParamStore
-from app.storage import BlobStore
+from app.storage import BlobStore, keys
 from app.tables import IdempotencyKey, Job, JobEvent, JobRound, RegisteredModel
 from app.tenancy.limits import Limits, check_job_quota
 
@@ -243,7 +243,7 @@ def delete_job(
     session.flush()
 
     def remove_data() -> None:
-        store.delete_prefix(f"jobs/{job_id}")
+        store.delete_prefix(keys.job_prefix(job_id))
         try:
             params.delete_job(job_id)
         except redis.RedisError:

@@ -22,7 +22,7 @@ from app.datasets.columns import feature_columns
 from app.jobs.capacity import over_limit
 from app.jobs.plan import ShardPlan
 from app.jobs.spec import JobSpec
-from app.storage import BlobStore
+from app.storage import BlobStore, keys
 from app.storage.temp_files import temp_prefix
 from app.training.networks import NetworkConfig
 from app.training.preprocessing import PreprocessingFitter, Preprocessor
@@ -154,26 +154,26 @@ def build_shards(
     if too_big is not None:
         raise ShardingError(too_big, code="quota_exceeded")
     groups = [HOLDOUT, VALIDATION, *range(spec.distribution.shards)]
-    keys = {
-        HOLDOUT: f"jobs/{job_id}/holdout.npy",
-        VALIDATION: f"jobs/{job_id}/validation.npy",
-        **{s: f"jobs/{job_id}/shards/{s}.npy" for s in range(spec.distribution.shards)},
+    part_keys = {
+        HOLDOUT: keys.job_holdout(job_id),
+        VALIDATION: keys.job_validation(job_id),
+        **{s: keys.job_shard(job_id, s) for s in range(spec.distribution.shards)},
     }
     counts = {g: int(np.count_nonzero(assignment == g)) for g in groups}
     empty = [s for s in range(spec.distribution.shards) if counts[s] == 0]
     if empty:
         raise ShardingError(f"shard(s) {empty} have no rows with a target value")
     _write_parts(
-        store, path, names, assignment, preprocessor, dict(keys), counts, dtypes, spec, task
+        store, path, names, assignment, preprocessor, dict(part_keys), counts, dtypes, spec, task
     )
     return ShardPlan(
         preprocessor=preprocessor,
         network=network,
-        shard_keys=[keys[s] for s in range(spec.distribution.shards)],
+        shard_keys=[part_keys[s] for s in range(spec.distribution.shards)],
         shard_rows=[counts[s] for s in range(spec.distribution.shards)],
-        validation_key=keys[VALIDATION],
+        validation_key=part_keys[VALIDATION],
         validation_rows=counts[VALIDATION],
-        holdout_key=keys[HOLDOUT],
+        holdout_key=part_keys[HOLDOUT],
         holdout_rows=counts[HOLDOUT],
         dropped_rows=int(np.count_nonzero(assignment == -3)),
     )

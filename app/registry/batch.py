@@ -18,7 +18,7 @@ from app.outbox import send_after_commit
 from app.registry.predictor import Predictor
 from app.registry.repository import ModelRepository
 from app.registry.service import get_model
-from app.storage import BlobStore
+from app.storage import BlobStore, keys
 from app.tables import BatchPrediction
 from app.tables.base import now_s
 from app.tenancy.scope import owned_by
@@ -125,7 +125,7 @@ def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> N
         return
     predictor = Predictor(store.path(model.artifact_key))
     dtypes = {f["name"]: f["dtype"] for f in model.features}
-    key = f"batch_predictions/{batch_id}/predictions.parquet"
+    key = keys.batch_predictions(batch_id)
     rows = 0
     with store.temporary_path(key) as tmp:
         writer: pq.ParquetWriter | None = None

@@ -19,7 +19,7 @@ from app.registry.onnx_graph import export_onnx
 from app.registry.predictor import Prediction, PredictorCache
 from app.registry.repository import ModelRepository
 from app.registry.schemas import ModelDeletedOut, ModelOut
-from app.storage import BlobStore
+from app.storage import BlobStore, keys
 from app.tables import BatchPrediction, IdempotencyKey, Job, RegisteredModel
 from app.tables.base import now_s
 
@@ -107,7 +107,7 @@ def delete_model(
             f"Model {model_id} is used by unfinished batch prediction(s): {', '.join(active)}.",
             "id",
         )
-    prefixes = [f"models/{model_id}"] + [f"batch_predictions/{b.id}" for b in batches]
+    prefixes = [keys.model_prefix(model_id)] + [keys.batch_prefix(b.id) for b in batches]
     batch_ids = [b.id for b in batches]
     session.execute(delete(IdempotencyKey).where(IdempotencyKey.object_id.in_(batch_ids)))
     session.execute(delete(BatchPrediction).where(BatchPrediction.model_id == model_id))
@@ -251,7 +251,7 @@ def predict_table(
 
 def onnx_path(store: BlobStore, model: RegisteredModel) -> Path:
     """The model's ONNX graph, exported on first request and kept beside the artifact."""
-    key = f"models/{model.id}/model.onnx"
+    key = keys.model_onnx(model.id)
     if not store.exists(key):
         graph = export_onnx(read_artifact(store.path(model.artifact_key)))
         store.put_bytes(key, graph)

@@ -14,7 +14,7 @@ from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
 from app.registry.artifact import write_artifact
 from app.registry.repository import ModelRepository
-from app.storage import BlobStore
+from app.storage import BlobStore, keys
 from app.tables import Job, RegisteredModel
 from app.tables.base import new_id
 
@@ -99,7 +99,7 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
 
     # A second run writes a second artifact under a new id; only one is registered.
     model_id = new_id("mdl")
-    artifact_key = f"models/{model_id}/model.safetensors"
+    artifact_key = keys.model_artifact(model_id)
     with store.temporary_path(artifact_key) as tmp:
         write_artifact(
             tmp,
