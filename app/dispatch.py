@@ -30,33 +30,35 @@ class Dispatcher:
         getattr(self, kind)(**args)
 
     def ingest(self, dataset_id: str) -> None:
-        self._celery.send_task(TaskName.INGEST_DATASET, args=[dataset_id], **_FIRE_AND_FORGET)
+        self._celery.send_task(TaskName.INGEST_DATASET.value, args=[dataset_id], **_FIRE_AND_FORGET)
 
     def prepare(self, job_id: str) -> None:
-        self._celery.send_task(TaskName.PREPARE_JOB, args=[job_id], **_FIRE_AND_FORGET)
+        self._celery.send_task(TaskName.PREPARE_JOB.value, args=[job_id], **_FIRE_AND_FORGET)
 
     def round(
         self, job_id: str, round_: int, shards: int, device: str = "auto", attempt: int = 0
     ) -> None:
         """One round as a chord: every shard trains, then one merge."""
-        queue = Queue.TRAIN_GPU if device == "cuda" else Queue.TRAIN
+        queue = (Queue.TRAIN_GPU if device == "cuda" else Queue.TRAIN).value
         header = [
             self._celery.signature(
-                TaskName.TRAIN_SHARD,
+                TaskName.TRAIN_SHARD.value,
                 args=[job_id, round_, shard],
                 queue=queue,
                 task_id=shard_task_id(job_id, round_, shard, attempt),
             )
             for shard in range(shards)
         ]
-        body = self._celery.signature(TaskName.MERGE_ROUND, args=[job_id, round_], immutable=True)
+        body = self._celery.signature(
+            TaskName.MERGE_ROUND.value, args=[job_id, round_], immutable=True
+        )
         chord(header)(body)
 
     def batch_predict(self, batch_id: str) -> None:
-        self._celery.send_task(TaskName.BATCH_PREDICT, args=[batch_id], **_FIRE_AND_FORGET)
+        self._celery.send_task(TaskName.BATCH_PREDICT.value, args=[batch_id], **_FIRE_AND_FORGET)
 
     def finalize(self, job_id: str) -> None:
-        self._celery.send_task(TaskName.FINALIZE_JOB, args=[job_id], **_FIRE_AND_FORGET)
+        self._celery.send_task(TaskName.FINALIZE_JOB.value, args=[job_id], **_FIRE_AND_FORGET)
 
     def revoke_round(self, job_id: str, round_: int, shards: int, attempts: int) -> None:
         """Drop a cancelled job's queued shard tasks. Ones already running finish their

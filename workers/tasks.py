@@ -40,7 +40,7 @@ from workers.resources import store as _store
 logger = logging.getLogger(__name__)
 
 
-@celery_app.task(name=TaskName.INGEST_DATASET, bind=True)
+@celery_app.task(name=TaskName.INGEST_DATASET.value, bind=True)
 def ingest_dataset(self: Task, dataset_id: str) -> None:
     with log_ids(dataset_id=dataset_id):
         try:
@@ -100,7 +100,7 @@ def _ingest_dataset(dataset_id: str) -> None:
     riding_out(f"the ingest of dataset {dataset_id}", run)
 
 
-@celery_app.task(name=TaskName.PREPARE_JOB, bind=True, max_retries=None)
+@celery_app.task(name=TaskName.PREPARE_JOB.value, bind=True, max_retries=None)
 def prepare_job(self: Task, job_id: str) -> None:
     with log_ids(job_id=job_id):
         _prepare_job(self, job_id)
@@ -151,7 +151,7 @@ def _send_after_commit(session: Session, job_id: str, step: next_step.NextStep) 
         send_after_commit(session, _dispatcher(), kind, **args)
 
 
-@celery_app.task(name=TaskName.TRAIN_SHARD, bind=True)
+@celery_app.task(name=TaskName.TRAIN_SHARD.value, bind=True)
 def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
     with log_ids(job_id=job_id, round=round_, shard=shard):
         params = _params()
@@ -201,7 +201,7 @@ def _withdraw_if_late(job_id: str, round_: int) -> None:
         train.withdraw_late_result(params, job, job_id, round_)
 
 
-@celery_app.task(name=TaskName.MERGE_ROUND, bind=True)
+@celery_app.task(name=TaskName.MERGE_ROUND.value, bind=True)
 def merge_round(self: Task, job_id: str, round_: int) -> None:
     with log_ids(job_id=job_id, round=round_):
         _merge_round(self, job_id, round_)
@@ -264,7 +264,7 @@ def _record_round_after_commit(session: Session, job_id: str, round_: int) -> No
     enqueue_after_commit(session, record)
 
 
-@celery_app.task(name=TaskName.FINALIZE_JOB, bind=True)
+@celery_app.task(name=TaskName.FINALIZE_JOB.value, bind=True)
 def finalize_job(self: Task, job_id: str) -> None:
     params = _params()
     with log_ids(job_id=job_id):
@@ -290,7 +290,7 @@ def finalize_job(self: Task, job_id: str) -> None:
             fail_job(job_id, "finalize_failed", str(exc))
 
 
-@celery_app.task(name=TaskName.WATCHDOG)
+@celery_app.task(name=TaskName.WATCHDOG.value)
 def watchdog() -> None:
     settings = get_settings()
     deadline_s, max_attempts = settings.stage_deadline_s, settings.max_attempts
@@ -313,7 +313,7 @@ def watchdog() -> None:
             send_after_commit(session, dispatcher, "batch_predict", batch_id=batch_id)
 
 
-@celery_app.task(name=TaskName.RELAY_OUTBOX)
+@celery_app.task(name=TaskName.RELAY_OUTBOX.value)
 def relay_outbox() -> None:
     """Send what the broker refused while it was down: the API and the tasks commit
     their messages to the outbox and try once; this catches every one they missed."""
@@ -323,7 +323,7 @@ def relay_outbox() -> None:
         logger.info("relayed %s outbox message(s)", sent)
 
 
-@celery_app.task(name=TaskName.BATCH_PREDICT, bind=True)
+@celery_app.task(name=TaskName.BATCH_PREDICT.value, bind=True)
 def batch_predict(self: Task, batch_id: str) -> None:
     with log_ids(batch_id=batch_id):
         try:
