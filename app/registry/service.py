@@ -22,9 +22,53 @@ from app.registry.schemas import ModelDeletedOut, ModelOut
 from app.storage import BlobStore, keys
 from app.tables import BatchPrediction, IdempotencyKey, Job, RegisteredModel
 from app.tables.base import now_s
+from app.tables.statuses import BATCH_ACTIVE, ModelStatus
+from app.training.preprocessing import Preprocessor
 
-# A batch prediction in these states reads the model's artifact on a worker.
-BATCH_ACTIVE = ("queued", "running")
+
+def register_model(
+    session: Session,
+    *,
+    model_id: str,
+    job_id: str,
+    tenant_id: str,
+    task: str,
+    model_type: str,
+    preprocessor: Preprocessor,
+    artifact_key: str,
+    metrics: dict[str, float],
+    gate: dict[str, Any] | None,
+) -> RegisteredModel:
+    """Register a job's trained model: deployed, or rejected when its gate said why
+    not (`gate["reason"]`), which is recorded as an event of the job. The artifact is
+    already written; finalize calls this in the session that ends the job."""
+    rejection = gate["reason"] if gate is not None else None
+    model = ModelRepository(session, tenant_id).add(
+        RegisteredModel(
+            tenant_id=tenant_id,
+            id=model_id,
+            job_id=job_id,
+            task=task,
+            type=model_type,
+            status=ModelStatus.DEPLOYED if rejection is None else ModelStatus.REJECTED,
+            metrics=metrics,
+            gate=gate,
+            features=preprocessor.feature_schema,
+            target=preprocessor.target.name,
+            classes=preprocessor.target.classes,
+            artifact_key=artifact_key,
+        )
+    )
+    if rejection is not None:
+        record_event(
+            session,
+            job_id,
+            "model.rejected",
+            f"model {model_id} not deployed: {rejection}",
+            level="warning",
+            model_id=model_id,
+        )
+    return model
 
 
 def get_model(session: Session, model_id: str, tenant_id: str | None) -> RegisteredModel:
@@ -40,11 +84,11 @@ def promote_model(session: Session, model_id: str, tenant_id: str | None) -> Reg
     model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
-    if model.status == "deployed":
+    if model.status == ModelStatus.DEPLOYED:
         return model
-    if model.status == "undeployed":
+    if model.status == ModelStatus.UNDEPLOYED:
         # Its gate was already decided (or overridden) when it was first deployed.
-        model.status = "deployed"
+        model.status = ModelStatus.DEPLOYED
         record_event(
             session,
             model.job_id,
@@ -54,7 +98,7 @@ def promote_model(session: Session, model_id: str, tenant_id: str | None) -> Reg
         )
         return model
     gate = model.gate or {}
-    model.status = "deployed"
+    model.status = ModelStatus.DEPLOYED
     model.gate = {**gate, "overridden_at": now_s()}
     record_event(
         session,
@@ -74,8 +118,8 @@ def undeploy_model(session: Session, model_id: str, tenant_id: str | None) -> Re
     model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
-    if model.status == "deployed":
-        model.status = "undeployed"
+    if model.status == ModelStatus.DEPLOYED:
+        model.status = ModelStatus.UNDEPLOYED
         record_event(
             session,
             model.job_id,
@@ -203,14 +247,14 @@ def _check_rows(rows: int, max_rows: int) -> None:
 
 def _check_servable(model: RegisteredModel, rows: int, max_rows: int) -> None:
     _check_rows(rows, max_rows)
-    if model.status == "undeployed":
+    if model.status == ModelStatus.UNDEPLOYED:
         raise APIError(
             409,
             "model_not_deployed",
             f"Model {model.id} was undeployed; POST /v1/models/{model.id}/deploy serves it again.",
             "model_id",
         )
-    if model.status != "deployed":
+    if model.status != ModelStatus.DEPLOYED:
         gate = model.gate or {}
         why = gate.get("reason") or (
             f"its {gate.get('metric', 'score')} of {gate.get('value')} did not pass"

@@ -13,10 +13,11 @@ from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
 from app.registry.artifact import write_artifact
-from app.registry.repository import ModelRepository
+from app.registry.service import register_model
 from app.storage import BlobStore, keys
-from app.tables import Job, RegisteredModel
+from app.tables import Job
 from app.tables.base import new_id
+from app.tables.statuses import JobStatus
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,6 @@ class Scored:
     metrics: dict[str, float] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     gate: dict[str, Any] | None = None
-    status: str = "deployed"
     # Why the model has no holdout score at all, when it has none.
     unscored: str | None = None
 
@@ -64,7 +64,7 @@ def read_finalize_input(session: Session, job_id: str) -> FinalizeInput | None:
 
 
 def _finalize_fence(job: Job | None) -> bool:
-    return job is not None and job.status == "running" and job.model_id is None
+    return job is not None and job.status == JobStatus.RUNNING and job.model_id is None
 
 
 def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
@@ -80,7 +80,6 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
     unavailable = evaluation.unavailable if evaluation else {}
 
     gate = None
-    status = "deployed"
     if spec.deploy_if is not None:
         value = metrics.get(spec.deploy_if.metric)
         missing = (
@@ -95,7 +94,6 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
             "passed": reason is None,
             "reason": reason,
         }
-        status = "deployed" if reason is None else "rejected"
 
     # A second run writes a second artifact under a new id; only one is registered.
     model_id = new_id("mdl")
@@ -116,7 +114,6 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
         metrics=metrics,
         unavailable=unavailable,
         gate=gate,
-        status=status,
         unscored=None
         if evaluation is not None
         else "the job has no holdout rows (validation.holdout_fraction: "
@@ -136,7 +133,6 @@ def record_model(session: Session, scored: Scored) -> bool:
     if scored.failure is not None:
         fail(job, *scored.failure)
         return False
-    preprocessor = work.plan.preprocessor
     metrics, unavailable, gate = scored.metrics, scored.unavailable, scored.gate
     if unavailable:
         listed = "; ".join(f"{name}: {why}" for name, why in unavailable.items())
@@ -149,31 +145,18 @@ def record_model(session: Session, scored: Scored) -> bool:
             unavailable=unavailable,
         )
     model_id = scored.model_id
-    ModelRepository(session, work.tenant_id).add(
-        RegisteredModel(
-            tenant_id=work.tenant_id,
-            id=model_id,
-            job_id=job_id,
-            task=work.task,
-            type=work.plan.network.type,
-            status=scored.status,
-            metrics=metrics,
-            gate=gate,
-            features=preprocessor.feature_schema,
-            target=preprocessor.target.name,
-            classes=preprocessor.target.classes,
-            artifact_key=scored.artifact_key,
-        )
+    register_model(
+        session,
+        model_id=model_id,
+        job_id=job_id,
+        tenant_id=work.tenant_id,
+        task=work.task,
+        model_type=work.plan.network.type,
+        preprocessor=work.plan.preprocessor,
+        artifact_key=scored.artifact_key,
+        metrics=metrics,
+        gate=gate,
     )
-    if gate is not None and gate["reason"] is not None:
-        record_event(
-            session,
-            job_id,
-            "model.rejected",
-            f"model {model_id} not deployed: {gate['reason']}",
-            level="warning",
-            model_id=model_id,
-        )
     job.model_id = model_id
     if scored.unscored is not None:
         # Said outright: `{"split": "holdout"}` with no values read as a lost score.
@@ -182,7 +165,7 @@ def record_model(session: Session, scored: Scored) -> bool:
         job.metrics = {"round": work.kept_round, "split": "holdout", **metrics}
     if unavailable:
         job.metrics["unavailable"] = unavailable
-    transition(job, "succeeded")
+    transition(job, JobStatus.SUCCEEDED)
     return True
 
 
