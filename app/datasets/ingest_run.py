@@ -20,6 +20,7 @@ from app.datasets.repository import DatasetRepository
 from app.db import enqueue_after_commit
 from app.storage import BlobStore, keys
 from app.tables import Dataset
+from app.tables.statuses import DatasetStatus
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def begin_ingest(
     still `processing` was lost (killed, or cut off from the database), so once
     `max_deliveries` are used up the dataset fails instead of being tried again."""
     dataset = DatasetRepository(session).get(dataset_id, for_update=True)
-    if dataset is None or dataset.status != "processing":
+    if dataset is None or dataset.status != DatasetStatus.PROCESSING:
         return False
     dataset.ingest_deliveries += 1
     # The watchdog's clock restarts with each delivery: one just begun is not stalled.
@@ -73,7 +74,7 @@ def ingest_dataset(session: Session, store: BlobStore, dataset_id: str) -> Inges
     (on PostgreSQL the watchdog skips a locked row, so a slow ingest is not re-sent).
     Idempotent: a dataset that is no longer processing is left alone (None)."""
     dataset = DatasetRepository(session).get(dataset_id, for_update=True)
-    if dataset is None or dataset.status != "processing":
+    if dataset is None or dataset.status != DatasetStatus.PROCESSING:
         return None
     try:
         with store.temporary_path(keys.dataset_table(dataset_id)) as tmp:
@@ -102,7 +103,7 @@ def record_ingest(
     """Record an outcome whose first commit failed (the database restarted as the
     ingest ended); the Parquet file is already in place."""
     dataset = DatasetRepository(session).get(dataset_id, for_update=True)
-    if dataset is not None and dataset.status == "processing":
+    if dataset is not None and dataset.status == DatasetStatus.PROCESSING:
         _record(session, store, dataset, outcome)
 
 
@@ -110,7 +111,7 @@ def _record(session: Session, store: BlobStore, dataset: Dataset, outcome: Inges
     if outcome.error is not None:
         _fail(session, store, dataset, outcome.error, grace_s=None)
         return
-    dataset.status = "ready"
+    dataset.status = DatasetStatus.READY
     dataset.rows = outcome.rows
     dataset.columns = outcome.columns
     dataset.data_key = keys.dataset_table(dataset.id)
@@ -118,7 +119,7 @@ def _record(session: Session, store: BlobStore, dataset: Dataset, outcome: Inges
 
 def mark_failed(session: Session, store: BlobStore, dataset_id: str, message: str) -> None:
     dataset = DatasetRepository(session).get(dataset_id, for_update=True)
-    if dataset is not None and dataset.status == "processing":
+    if dataset is not None and dataset.status == DatasetStatus.PROCESSING:
         _fail(session, store, dataset, message, grace_s=None)
 
 
@@ -134,7 +135,7 @@ def _fail(
     may have put in place (its commit lost to a database outage) and, given a grace,
     the temporary files no live process will finish. The raw upload stays until the
     dataset is deleted."""
-    dataset.status, dataset.error = "failed", message
+    dataset.status, dataset.error = DatasetStatus.FAILED, message
     dataset_id = dataset.id
 
     def remove_leftovers() -> None:

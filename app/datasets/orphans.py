@@ -25,6 +25,7 @@ from app.datasets.repository import DatasetRepository
 from app.db import make_engine, session_scope
 from app.storage import BlobStore, keys
 from app.storage.temp_files import TEMP_PREFIX, abandoned
+from app.tables.statuses import DatasetStatus
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def sweep_orphans(
             elif state[1] is not None:  # deleted; its removal after the commit never ran
                 store.delete_prefix(keys.dataset_prefix(dataset_id))
                 report.folders += 1
-            elif state[0] == "failed" and store.exists(keys.dataset_table(dataset_id)):
+            elif state[0] == DatasetStatus.FAILED and store.exists(keys.dataset_table(dataset_id)):
                 store.delete(keys.dataset_table(dataset_id))
                 report.parquet_files += 1
     # After the folders: removing a file touches its folder, which would then look fresh.

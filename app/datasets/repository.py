@@ -1,8 +1,11 @@
+from collections.abc import Collection
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.pagination import fetch_page
 from app.tables import Dataset, Job
+from app.tables.statuses import DatasetStatus
 from app.tenancy.scope import owned_by
 
 
@@ -37,13 +40,13 @@ class DatasetRepository:
         """Datasets still `processing` whose ingest was sent before `before`. Rows an
         ingest holds locked are being worked on, so they are skipped, not waited for."""
         statement = select(Dataset).where(
-            Dataset.status == "processing",
+            Dataset.status == DatasetStatus.PROCESSING,
             Dataset.deleted_at.is_(None),
             Dataset.stage_started_at < before,
         )
         return list(self.session.scalars(statement.with_for_update(skip_locked=True)))
 
-    def job_ids(self, dataset_id: str, *, statuses: tuple[str, ...] | None = None) -> list[str]:
+    def job_ids(self, dataset_id: str, *, statuses: Collection[str] | None = None) -> list[str]:
         statement = select(Job.id).where(Job.dataset_id == dataset_id)
         if statuses is not None:
             statement = statement.where(Job.status.in_(statuses))

@@ -24,6 +24,7 @@ from app.outbox import send_after_commit
 from app.storage import BlobStore, keys
 from app.tables import Dataset
 from app.tables.base import new_id, now_s
+from app.tables.statuses import JOB_ACTIVE, DatasetStatus, JobStatus
 from app.tenancy.limits import stored_bytes
 from app.tenancy.repository import lock_tenant
 
@@ -31,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 # PostgreSQL's SQLSTATE for a NOWAIT lock on a row another transaction holds.
 LOCK_NOT_AVAILABLE = "55P03"
-# Jobs that may still read the dataset's bytes.
-ACTIVE_JOB_STATUSES = ("queued", "preparing", "running")
 
 
 async def upload_dataset(
@@ -152,7 +151,7 @@ def _record_upload(
             format=stored.format,
             bytes=stored.bytes,
             sha256=stored.sha256,
-            status="processing",
+            status=DatasetStatus.PROCESSING,
             raw_key=keys.dataset_upload(dataset_id),
             stage_started_at=time.time(),
         )
@@ -195,9 +194,9 @@ def delete_dataset(
         ) from exc
     if dataset is None:
         raise NotFound("dataset", dataset_id)
-    if dataset.status != "ready":
+    if dataset.status != DatasetStatus.READY:
         _fail_waiting_jobs(session, dataset)
-    active = repository.job_ids(dataset_id, statuses=ACTIVE_JOB_STATUSES)
+    active = repository.job_ids(dataset_id, statuses=JOB_ACTIVE)
     if active:
         raise APIError(
             409,
@@ -222,9 +221,9 @@ def _fail_waiting_jobs(session: Session, dataset: Dataset) -> None:
     no bytes until it is `ready`): deleting it fails them rather than answering 409,
     which left a dataset stuck `processing` undeletable for as long as its job waited."""
     jobs = JobRepository(session)
-    for job_id in DatasetRepository(session).job_ids(dataset.id, statuses=("queued",)):
+    for job_id in DatasetRepository(session).job_ids(dataset.id, statuses=(JobStatus.QUEUED,)):
         job = jobs.get(job_id, for_update=True)
-        if job is not None and job.status == "queued":
+        if job is not None and job.status == JobStatus.QUEUED:
             fail(
                 job,
                 "dataset_deleted",
@@ -237,7 +236,7 @@ def preview_dataset(
     session: Session, store: BlobStore, dataset_id: str, limit: int, tenant_id: str | None
 ) -> Preview:
     dataset = get_dataset(session, dataset_id, tenant_id)
-    if dataset.status != "ready" or dataset.data_key is None:
+    if dataset.status != DatasetStatus.READY or dataset.data_key is None:
         raise APIError(
             409,
             "dataset_not_ready",

@@ -6,12 +6,12 @@ from sqlalchemy.orm import object_session
 from app.jobs.events import record_event
 from app.tables import Job
 from app.tables.base import now_s
+from app.tables.statuses import JOB_TERMINAL, JobStatus
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-_ALLOWED = {
-    "queued": {"preparing", "failed", "cancelled"},
-    "preparing": {"running", "failed", "cancelled"},
-    "running": {"succeeded", "failed", "cancelled"},
+_ALLOWED: dict[str, set[JobStatus]] = {
+    JobStatus.QUEUED: {JobStatus.PREPARING, JobStatus.FAILED, JobStatus.CANCELLED},
+    JobStatus.PREPARING: {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED},
+    JobStatus.RUNNING: {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED},
 }
 
 
@@ -19,13 +19,13 @@ class IllegalTransition(RuntimeError):
     pass
 
 
-def transition(job: Job, status: str, *, reason: str | None = None) -> None:
+def transition(job: Job, status: JobStatus, *, reason: str | None = None) -> None:
     if status not in _ALLOWED.get(job.status, set()):
         raise IllegalTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
     previous, job.status = job.status, status
-    if status == "preparing":
+    if status == JobStatus.PREPARING:
         job.started_at = now_s()
-    if status in TERMINAL:
+    if status in JOB_TERMINAL:
         job.finished_at = now_s()
         job.stage_started_at = None
     session = object_session(job)
@@ -35,7 +35,7 @@ def transition(job: Job, status: str, *, reason: str | None = None) -> None:
             job.id,
             "job.status",
             reason or f"{previous} -> {status}",
-            level="error" if status == "failed" else "info",
+            level="error" if status == JobStatus.FAILED else "info",
             previous=previous,
             status=status,
         )
@@ -43,7 +43,7 @@ def transition(job: Job, status: str, *, reason: str | None = None) -> None:
 
 def fail(job: Job, code: str, message: str) -> None:
     """Fail a job unless it has already ended (a late failure never overwrites a result)."""
-    if job.status in TERMINAL:
+    if job.status in JOB_TERMINAL:
         return
     job.error_code, job.error_message = code, message[:2000]
-    transition(job, "failed", reason=f"failed ({code}): {message[:500]}")
+    transition(job, JobStatus.FAILED, reason=f"failed ({code}): {message[:500]}")

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.database_health import is_unavailable as is_database_unavailable
-from app.jobs.lifecycle import TERMINAL
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import EventOut
 from app.tables import Job, JobEvent
+from app.tables.statuses import JOB_TERMINAL
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +196,6 @@ async def stream_events(
                 after = event.id
             if len(events) == BATCH:
                 continue
-            if status is None or status in TERMINAL:
+            if status is None or status in JOB_TERMINAL:
                 return
             await wake.wait()

@@ -3,6 +3,7 @@ from sqlalchemy.orm import Session
 
 from app.pagination import fetch_page
 from app.tables import Job, JobEvent, JobRound
+from app.tables.statuses import JOB_ACTIVE
 from app.tenancy.scope import owned_by
 
 
@@ -64,7 +65,7 @@ class JobRepository:
     def stalled(self, *, before: float) -> list[Job]:
         """Unfinished jobs whose awaited stage was sent before `before`."""
         statement = select(Job).where(
-            Job.status.in_(("queued", "preparing", "running")),
+            Job.status.in_(JOB_ACTIVE),
             Job.stage_started_at.is_not(None),
             Job.stage_started_at < before,
         )

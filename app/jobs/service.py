@@ -16,7 +16,7 @@ from app.fleet import WorkerRegistry
 from app.idempotency import IdempotencyRepository, fingerprint
 from app.jobs.capacity import check_parameter_limit
 from app.jobs.events import record_event
-from app.jobs.lifecycle import TERMINAL, transition
+from app.jobs.lifecycle import transition
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobDeletedOut, JobError, JobOut, Progress, RoundMetricsOut
@@ -25,6 +25,7 @@ from app.outbox import send_after_commit
 from app.paramstore import ParamStore
 from app.storage import BlobStore, keys
 from app.tables import IdempotencyKey, Job, JobEvent, JobRound, RegisteredModel
+from app.tables.statuses import JOB_TERMINAL, DatasetStatus, JobStatus
 from app.tenancy.limits import Limits, check_job_quota
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def create_job(
     dataset = DatasetRepository(session, tenant_id).get(spec.dataset_id)
     if dataset is None:
         raise NotFound("dataset", spec.dataset_id, param="dataset_id")
-    if dataset.status == "failed":
+    if dataset.status == DatasetStatus.FAILED:
         raise APIError(
             409,
             "dataset_failed",
@@ -130,7 +131,7 @@ def create_job(
         )
     task = None
     # A dataset still being ingested has no columns yet: the prepare task checks it later.
-    if dataset.status == "ready":
+    if dataset.status == DatasetStatus.READY:
         try:
             task = check_spec(spec, dataset.columns or [], dataset.rows or 0)
         except SpecError as exc:
@@ -142,7 +143,7 @@ def create_job(
             spec=body,
             task=task,
             rounds=spec.training.rounds,
-            status="queued",
+            status=JobStatus.QUEUED,
             stage="prepare",
             stage_started_at=time.time(),
         )
@@ -187,14 +188,14 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str, tenant_id:
     job = JobRepository(session, tenant_id).get(job_id, for_update=True)
     if job is None:
         raise NotFound("job", job_id)
-    if job.status == "cancelled":
+    if job.status == JobStatus.CANCELLED:
         return job
-    if job.status in TERMINAL:
+    if job.status in JOB_TERMINAL:
         raise APIError(
             409, "job_finished", f"Job {job_id} already {job.status}; it cannot be cancelled.", "id"
         )
-    was_running = job.status == "running"
-    transition(job, "cancelled", reason="cancelled by request")
+    was_running = job.status == JobStatus.RUNNING
+    transition(job, JobStatus.CANCELLED, reason="cancelled by request")
     if was_running and job.plan is not None:
         send_after_commit(
             session,
@@ -219,7 +220,7 @@ def delete_job(
     job = JobRepository(session, tenant_id).get(job_id, for_update=True)
     if job is None:
         raise NotFound("job", job_id)
-    if job.status not in TERMINAL:
+    if job.status not in JOB_TERMINAL:
         raise APIError(
             409,
             "job_not_finished",

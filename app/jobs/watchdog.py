@@ -24,6 +24,7 @@ from app.registry.repository import BatchPredictionRepository
 from app.storage import BlobStore
 from app.tables import Job
 from app.tables.base import now_s
+from app.tables.statuses import BatchStatus, DatasetStatus, JobStatus
 
 
 def sweep(
@@ -67,10 +68,10 @@ def sweep(
 
 def _waiting_for_ingest(session: Session, job: Job) -> bool:
     # A queued job on a dataset still being ingested is waiting, not stalled.
-    if job.status != "queued":
+    if job.status != JobStatus.QUEUED:
         return False
     dataset = DatasetRepository(session).get(job.dataset_id)
-    return dataset is not None and dataset.status == "processing"
+    return dataset is not None and dataset.status == DatasetStatus.PROCESSING
 
 
 def _resend(job: Job, attempt: int) -> NextStep | str:
@@ -125,7 +126,7 @@ def sweep_datasets(
             continue
         message = _lost("ingesting this file", max_attempts, deadline_s) + "; upload it again"
         if store is None:
-            dataset.status, dataset.error = "failed", message
+            dataset.status, dataset.error = DatasetStatus.FAILED, message
         else:
             fail_dataset(session, store, dataset, message)
     return resend
@@ -141,6 +142,6 @@ def sweep_batch_predictions(
         if _send_again(batch, now, max_attempts):
             resend.append(batch.id)
         else:
-            batch.status, batch.finished_at = "failed", now_s()
+            batch.status, batch.finished_at = BatchStatus.FAILED, now_s()
             batch.error = _lost("this run", max_attempts, deadline_s)
     return resend

@@ -15,12 +15,10 @@ from app.jobs.repository import JobRepository
 from app.messaging import QUEUES
 from app.observability.beat_heartbeat import BeatMonitor
 from app.observability.worker_metrics import WORKER_HISTOGRAMS, WorkerMetrics
+from app.tables.statuses import JobStatus
 
 logger = logging.getLogger(__name__)
 
-# Every status is exposed, at 0 when no job has it, so that a rate or an alert on
-# `shardtrain_jobs{status="failed"}` has a series before the first failure.
-JOB_STATUSES = ("queued", "preparing", "running", "succeeded", "failed", "cancelled")
 
 # kombu's Redis transport keeps a queue's messages sent with a priority in lists of
 # their own, named `<queue>\x06\x16<step>` for the non-zero steps of [0, 3, 6, 9].
@@ -88,7 +86,9 @@ class ShardtrainCollector(Collector):
         family = GaugeMetricFamily(
             "shardtrain_jobs", "Jobs by status, all tenants, counted in SQL.", labels=["status"]
         )
-        for status in sorted(set(JOB_STATUSES) | set(counts)):
+        # Every status is exposed, at 0 when no job has it, so that a rate or an alert
+        # on `shardtrain_jobs{status="failed"}` has a series before the first failure.
+        for status in sorted({status.value for status in JobStatus} | set(counts)):
             family.add_metric([status], counts.get(status, 0))
         return family
 

@@ -21,6 +21,7 @@ from app.registry.service import get_model
 from app.storage import BlobStore, keys
 from app.tables import BatchPrediction
 from app.tables.base import now_s
+from app.tables.statuses import BATCH_FINISHED, BatchStatus, DatasetStatus, ModelStatus
 from app.tenancy.scope import owned_by
 
 BATCH_ROWS = 65_536
@@ -48,14 +49,14 @@ def create_batch_prediction(
     model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
-    if model.status != "deployed":
+    if model.status != ModelStatus.DEPLOYED:
         raise APIError(
             409, "model_not_deployed", f"Model {model_id} is {model.status}.", "model_id"
         )
     dataset = DatasetRepository(session, tenant_id).get(dataset_id)
     if dataset is None:
         raise NotFound("dataset", dataset_id, param="dataset_id")
-    if dataset.status != "ready":
+    if dataset.status != DatasetStatus.READY:
         raise APIError(
             409, "dataset_not_ready", f"Dataset {dataset_id} is {dataset.status}.", "dataset_id"
         )
@@ -77,7 +78,7 @@ def create_batch_prediction(
         tenant_id=tenant_id,
         model_id=model_id,
         dataset_id=dataset_id,
-        status="queued",
+        status=BatchStatus.QUEUED,
         stage_started_at=time.time(),
     )
     session.add(job)
@@ -106,8 +107,8 @@ def mark_running(session: Session, batch_id: str) -> None:
     job = session.scalars(
         select(BatchPrediction).where(BatchPrediction.id == batch_id).with_for_update()
     ).one_or_none()
-    if job is not None and job.status == "queued":
-        job.status = "running"
+    if job is not None and job.status == BatchStatus.QUEUED:
+        job.status = BatchStatus.RUNNING
 
 
 def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> None:
@@ -115,13 +116,17 @@ def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> N
     job = session.scalars(
         select(BatchPrediction).where(BatchPrediction.id == batch_id).with_for_update()
     ).one_or_none()
-    if job is None or job.status in ("succeeded", "failed"):
+    if job is None or job.status in BATCH_FINISHED:
         return
     # The run's own tenant scopes what it reads: a worker never mixes two tenants' rows.
     model = get_model(session, job.model_id, job.tenant_id)
     dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
     if dataset is None or dataset.data_key is None:
-        job.status, job.error, job.finished_at = "failed", "the dataset was deleted", now_s()
+        job.status, job.error, job.finished_at = (
+            BatchStatus.FAILED,
+            "the dataset was deleted",
+            now_s(),
+        )
         return
     predictor = Predictor(store.path(model.artifact_key))
     dtypes = {f["name"]: f["dtype"] for f in model.features}
@@ -138,13 +143,18 @@ def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> N
             rows += batch.num_rows
         if writer is not None:
             writer.close()
-    job.status, job.rows, job.output_key, job.finished_at = "succeeded", rows, key, now_s()
+    job.status, job.rows, job.output_key, job.finished_at = (
+        BatchStatus.SUCCEEDED,
+        rows,
+        key,
+        now_s(),
+    )
 
 
 def mark_failed(session: Session, batch_id: str, message: str) -> None:
     job = session.get(BatchPrediction, _seq(session, batch_id))
-    if job is not None and job.status not in ("succeeded", "failed"):
-        job.status, job.error, job.finished_at = "failed", message, now_s()
+    if job is not None and job.status not in BATCH_FINISHED:
+        job.status, job.error, job.finished_at = BatchStatus.FAILED, message, now_s()
 
 
 def _seq(session: Session, batch_id: str) -> int | None:

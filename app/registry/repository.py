@@ -3,6 +3,7 @@ from sqlalchemy.orm import Session
 
 from app.pagination import fetch_page
 from app.tables import BatchPrediction, RegisteredModel
+from app.tables.statuses import BATCH_ACTIVE
 from app.tenancy.scope import owned_by
 
 
@@ -42,7 +43,7 @@ class BatchPredictionRepository:
         """Unfinished runs sent before `before`; a run in progress holds its row locked,
         so it is skipped, not waited for."""
         statement = select(BatchPrediction).where(
-            BatchPrediction.status.in_(("queued", "running")),
+            BatchPrediction.status.in_(BATCH_ACTIVE),
             BatchPrediction.stage_started_at < before,
         )
         return list(self.session.scalars(statement.with_for_update(skip_locked=True)))

@@ -34,6 +34,7 @@ from app.registry.schemas import (
     PredictRequest,
 )
 from app.schemas import ListResponse
+from app.tables.statuses import BatchStatus
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=COMMON_ERROR_RESPONSES)
 
@@ -342,7 +343,7 @@ def batch_prediction_output(
     """The predictions of a succeeded batch prediction: Parquet (default) or
     CSV, one row per dataset row with its `row_id`."""
     found = batch.get_batch_prediction(session, model_id, batch_id, tenant)
-    if found.status != "succeeded" or found.output_key is None:
+    if found.status != BatchStatus.SUCCEEDED or found.output_key is None:
         raise APIError(
             409, "not_ready", f"Batch prediction {batch_id} is {found.status}.", "batch_id"
         )

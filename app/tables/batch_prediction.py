@@ -2,6 +2,7 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.tables.base import Base, new_id, now_s
+from app.tables.statuses import BatchStatus
 
 
 class BatchPrediction(Base):
@@ -14,7 +15,7 @@ class BatchPrediction(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.QUEUED)
     rows: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     output_key: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -4,6 +4,7 @@ from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.tables.base import Base, new_id, now_s
+from app.tables.statuses import DatasetStatus
 
 
 class Dataset(Base):
@@ -18,7 +19,7 @@ class Dataset(Base):
     format: Mapped[str] = mapped_column(String(16))
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     sha256: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="processing")
+    status: Mapped[str] = mapped_column(String(16), default=DatasetStatus.PROCESSING)
     rows: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     columns: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

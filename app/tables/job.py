@@ -4,6 +4,7 @@ from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.tables.base import Base, new_id, now_s
+from app.tables.statuses import JobStatus
 
 
 class Job(Base):
@@ -13,7 +14,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id("job"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     task: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # Written by the prepare task: feature layout, shard sizes and blob keys.

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.errors import APIError
 from app.tables import Dataset, Job, Tenant
+from app.tables.statuses import JOB_ACTIVE
 from app.tenancy.repository import lock_tenant
 
 LIMIT_NAMES = (
@@ -24,7 +25,6 @@ LIMIT_NAMES = (
     "upload_per_minute",
     "max_concurrent_uploads",
 )
-ACTIVE = ("queued", "preparing", "running")
 logger = logging.getLogger(__name__)
 
 
@@ -78,7 +78,7 @@ def check_job_quota(
     active = session.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))
+        .where(Job.tenant_id == tenant_id, Job.status.in_(JOB_ACTIVE))
     )
     if (active or 0) >= limits.max_running_jobs:
         raise APIError(

@@ -21,6 +21,7 @@ from app.jobs.stages.next_step import NextStep, await_finalize, await_round
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Job, JobRound
+from app.tables.statuses import JobStatus
 from app.training.protocol import (
     Evaluation,
     NoUsableResultsError,
@@ -78,7 +79,7 @@ def read_merge_input(session: Session, job_id: str, round_: int) -> MergeInput |
 def _merge_fence(job: Job | None, round_: int) -> bool:
     # Only the merge of the next round moves the job, so a duplicate delivery can never
     # advance it twice. Checked when reading and again, under the row lock, when writing.
-    return job is not None and job.status == "running" and job.current_round == round_ - 1
+    return job is not None and job.status == JobStatus.RUNNING and job.current_round == round_ - 1
 
 
 def compute_merge(work: MergeInput, store: BlobStore, params: ParamStore) -> MergeOutcome:

@@ -19,6 +19,7 @@ from app.jobs.spec import JobSpec
 from app.jobs.stages.next_step import NextStep, await_round
 from app.paramstore import ParamStore
 from app.storage import BlobStore
+from app.tables.statuses import DatasetStatus, JobStatus
 from app.tenancy.limits import limits_for
 
 PrepareStep = Literal["skip", "wait", "failed", "build"]
@@ -31,16 +32,16 @@ def begin_prepare(
     ("wait") for at most `max_wait_s` from the job's creation, then the job fails: an
     ingest that never ends must not leave its jobs queued forever."""
     job = JobRepository(session).get(job_id, for_update=True)
-    if job is None or job.status not in ("queued", "preparing"):
+    if job is None or job.status not in (JobStatus.QUEUED, JobStatus.PREPARING):
         return "skip"
     dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
-    if dataset is None or dataset.status == "failed":
+    if dataset is None or dataset.status == DatasetStatus.FAILED:
         reason = dataset.error if dataset else "it was deleted"
         fail(job, "dataset_not_ready", f"dataset {job.dataset_id} is unusable: {reason}")
         return "failed"
-    if dataset.status != "ready":
+    if dataset.status != DatasetStatus.READY:
         waited = (time.time() if now is None else now) - (job.stage_started_at or job.created_at)
-        if max_wait_s is not None and job.status == "queued" and waited > max_wait_s:
+        if max_wait_s is not None and job.status == JobStatus.QUEUED and waited > max_wait_s:
             fail(
                 job,
                 "dataset_not_ready",
@@ -55,8 +56,8 @@ def begin_prepare(
     except SpecError as exc:
         fail(job, "invalid_spec", f"{exc.param}: {exc.message}")
         return "failed"
-    if job.status == "queued":
-        transition(job, "preparing")
+    if job.status == JobStatus.QUEUED:
+        transition(job, JobStatus.PREPARING)
         # The watchdog's clock for this stage starts now, not when the job was queued:
         # time spent waiting for an ingest is not a stalled prepare.
         job.stage_started_at = time.time()
@@ -78,7 +79,7 @@ class BuildInput:
 
 def read_build_input(session: Session, job_id: str) -> BuildInput | None:
     job = JobRepository(session).get(job_id)
-    if job is None or job.status != "preparing":
+    if job is None or job.status != JobStatus.PREPARING:
         return None
     dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
     assert dataset is not None and dataset.data_key is not None and job.task is not None
@@ -118,14 +119,14 @@ def write_shards(
 def record_shards(session: Session, work: BuildInput, built: ShardPlan | ShardingError) -> NextStep:
     """Move the job to round 1, unless it changed meanwhile (a cancel) or sharding failed."""
     job = JobRepository(session).get(work.job_id, for_update=True)
-    if job is None or job.status != "preparing":
+    if job is None or job.status != JobStatus.PREPARING:
         return NextStep("none")
     if isinstance(built, ShardingError):
         fail(job, built.code, str(built))
         return NextStep("none")
     job.plan = built.to_dict()
     job.current_round = 0
-    transition(job, "running")
+    transition(job, JobStatus.RUNNING)
     return await_round(job, 1, built.shards, work.spec)
 
 

@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 
 from app.jobs.checkpoints import global_state, load_part
 from app.jobs.learners import policy_for
-from app.jobs.lifecycle import TERMINAL
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Job
+from app.tables.statuses import JOB_TERMINAL, JobStatus
 from app.training.loop import TrainingStopped
 from app.training.protocol import RoundPolicy
 
@@ -78,7 +78,7 @@ def read_shard_work(
 
 def round_still_open(job: Job | None, round_: int) -> bool:
     """A shard of `round_` is still wanted: the job runs and has not merged the round."""
-    return job is not None and job.status == "running" and job.current_round < round_
+    return job is not None and job.status == JobStatus.RUNNING and job.current_round < round_
 
 
 def shard_still_wanted(session: Session, params: ParamStore, work: ShardWork) -> bool:
@@ -162,7 +162,7 @@ def withdraw_late_result(params: ParamStore, job: Job | None, job_id: str, round
     """Called after a shard's write: if the job moved on between the last check and the
     write, remove what the write re-created, as the merge or finalize that moved it
     already removed its own keys (a late key would live for the whole TTL)."""
-    if job is None or job.status in TERMINAL:
+    if job is None or job.status in JOB_TERMINAL:
         params.delete_job(job_id)
     elif job.current_round > round_:
         # Round round_ + 1 is merged too: nothing reads round round_ again.
