@@ -13,6 +13,7 @@ from app.config import get_settings
 from app.db import OutageTooLong, is_transient_database_error, retry_transient, session_scope
 from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
+from app.tenancy.scope import SYSTEM
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def leave_to_watchdog(exc: OutageTooLong) -> None:
 def fail_job(job_id: str, code: str, message: str) -> None:
     def record() -> None:
         with session_scope() as session:
-            job = JobRepository(session).get(job_id, for_update=True)
+            job = JobRepository(session, SYSTEM).get(job_id, for_update=True)
             if job is not None:
                 fail(job, code, message)
 

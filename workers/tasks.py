@@ -23,6 +23,7 @@ from app.messaging import TaskName
 from app.observability.logging import log_ids
 from app.outbox import relay_pending, send_after_commit
 from app.registry import batch
+from app.tenancy.scope import SYSTEM
 from workers import process_signals  # noqa: F401  (registers the worker signals)
 from workers.celery_app import celery_app
 from workers.resilience import (
@@ -191,7 +192,7 @@ def _withdraw_if_late(job_id: str, round_: int) -> None:
     params = _params()
     try:
         with session_scope() as session:
-            job = JobRepository(session).get(job_id)
+            job = JobRepository(session, SYSTEM).get(job_id)
     except Exception as exc:
         if not is_outage(exc):
             raise
@@ -241,7 +242,7 @@ def _merge_round(self: Task, job_id: str, round_: int) -> None:
 def _record_round_after_commit(session: Session, job_id: str, round_: int) -> None:
     """Observe the round's duration and its shards' throughput once its merge commits:
     a redelivered or rolled-back merge is then never counted."""
-    repository = JobRepository(session)
+    repository = JobRepository(session, SYSTEM)
     job, merged = repository.get(job_id), repository.round(job_id, round_)
     if job is None or merged is None:
         return

@@ -21,6 +21,7 @@ from app.db import enqueue_after_commit
 from app.storage import BlobStore, keys
 from app.tables import Dataset
 from app.tables.statuses import DatasetStatus
+from app.tenancy.scope import SYSTEM
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def begin_ingest(
     its own, committed before the work starts. Every delivery before this one that is
     still `processing` was lost (killed, or cut off from the database), so once
     `max_deliveries` are used up the dataset fails instead of being tried again."""
-    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
+    dataset = DatasetRepository(session, SYSTEM).get(dataset_id, for_update=True)
     if dataset is None or dataset.status != DatasetStatus.PROCESSING:
         return False
     dataset.ingest_deliveries += 1
@@ -73,7 +74,7 @@ def ingest_dataset(session: Session, store: BlobStore, dataset_id: str) -> Inges
     """Ingest the dataset and record the outcome on its row, locked for the whole run
     (on PostgreSQL the watchdog skips a locked row, so a slow ingest is not re-sent).
     Idempotent: a dataset that is no longer processing is left alone (None)."""
-    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
+    dataset = DatasetRepository(session, SYSTEM).get(dataset_id, for_update=True)
     if dataset is None or dataset.status != DatasetStatus.PROCESSING:
         return None
     try:
@@ -102,7 +103,7 @@ def record_ingest(
 ) -> None:
     """Record an outcome whose first commit failed (the database restarted as the
     ingest ended); the Parquet file is already in place."""
-    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
+    dataset = DatasetRepository(session, SYSTEM).get(dataset_id, for_update=True)
     if dataset is not None and dataset.status == DatasetStatus.PROCESSING:
         _record(session, store, dataset, outcome)
 
@@ -118,7 +119,7 @@ def _record(session: Session, store: BlobStore, dataset: Dataset, outcome: Inges
 
 
 def mark_failed(session: Session, store: BlobStore, dataset_id: str, message: str) -> None:
-    dataset = DatasetRepository(session).get(dataset_id, for_update=True)
+    dataset = DatasetRepository(session, SYSTEM).get(dataset_id, for_update=True)
     if dataset is not None and dataset.status == DatasetStatus.PROCESSING:
         _fail(session, store, dataset, message, grace_s=None)
 

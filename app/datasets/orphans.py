@@ -26,6 +26,7 @@ from app.db import make_engine, session_scope
 from app.storage import BlobStore, keys
 from app.storage.temp_files import TEMP_PREFIX, abandoned
 from app.tables.statuses import DatasetStatus
+from app.tenancy.scope import SYSTEM
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def sweep_orphans(
     for start in range(0, len(folders), _BATCH):
         batch = folders[start : start + _BATCH]
         with session_scope(sessions) as session:
-            states = DatasetRepository(session).states(batch)
+            states = DatasetRepository(session, SYSTEM).states(batch)
         for dataset_id in batch:
             state = states.get(dataset_id)
             if state is None:

@@ -27,6 +27,7 @@ from app.tables.base import new_id, now_s
 from app.tables.statuses import JOB_ACTIVE, DatasetStatus, JobStatus
 from app.tenancy.limits import stored_bytes
 from app.tenancy.repository import lock_tenant
+from app.tenancy.scope import SYSTEM, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def _record_upload(
         used = stored_bytes(session, tenant_id)
         if used + stored.bytes > max_stored_bytes:
             raise _storage_quota(max_stored_bytes, used)
-    dataset = DatasetRepository(session, tenant_id).add(
+    dataset = DatasetRepository(session, Scope.tenant(tenant_id)).add(
         Dataset(
             id=dataset_id,
             tenant_id=tenant_id,
@@ -164,19 +165,17 @@ def _record_upload(
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: str, tenant_id: str | None) -> Dataset:
-    dataset = DatasetRepository(session, tenant_id).get(dataset_id)
+def get_dataset(session: Session, dataset_id: str, tenant_id: str) -> Dataset:
+    dataset = DatasetRepository(session, Scope.tenant(tenant_id)).get(dataset_id)
     if dataset is None:
         raise NotFound("dataset", dataset_id)
     return dataset
 
 
-def delete_dataset(
-    session: Session, store: BlobStore, dataset_id: str, tenant_id: str | None
-) -> None:
+def delete_dataset(session: Session, store: BlobStore, dataset_id: str, tenant_id: str) -> None:
     """Remove the dataset's bytes and every shard cut from it. The row stays, marked
     deleted, because jobs and models refer to it; reads then answer 404."""
-    repository = DatasetRepository(session, tenant_id)
+    repository = DatasetRepository(session, Scope.tenant(tenant_id))
     try:
         dataset = repository.get(dataset_id, for_update=True, nowait=True)
     except OperationalError as exc:
@@ -220,8 +219,10 @@ def _fail_waiting_jobs(session: Session, dataset: Dataset) -> None:
     """Jobs on a dataset that never became ready are only waiting for it (prepare reads
     no bytes until it is `ready`): deleting it fails them rather than answering 409,
     which left a dataset stuck `processing` undeletable for as long as its job waited."""
-    jobs = JobRepository(session)
-    for job_id in DatasetRepository(session).job_ids(dataset.id, statuses=(JobStatus.QUEUED,)):
+    jobs = JobRepository(session, SYSTEM)
+    for job_id in DatasetRepository(session, SYSTEM).job_ids(
+        dataset.id, statuses=(JobStatus.QUEUED,)
+    ):
         job = jobs.get(job_id, for_update=True)
         if job is not None and job.status == JobStatus.QUEUED:
             fail(
@@ -233,7 +234,7 @@ def _fail_waiting_jobs(session: Session, dataset: Dataset) -> None:
 
 
 def preview_dataset(
-    session: Session, store: BlobStore, dataset_id: str, limit: int, tenant_id: str | None
+    session: Session, store: BlobStore, dataset_id: str, limit: int, tenant_id: str
 ) -> Preview:
     dataset = get_dataset(session, dataset_id, tenant_id)
     if dataset.status != DatasetStatus.READY or dataset.data_key is None:
@@ -247,6 +248,6 @@ def preview_dataset(
 
 
 def list_datasets(
-    session: Session, *, limit: int, after: str | None, tenant_id: str | None
+    session: Session, *, limit: int, after: str | None, tenant_id: str
 ) -> tuple[list[Dataset], bool]:
-    return DatasetRepository(session, tenant_id).page(limit=limit, after=after)
+    return DatasetRepository(session, Scope.tenant(tenant_id)).page(limit=limit, after=after)

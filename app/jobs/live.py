@@ -23,6 +23,7 @@ from app.jobs.repository import JobRepository
 from app.jobs.schemas import EventOut
 from app.tables import Job, JobEvent
 from app.tables.statuses import JOB_TERMINAL
+from app.tenancy.scope import SYSTEM
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _read(
     sessions: sessionmaker[Session], job_id: str, after: str | None
 ) -> tuple[list[EventOut], str | None]:
     with sessions() as session:
-        repository = JobRepository(session)
+        repository = JobRepository(session, SYSTEM)
         job = repository.get(job_id)
         rows, _ = repository.events(job_id, limit=BATCH, after=after)
         return [EventOut.model_validate(e) for e in rows], job.status if job else None

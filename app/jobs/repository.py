@@ -1,32 +1,36 @@
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from collections.abc import Collection
 
-from app.pagination import fetch_page
+from sqlalchemy import func, select
+
+from app.repository import ScopedRepository
 from app.tables import Job, JobEvent, JobRound
 from app.tables.statuses import JOB_ACTIVE
-from app.tenancy.scope import owned_by
 
 
-class JobRepository:
-    def __init__(self, session: Session, tenant_id: str | None = None) -> None:
-        self.session = session
-        self.tenant_id = tenant_id
+class JobRepository(ScopedRepository[Job]):
+    table = Job
 
-    def add(self, job: Job) -> Job:
-        self.session.add(job)
-        self.session.flush()
-        return job
+    def dataset_ids(self, job_ids: Collection[str]) -> dict[str, str]:
+        """Each job's dataset, for the jobs in scope, in one query."""
+        if not job_ids:
+            return {}
+        statement = self.scope.where(select(Job.id, Job.dataset_id).where(Job.id.in_(job_ids)), Job)
+        return dict(self.session.execute(statement).tuples().all())
 
-    def get(self, job_id: str, *, for_update: bool = False) -> Job | None:
-        statement = owned_by(select(Job).where(Job.id == job_id), Job, self.tenant_id)
-        if for_update:
-            statement = statement.with_for_update()
-        return self.session.scalars(statement).one_or_none()
+    def count_active(self) -> int:
+        """Jobs that may still write shards, rounds or a model: what `max_running_jobs`
+        counts."""
+        statement = self.scope.where(
+            select(func.count()).select_from(Job).where(Job.status.in_(JOB_ACTIVE)), Job
+        )
+        return int(self.session.scalar(statement) or 0)
 
-    def page(self, *, limit: int, after: str | None) -> tuple[list[Job], bool]:
-        statement = owned_by(select(Job), Job, self.tenant_id)
-        return fetch_page(self.session, statement, Job, limit=limit, after=after)
+    def count_by_status(self) -> dict[str, int]:
+        """Jobs per status in one GROUP BY query: `/metrics` runs it on every scrape."""
+        statement = self.scope.where(select(Job.status, func.count()).group_by(Job.status), Job)
+        return {status: count for status, count in self.session.execute(statement).tuples()}
 
+    # A job's rounds and events are read only after its row was read in scope.
     def rounds(self, job_id: str) -> list[JobRound]:
         statement = select(JobRound).where(JobRound.job_id == job_id).order_by(JobRound.round)
         return list(self.session.scalars(statement))
@@ -34,13 +38,6 @@ class JobRepository:
     def round(self, job_id: str, round_: int) -> JobRound | None:
         statement = select(JobRound).where(JobRound.job_id == job_id, JobRound.round == round_)
         return self.session.scalars(statement).one_or_none()
-
-    def count_by_status(self) -> dict[str, int]:
-        """Jobs per status in one GROUP BY query: `/metrics` runs it on every scrape."""
-        statement = owned_by(
-            select(Job.status, func.count()).group_by(Job.status), Job, self.tenant_id
-        )
-        return {status: count for status, count in self.session.execute(statement).tuples()}
 
     def add_round(self, job_round: JobRound) -> None:
         # The unique (job_id, round) constraint makes a duplicate merge fail here
@@ -64,7 +61,7 @@ class JobRepository:
 
     def stalled(self, *, before: float) -> list[Job]:
         """Unfinished jobs whose awaited stage was sent before `before`."""
-        statement = select(Job).where(
+        statement = self.scoped().where(
             Job.status.in_(JOB_ACTIVE),
             Job.stage_started_at.is_not(None),
             Job.stage_started_at < before,

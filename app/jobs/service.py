@@ -5,7 +5,7 @@ import time
 from typing import Any
 
 import redis
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.datasets.repository import DatasetRepository
@@ -23,10 +23,12 @@ from app.jobs.schemas import JobDeletedOut, JobError, JobOut, Progress, RoundMet
 from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
 from app.outbox import send_after_commit
 from app.paramstore import ParamStore
+from app.registry.repository import ModelRepository
 from app.storage import BlobStore, keys
-from app.tables import IdempotencyKey, Job, JobEvent, JobRound, RegisteredModel
+from app.tables import IdempotencyKey, Job, JobEvent, JobRound
 from app.tables.statuses import JOB_TERMINAL, DatasetStatus, JobStatus
 from app.tenancy.limits import Limits, check_job_quota
+from app.tenancy.scope import SYSTEM, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ def create_job(
             "use 'auto' to train on whatever workers exist.",
             "distribution.device",
         )
-    dataset = DatasetRepository(session, tenant_id).get(spec.dataset_id)
+    dataset = DatasetRepository(session, Scope.tenant(tenant_id)).get(spec.dataset_id)
     if dataset is None:
         raise NotFound("dataset", spec.dataset_id, param="dataset_id")
     if dataset.status == DatasetStatus.FAILED:
@@ -136,7 +138,7 @@ def create_job(
             task = check_spec(spec, dataset.columns or [], dataset.rows or 0)
         except SpecError as exc:
             raise APIError(422, "invalid_spec", exc.message, exc.param) from exc
-    job = JobRepository(session, tenant_id).add(
+    job = JobRepository(session, Scope.tenant(tenant_id)).add(
         Job(
             tenant_id=tenant_id,
             dataset_id=dataset.id,
@@ -185,7 +187,7 @@ def rerun_job(
 
 def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str, tenant_id: str) -> Job:
     """Idempotent: cancelling a cancelled job returns it unchanged."""
-    job = JobRepository(session, tenant_id).get(job_id, for_update=True)
+    job = JobRepository(session, Scope.tenant(tenant_id)).get(job_id, for_update=True)
     if job is None:
         raise NotFound("job", job_id)
     if job.status == JobStatus.CANCELLED:
@@ -210,14 +212,14 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str, tenant_id:
 
 
 def delete_job(
-    session: Session, store: BlobStore, params: ParamStore, job_id: str, tenant_id: str | None
+    session: Session, store: BlobStore, params: ParamStore, job_id: str, tenant_id: str
 ) -> JobDeletedOut:
     """Delete a finished job with everything it left: its rounds, events and
     idempotency records, its shards and checkpoints, its parameters in Redis. Refused
     while it runs (cancel it first) and while its model exists (a model's metrics and
     gate are read against its job: delete the model first). The bytes and Redis keys go
     after the commit, so a rollback never leaves rows whose data is gone."""
-    job = JobRepository(session, tenant_id).get(job_id, for_update=True)
+    job = JobRepository(session, Scope.tenant(tenant_id)).get(job_id, for_update=True)
     if job is None:
         raise NotFound("job", job_id)
     if job.status not in JOB_TERMINAL:
@@ -227,9 +229,7 @@ def delete_job(
             f"Job {job_id} is {job.status}; cancel it, or wait for it to finish, first.",
             "id",
         )
-    model_ids = list(
-        session.scalars(select(RegisteredModel.id).where(RegisteredModel.job_id == job_id))
-    )
+    model_ids = ModelRepository(session, Scope.tenant(tenant_id)).ids_of_job(job_id)
     if model_ids:
         raise APIError(
             409,
@@ -256,30 +256,30 @@ def delete_job(
 
 
 def list_events(
-    session: Session, job_id: str, *, limit: int, after: str | None, tenant_id: str | None
+    session: Session, job_id: str, *, limit: int, after: str | None, tenant_id: str
 ) -> tuple[list[JobEvent], bool]:
     get_job(session, job_id, tenant_id)
-    return JobRepository(session, tenant_id).events(job_id, limit=limit, after=after)
+    return JobRepository(session, Scope.tenant(tenant_id)).events(job_id, limit=limit, after=after)
 
 
-def get_job(session: Session, job_id: str, tenant_id: str | None) -> Job:
-    job = JobRepository(session, tenant_id).get(job_id)
+def get_job(session: Session, job_id: str, tenant_id: str) -> Job:
+    job = JobRepository(session, Scope.tenant(tenant_id)).get(job_id)
     if job is None:
         raise NotFound("job", job_id)
     return job
 
 
 def list_jobs(
-    session: Session, *, limit: int, after: str | None, tenant_id: str | None
+    session: Session, *, limit: int, after: str | None, tenant_id: str
 ) -> tuple[list[Job], bool]:
-    return JobRepository(session, tenant_id).page(limit=limit, after=after)
+    return JobRepository(session, Scope.tenant(tenant_id)).page(limit=limit, after=after)
 
 
-def round_metrics(session: Session, job_id: str, tenant_id: str | None) -> list[RoundMetricsOut]:
+def round_metrics(session: Session, job_id: str, tenant_id: str) -> list[RoundMetricsOut]:
     get_job(session, job_id, tenant_id)
     return [
         RoundMetricsOut.model_validate(r, from_attributes=True)
-        for r in JobRepository(session).rounds(job_id)
+        for r in JobRepository(session, SYSTEM).rounds(job_id)
     ]
 
 

@@ -25,6 +25,7 @@ from app.storage import BlobStore
 from app.tables import Job
 from app.tables.base import now_s
 from app.tables.statuses import BatchStatus, DatasetStatus, JobStatus
+from app.tenancy.scope import SYSTEM
 
 
 def sweep(
@@ -33,7 +34,7 @@ def sweep(
     """Decide, for every stalled job, what to send again ("prepare" or a NextStep),
     or fail it. The caller sends the messages after the commit."""
     now = time.time() if now is None else now
-    repository = JobRepository(session)
+    repository = JobRepository(session, SYSTEM)
     resend: list[tuple[str, NextStep | str]] = []
     for stalled in repository.stalled(before=now - deadline_s):
         job = repository.get(stalled.id, for_update=True)
@@ -70,7 +71,7 @@ def _waiting_for_ingest(session: Session, job: Job) -> bool:
     # A queued job on a dataset still being ingested is waiting, not stalled.
     if job.status != JobStatus.QUEUED:
         return False
-    dataset = DatasetRepository(session).get(job.dataset_id)
+    dataset = DatasetRepository(session, SYSTEM).get(job.dataset_id)
     return dataset is not None and dataset.status == DatasetStatus.PROCESSING
 
 
@@ -120,7 +121,7 @@ def sweep_datasets(
     with a `store` lose the Parquet file an ingest left before its commit was lost."""
     now = time.time() if now is None else now
     resend = []
-    for dataset in DatasetRepository(session).stalled(before=now - deadline_s):
+    for dataset in DatasetRepository(session, SYSTEM).stalled(before=now - deadline_s):
         if _send_again(dataset, now, max_attempts):
             resend.append(dataset.id)
             continue
@@ -138,7 +139,7 @@ def sweep_batch_predictions(
     """Ids of batch predictions to send again; runs out of attempts fail."""
     now = time.time() if now is None else now
     resend = []
-    for batch in BatchPredictionRepository(session).stalled(before=now - deadline_s):
+    for batch in BatchPredictionRepository(session, SYSTEM).stalled(before=now - deadline_s):
         if _send_again(batch, now, max_attempts):
             resend.append(batch.id)
         else:

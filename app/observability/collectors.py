@@ -16,6 +16,7 @@ from app.messaging import QUEUES
 from app.observability.beat_heartbeat import BeatMonitor
 from app.observability.worker_metrics import WORKER_HISTOGRAMS, WorkerMetrics
 from app.tables.statuses import JobStatus
+from app.tenancy.scope import SYSTEM
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class ShardtrainCollector(Collector):
 
     def _jobs(self) -> Metric:
         with self.sessions() as session:
-            counts = JobRepository(session).count_by_status()
+            counts = JobRepository(session, SYSTEM).count_by_status()
         family = GaugeMetricFamily(
             "shardtrain_jobs", "Jobs by status, all tenants, counted in SQL.", labels=["status"]
         )

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.datasets.repository import DatasetRepository
@@ -16,13 +15,13 @@ from app.errors import APIError, NotFound
 from app.idempotency import IdempotencyRepository, fingerprint
 from app.outbox import send_after_commit
 from app.registry.predictor import Predictor
-from app.registry.repository import ModelRepository
+from app.registry.repository import BatchPredictionRepository, ModelRepository
 from app.registry.service import get_model
 from app.storage import BlobStore, keys
 from app.tables import BatchPrediction
 from app.tables.base import now_s
 from app.tables.statuses import BATCH_FINISHED, BatchStatus, DatasetStatus, ModelStatus
-from app.tenancy.scope import owned_by
+from app.tenancy.scope import SYSTEM, Scope
 
 BATCH_ROWS = 65_536
 NUMERIC = ("int", "float", "bool")
@@ -46,14 +45,14 @@ def create_batch_prediction(
         if earlier is not None:
             return get_batch_prediction(session, model_id, earlier, tenant_id)
     # Locked, so that a DELETE of the model waits for this row and then sees it queued.
-    model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
+    model = ModelRepository(session, Scope.tenant(tenant_id)).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
     if model.status != ModelStatus.DEPLOYED:
         raise APIError(
             409, "model_not_deployed", f"Model {model_id} is {model.status}.", "model_id"
         )
-    dataset = DatasetRepository(session, tenant_id).get(dataset_id)
+    dataset = DatasetRepository(session, Scope.tenant(tenant_id)).get(dataset_id)
     if dataset is None:
         raise NotFound("dataset", dataset_id, param="dataset_id")
     if dataset.status != DatasetStatus.READY:
@@ -91,12 +90,9 @@ def create_batch_prediction(
 
 
 def get_batch_prediction(
-    session: Session, model_id: str, batch_id: str, tenant_id: str | None
+    session: Session, model_id: str, batch_id: str, tenant_id: str
 ) -> BatchPrediction:
-    statement = select(BatchPrediction).where(
-        BatchPrediction.id == batch_id, BatchPrediction.model_id == model_id
-    )
-    found = session.scalars(owned_by(statement, BatchPrediction, tenant_id)).one_or_none()
+    found = BatchPredictionRepository(session, Scope.tenant(tenant_id)).of_model(model_id, batch_id)
     if found is None:
         raise NotFound("batch prediction", batch_id)
     return found
@@ -104,23 +100,19 @@ def get_batch_prediction(
 
 def mark_running(session: Session, batch_id: str) -> None:
     """Committed on its own before the run, so clients can see the work has started."""
-    job = session.scalars(
-        select(BatchPrediction).where(BatchPrediction.id == batch_id).with_for_update()
-    ).one_or_none()
+    job = BatchPredictionRepository(session, SYSTEM).get(batch_id, for_update=True)
     if job is not None and job.status == BatchStatus.QUEUED:
         job.status = BatchStatus.RUNNING
 
 
 def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> None:
     """Worker side. Idempotent: only a queued or interrupted run is (re)done, whole."""
-    job = session.scalars(
-        select(BatchPrediction).where(BatchPrediction.id == batch_id).with_for_update()
-    ).one_or_none()
+    job = BatchPredictionRepository(session, SYSTEM).get(batch_id, for_update=True)
     if job is None or job.status in BATCH_FINISHED:
         return
     # The run's own tenant scopes what it reads: a worker never mixes two tenants' rows.
     model = get_model(session, job.model_id, job.tenant_id)
-    dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
+    dataset = DatasetRepository(session, Scope.tenant(job.tenant_id)).get(job.dataset_id)
     if dataset is None or dataset.data_key is None:
         job.status, job.error, job.finished_at = (
             BatchStatus.FAILED,
@@ -152,15 +144,9 @@ def run_batch_prediction(session: Session, store: BlobStore, batch_id: str) -> N
 
 
 def mark_failed(session: Session, batch_id: str, message: str) -> None:
-    job = session.get(BatchPrediction, _seq(session, batch_id))
+    job = BatchPredictionRepository(session, SYSTEM).get(batch_id)
     if job is not None and job.status not in BATCH_FINISHED:
         job.status, job.error, job.finished_at = BatchStatus.FAILED, message, now_s()
-
-
-def _seq(session: Session, batch_id: str) -> int | None:
-    return session.scalars(
-        select(BatchPrediction.seq).where(BatchPrediction.id == batch_id)
-    ).one_or_none()
 
 
 def csv_chunks(store: BlobStore, key: str) -> Iterator[bytes]:

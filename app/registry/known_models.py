@@ -46,7 +46,7 @@ class KnownModels:
                 self._items.popitem(last=False)
         return known
 
-    def get(self, model_id: str, tenant_id: str | None) -> DeployedModel | None:
+    def get(self, model_id: str, tenant_id: str) -> DeployedModel | None:
         with self._lock:
             known = self._items.get(model_id)
         if known is None or (tenant_id is not None and known.tenant_id != tenant_id):

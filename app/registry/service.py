@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,17 +12,19 @@ from app.database_health import DatabaseHealth, is_unavailable
 from app.db import enqueue_after_commit, session_scope
 from app.errors import APIError, DatabaseUnavailable, NotFound
 from app.jobs.events import record_event
+from app.jobs.repository import JobRepository
 from app.registry.artifact import read_artifact
 from app.registry.inputs import InputError, table_to_features
 from app.registry.known_models import DeployedModel, KnownModels
 from app.registry.onnx_graph import export_onnx
 from app.registry.predictor import Prediction, PredictorCache
-from app.registry.repository import ModelRepository
+from app.registry.repository import BatchPredictionRepository, ModelRepository
 from app.registry.schemas import ModelDeletedOut, ModelOut
 from app.storage import BlobStore, keys
-from app.tables import BatchPrediction, IdempotencyKey, Job, RegisteredModel
+from app.tables import BatchPrediction, IdempotencyKey, RegisteredModel
 from app.tables.base import now_s
 from app.tables.statuses import BATCH_ACTIVE, ModelStatus
+from app.tenancy.scope import SYSTEM, Scope
 from app.training.preprocessing import Preprocessor
 
 
@@ -43,7 +45,7 @@ def register_model(
     not (`gate["reason"]`), which is recorded as an event of the job. The artifact is
     already written; finalize calls this in the session that ends the job."""
     rejection = gate["reason"] if gate is not None else None
-    model = ModelRepository(session, tenant_id).add(
+    model = ModelRepository(session, Scope.tenant(tenant_id)).add(
         RegisteredModel(
             tenant_id=tenant_id,
             id=model_id,
@@ -71,17 +73,17 @@ def register_model(
     return model
 
 
-def get_model(session: Session, model_id: str, tenant_id: str | None) -> RegisteredModel:
-    model = ModelRepository(session, tenant_id).get(model_id)
+def get_model(session: Session, model_id: str, tenant_id: str) -> RegisteredModel:
+    model = ModelRepository(session, Scope.tenant(tenant_id)).get(model_id)
     if model is None:
         raise NotFound("model", model_id)
     return model
 
 
-def promote_model(session: Session, model_id: str, tenant_id: str | None) -> RegisteredModel:
+def promote_model(session: Session, model_id: str, tenant_id: str) -> RegisteredModel:
     """Deploy a model its gate rejected, or one undeployed by hand. Idempotent;
     recorded as an event of its job."""
-    model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
+    model = ModelRepository(session, Scope.tenant(tenant_id)).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
     if model.status == ModelStatus.DEPLOYED:
@@ -112,10 +114,10 @@ def promote_model(session: Session, model_id: str, tenant_id: str | None) -> Reg
     return model
 
 
-def undeploy_model(session: Session, model_id: str, tenant_id: str | None) -> RegisteredModel:
+def undeploy_model(session: Session, model_id: str, tenant_id: str) -> RegisteredModel:
     """Stop serving a model (predict and new batch predictions answer 409) without
     losing it: `deploy` brings it back. Idempotent; recorded as an event of its job."""
-    model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
+    model = ModelRepository(session, Scope.tenant(tenant_id)).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
     if model.status == ModelStatus.DEPLOYED:
@@ -131,18 +133,16 @@ def undeploy_model(session: Session, model_id: str, tenant_id: str | None) -> Re
 
 
 def delete_model(
-    session: Session, store: BlobStore, model_id: str, tenant_id: str | None
+    session: Session, store: BlobStore, model_id: str, tenant_id: str
 ) -> ModelDeletedOut:
     """Delete a model, deployed or not, with its finished batch predictions and every
     blob of both. Refused while a batch prediction of it is queued or running, since
     that worker reads the artifact. The bytes go after the commit: a rollback must not
     leave a row whose artifact is gone."""
-    model = ModelRepository(session, tenant_id).get(model_id, for_update=True)
+    model = ModelRepository(session, Scope.tenant(tenant_id)).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
-    batches = list(
-        session.scalars(select(BatchPrediction).where(BatchPrediction.model_id == model_id))
-    )
+    batches = BatchPredictionRepository(session, Scope.tenant(tenant_id)).of_model_all(model_id)
     active = [b.id for b in batches if b.status in BATCH_ACTIVE]
     if active:
         raise APIError(
@@ -177,15 +177,7 @@ def models_out(session: Session, models: list[RegisteredModel]) -> list[ModelOut
     """The models as the API shows them, each with the dataset its job trained on (one
     query for the whole page)."""
     job_ids = {m.job_id for m in models}
-    datasets = (
-        dict(
-            session.execute(select(Job.id, Job.dataset_id).where(Job.id.in_(job_ids)))
-            .tuples()
-            .all()
-        )
-        if job_ids
-        else {}
-    )
+    datasets = JobRepository(session, SYSTEM).dataset_ids(job_ids)
     fields = [name for name in ModelOut.model_fields if name not in ("object", "dataset_id")]
     return [
         ModelOut.model_validate(
@@ -202,9 +194,9 @@ def list_models(
     after: str | None,
     job_id: str | None,
     status: str | None,
-    tenant_id: str | None,
+    tenant_id: str,
 ) -> tuple[list[RegisteredModel], bool]:
-    return ModelRepository(session, tenant_id).page(
+    return ModelRepository(session, Scope.tenant(tenant_id)).page_filtered(
         limit=limit, after=after, job_id=job_id, status=status
     )
 
@@ -217,7 +209,7 @@ def deployed_model(
     *,
     rows: int,
     max_rows: int,
-    tenant_id: str | None,
+    tenant_id: str,
 ) -> DeployedModel:
     """The deployed model to predict with, read from SQL in a short session of its own
     (closed before the model runs). When SQL is unreachable, a model this process has

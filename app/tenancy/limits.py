@@ -6,14 +6,16 @@ import time
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.datasets.repository import DatasetRepository
 from app.errors import APIError
-from app.tables import Dataset, Job, Tenant
-from app.tables.statuses import JOB_ACTIVE
+from app.jobs.repository import JobRepository
+from app.tables import Tenant
 from app.tenancy.repository import lock_tenant
+from app.tenancy.scope import Scope
 
 LIMIT_NAMES = (
     "max_running_jobs",
@@ -75,12 +77,8 @@ def check_job_quota(
     # Counted under the tenant's lock, held until the caller commits its job:
     # concurrent creates for one tenant queue here instead of all counting the same.
     lock_tenant(session, tenant_id)
-    active = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.tenant_id == tenant_id, Job.status.in_(JOB_ACTIVE))
-    )
-    if (active or 0) >= limits.max_running_jobs:
+    active = JobRepository(session, Scope.tenant(tenant_id)).count_active()
+    if active >= limits.max_running_jobs:
         raise APIError(
             429,
             "quota_exceeded",
@@ -92,12 +90,7 @@ def check_job_quota(
 def stored_bytes(session: Session, tenant_id: str) -> int:
     """Bytes the tenant's live datasets hold; a total that must stay true until the
     caller commits needs lock_tenant first."""
-    total = session.scalar(
-        select(func.coalesce(func.sum(Dataset.bytes), 0)).where(
-            Dataset.tenant_id == tenant_id, Dataset.deleted_at.is_(None)
-        )
-    )
-    return int(total or 0)
+    return DatasetRepository(session, Scope.tenant(tenant_id)).stored_bytes()
 
 
 class RateLimiter:

@@ -1,5 +1,10 @@
-"""The one rule every repository applies: a tenant sees only its own rows."""
+"""Whose rows a query may read. Every repository of a tenant-owned table is built with
+a Scope its caller states: a tenant's (the API, acting on one request) or the system's
+(the workers, the watchdog and the metrics, acting on ids that a tenant's own request
+put in a message, and reading that tenant off the row they load). There is no default:
+a forgotten tenant is a type error, not a silent read across tenants."""
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Select
@@ -7,7 +12,28 @@ from sqlalchemy import Select
 Row = TypeVar("Row", bound=tuple[Any, ...])
 
 
-def owned_by(statement: Select[Row], table: Any, tenant_id: str | None) -> Select[Row]:
-    """Scope a query to a tenant. `None` is the workers' system scope: they act on ids
-    that came from a tenant's own request, and check each row against the job's tenant."""
-    return statement if tenant_id is None else statement.where(table.tenant_id == tenant_id)
+@dataclass(frozen=True)
+class Scope:
+    tenant_id: str | None
+
+    @classmethod
+    def tenant(cls, tenant_id: str) -> "Scope":
+        if not tenant_id:
+            raise ValueError("a tenant scope needs a tenant id; use SYSTEM for every tenant")
+        return cls(tenant_id)
+
+    @property
+    def is_system(self) -> bool:
+        return self.tenant_id is None
+
+    def where(self, statement: Select[Row], table: Any) -> Select[Row]:
+        """`statement` narrowed to the scope's rows of `table`."""
+        if self.tenant_id is None:
+            return statement
+        return statement.where(table.tenant_id == self.tenant_id)
+
+    def admits(self, tenant_id: str) -> bool:
+        return self.tenant_id is None or self.tenant_id == tenant_id
+
+
+SYSTEM = Scope(None)

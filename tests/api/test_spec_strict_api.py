@@ -14,6 +14,7 @@ from app.db import session_factory, session_scope
 from app.jobs.stages import prepare
 from app.paramstore import ParamStore
 from app.storage import BlobStore
+from app.tenancy.scope import SYSTEM
 from app.tenancy.service import set_limit
 
 MakeDataset = Callable[[str, bytes], str]
@@ -102,7 +103,7 @@ def test_a_job_stored_with_min_above_max_before_the_check_still_reads(
     body = {"dataset_id": dataset_id, "target": "species", "deploy_if": gate}
     job_id = client.post("/v1/jobs", json=body).json()["id"]
     with session_scope(sessions) as session:
-        job = JobRepository(session).get(job_id)
+        job = JobRepository(session, SYSTEM).get(job_id)
         assert job is not None
         # As an API that did not check yet would have stored it.
         job.spec = {**job.spec, "deploy_if": {**gate, "min": 0.95}}

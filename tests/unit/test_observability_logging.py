@@ -16,6 +16,7 @@ from app.jobs.spec import JobSpec
 from app.main import create_app
 from app.observability.logging import configure_logging, log_ids
 from app.tables import Dataset, Job
+from app.tenancy.scope import SYSTEM
 from app.tenancy.service import ensure_tenant
 
 
@@ -109,7 +110,7 @@ def test_a_failing_shard_task_logs_json_with_its_job_round_and_shard(
     # Every line the task logged carries the ids, not only its own module's.
     assert all(line.get("job_id") == job_id for line in lines)
     with session_scope() as session:
-        failed = JobRepository(session).get(job_id)
+        failed = JobRepository(session, SYSTEM).get(job_id)
         assert failed is not None and failed.error_code == "shard_failed"
 
 

@@ -6,9 +6,9 @@ from enum import StrEnum
 from typing import Any, get_args
 
 import pytest
-import shardtrain.models as sdk
 from pydantic import BaseModel
 
+import shardtrain.models as sdk
 from app.datasets.schemas import DatasetOut
 from app.jobs.schemas import JobOut
 from app.registry import routes as registry_routes
@@ -54,13 +54,13 @@ def test_the_model_list_filter_takes_every_model_status() -> None:
 
 
 def test_active_and_finished_split_each_enum() -> None:
-    assert JOB_ACTIVE | JOB_TERMINAL == set(JobStatus) and not JOB_ACTIVE & JOB_TERMINAL
-    assert BATCH_ACTIVE | BATCH_FINISHED == set(BatchStatus)
+    assert set(JobStatus) == JOB_ACTIVE | JOB_TERMINAL and not JOB_ACTIVE & JOB_TERMINAL
+    assert set(BatchStatus) == BATCH_ACTIVE | BATCH_FINISHED
     assert not BATCH_ACTIVE & BATCH_FINISHED
     # The SDK waits until one of these; a state missing there would wait forever.
-    assert sdk.JOB_TERMINAL == {status.value for status in JOB_TERMINAL}
-    assert sdk.BATCH_TERMINAL == {status.value for status in BATCH_FINISHED}
-    assert sdk.DATASET_TERMINAL == {DatasetStatus.READY.value, DatasetStatus.FAILED.value}
+    assert {status.value for status in JOB_TERMINAL} == sdk.JOB_TERMINAL
+    assert {status.value for status in BATCH_FINISHED} == sdk.BATCH_TERMINAL
+    assert {DatasetStatus.READY.value, DatasetStatus.FAILED.value} == sdk.DATASET_TERMINAL
 
 
 def test_a_status_reads_and_formats_as_its_plain_value() -> None:

@@ -26,6 +26,7 @@ from sklearn.datasets import load_diabetes
 from app.db import session_scope
 from app.jobs.checkpoints import load_checkpoint
 from app.jobs.repository import JobRepository
+from app.tenancy.scope import SYSTEM
 
 
 def diabetes_table() -> pa.Table:
@@ -86,7 +87,7 @@ def run_named_job(client, ready_dataset, sessions, store, params, name: str) -> 
 
 def job_fingerprint(sessions, store, job_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     with session_scope(sessions) as session:
-        repository = JobRepository(session)
+        repository = JobRepository(session, SYSTEM)
         job = repository.get(job_id)
         assert job is not None and job.status == "succeeded", job and job.error
         merged = repository.rounds(job_id)

@@ -20,6 +20,7 @@ from app.db import OutageTooLong, is_transient_database_error, retry_transient, 
 from app.jobs.repository import JobRepository
 from app.jobs.stages import finalize, merge, prepare, train
 from app.paramstore import ParamStore
+from app.tenancy.scope import SYSTEM
 
 MakeDataset = Callable[[str, bytes], str]
 
@@ -217,7 +218,7 @@ def test_a_result_written_after_finalize_is_withdrawn(  # type: ignore[no-untype
     assert late is not None
     params.put_shard(job_id, 1, late)  # a copy that passed its last check just before
     with session_scope(sessions) as session:
-        job = JobRepository(session).get(job_id)
+        job = JobRepository(session, SYSTEM).get(job_id)
     assert not train.round_still_open(job, 1)
     train.withdraw_late_result(params, job, job_id, 1)
     assert redis_client.keys(f"shardtrain:{job_id}:*") == []
@@ -256,13 +257,13 @@ def test_a_round_takes_at_least_its_slowest_shard_after_a_resend(  # type: ignor
         job_id, 1, type(slow)(1, slow.state, slow.num_examples, slow.loss, seconds=30.0)
     )
     with session_scope(sessions) as session:
-        job = JobRepository(session).get(job_id, for_update=True)
+        job = JobRepository(session, SYSTEM).get(job_id, for_update=True)
         assert job is not None
         job.stage_started_at = time.time()
     with session_scope(sessions) as session:
         assert merge.merge_round(session, store, params, job_id, 1).next == "round"
     with session_scope(sessions) as session:
-        (merged,) = JobRepository(session).rounds(job_id)
+        (merged,) = JobRepository(session, SYSTEM).rounds(job_id)
         assert merged.slowest_shard_seconds == 30.0
         assert merged.seconds >= 30.0
 

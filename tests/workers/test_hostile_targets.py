@@ -21,6 +21,7 @@ from app.jobs.stages import finalize, merge, next_step, prepare, train
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Dataset
+from app.tenancy.scope import SYSTEM
 
 MakeDataset = Callable[[str, bytes], str]
 
@@ -80,7 +81,7 @@ def train_until_finalize(
             step = merge.merge_round(session, store, params, job_id, step.round)
     assert step.next == "finalize"
     with session_scope(sessions) as session:
-        job = JobRepository(session).get(job_id)
+        job = JobRepository(session, SYSTEM).get(job_id)
         assert job is not None
         return job.best_round if job.best_round is not None else job.current_round
 
@@ -130,7 +131,7 @@ def test_a_missing_target_value_is_still_a_dropped_row_not_an_error(
     job_id = queue(client, dataset_id, "y", model={"type": "linear_regression"})
     assert prepared_job(sessions, store, params, job_id).next == "round"
     with session_scope(sessions) as session:
-        job = JobRepository(session).get(job_id)
+        job = JobRepository(session, SYSTEM).get(job_id)
         assert job is not None and job.plan is not None
         assert job.plan["dropped_rows"] == 1
 

@@ -25,6 +25,7 @@ from app.datasets.repository import DatasetRepository
 from app.db import session_scope
 from app.main import create_app
 from app.storage.temp_files import TEMP_PREFIX
+from app.tenancy.scope import SYSTEM
 
 # Far above the retry's backoff (at most 4 s between tries): only an ingest that no
 # longer retries, or one that reads the whole file again, takes longer.
@@ -99,7 +100,7 @@ def test_an_ingest_records_its_result_once_a_restarted_database_is_back(
         assert recovered_s < RECOVERY_BOUND_S
         engine = create_engine(database_url)
         with session_scope(sessionmaker(engine)) as session:
-            dataset = DatasetRepository(session).get(dataset_id)
+            dataset = DatasetRepository(session, SYSTEM).get(dataset_id)
             assert dataset is not None
             assert (dataset.status, dataset.rows) == ("ready", 400_000)
             # Recorded from what the one delivery read: not a second delivery, not a retry.

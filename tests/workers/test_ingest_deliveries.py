@@ -17,6 +17,7 @@ from app.db import session_scope
 from app.jobs.watchdog import sweep_datasets
 from app.storage import BlobStore
 from app.storage.temp_files import TEMP_PREFIX, this_machine
+from app.tenancy.scope import SYSTEM
 
 DEAD_PID = 999_999_999
 
@@ -40,7 +41,7 @@ def temp_of(store: BlobStore, dataset_id: str, pid: int) -> Path:
 
 def deliveries(sessions: sessionmaker[Session], dataset_id: str) -> int:
     with session_scope(sessions) as session:
-        dataset = DatasetRepository(session).get(dataset_id)
+        dataset = DatasetRepository(session, SYSTEM).get(dataset_id)
         assert dataset is not None
         return dataset.ingest_deliveries
 
@@ -177,7 +178,7 @@ def test_deleting_a_dataset_while_its_ingest_runs_answers_at_once(
     no row locks: there the delete goes ahead and the ingest's commit is the one refused."""
     dataset_id = upload(client)
     with session_scope(sessions) as ingesting:
-        assert DatasetRepository(ingesting).get(dataset_id, for_update=True) is not None
+        assert DatasetRepository(ingesting, SYSTEM).get(dataset_id, for_update=True) is not None
         if database_url.startswith("postgresql"):
             busy = client.delete(f"/v1/datasets/{dataset_id}")
             assert busy.status_code == 409, busy.text

@@ -15,6 +15,7 @@ from app.jobs.watchdog import sweep
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Job
+from app.tenancy.scope import SYSTEM
 
 MakeDataset = Callable[[str, bytes], str]
 
@@ -37,7 +38,7 @@ def start(
 
 def load(sessions: sessionmaker[Session], job_id: str) -> Job:
     with session_scope(sessions) as session:
-        job = JobRepository(session).get(job_id)
+        job = JobRepository(session, SYSTEM).get(job_id)
         assert job is not None
         return job
 
@@ -213,7 +214,7 @@ def test_a_worker_cannot_overwrite_a_cancel_it_never_saw_on_sqlite(  # type: ign
         assert load(sessions, job_id).version == before + 1
         return
     worker = sessions()
-    job = JobRepository(worker).get(job_id, for_update=True)
+    job = JobRepository(worker, SYSTEM).get(job_id, for_update=True)
     assert job is not None and job.status == "running"
     assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
     job.current_round = 1  # what a merge that read the job before the cancel would write

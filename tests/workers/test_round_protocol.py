@@ -22,6 +22,7 @@ from app.jobs.learners import policy_for
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
+from app.tenancy.scope import SYSTEM
 from app.training.federated import run_rounds
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def test_the_in_process_trainer_runs_the_stages_policy(  # type: ignore[no-untyp
     job_id = run_named_job(client, ready_dataset, sessions, store, params, name)
     staged = job_fingerprint(sessions, store, job_id)
     with session_scope(sessions) as session:
-        job = JobRepository(session).get(job_id)
+        job = JobRepository(session, SYSTEM).get(job_id)
         assert job is not None and job.plan is not None and job.task is not None
         plan, spec, task = ShardPlan.from_dict(job.plan), JobSpec.stored(job.spec), job.task
     policy = policy_for(spec, task, plan)

@@ -16,6 +16,7 @@ from app.db import session_scope
 from app.jobs import learners
 from app.jobs.checkpoints import load_checkpoint
 from app.jobs.repository import JobRepository
+from app.tenancy.scope import SYSTEM
 from app.training.protocol import (
     Decision,
     Evaluation,
@@ -99,9 +100,9 @@ def run_tally(
         "finalize",
     ]
     with session_scope(sessions) as session:
-        job = JobRepository(session).get(job_id)
+        job = JobRepository(session, SYSTEM).get(job_id)
         assert job is not None and job.status == "succeeded", job and job.error
-        assert [r.round for r in JobRepository(session).rounds(job_id)] == [1, 2, 3]
+        assert [r.round for r in JobRepository(session, SYSTEM).rounds(job_id)] == [1, 2, 3]
         assert job.plan is not None
         training_rows = sum(job.plan["shard_rows"])
     state = load_checkpoint(store, job_id, 3)

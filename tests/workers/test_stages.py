@@ -14,13 +14,14 @@ from app.jobs.checkpoints import load_checkpoint
 from app.jobs.repository import JobRepository
 from app.jobs.stages import finalize, merge, prepare, train
 from app.tables import Job
+from app.tenancy.scope import SYSTEM
 
 MakeDataset = Callable[[str, bytes], str]
 
 
 def load_job(sessions: sessionmaker[Session], job_id: str) -> Job:
     with session_scope(sessions) as session:
-        job = JobRepository(session).get(job_id)
+        job = JobRepository(session, SYSTEM).get(job_id)
         assert job is not None
         return job
 
@@ -65,7 +66,7 @@ def test_duplicate_merge_advances_the_job_once(started_job, sessions, store, par
     assert second.next == "none"
     assert load_job(sessions, job_id).current_round == 1
     with session_scope(sessions) as session:
-        assert len(JobRepository(session).rounds(job_id)) == 1
+        assert len(JobRepository(session, SYSTEM).rounds(job_id)) == 1
 
 
 def test_lost_redis_keys_resume_from_the_checkpoint(  # type: ignore[no-untyped-def]
@@ -95,7 +96,7 @@ def test_nan_shard_is_excluded_and_recorded(started_job, sessions, store, params
         decision = merge.merge_round(session, store, params, job_id, 1)
     assert decision.next == "round"
     with session_scope(sessions) as session:
-        (recorded,) = JobRepository(session).rounds(job_id)
+        (recorded,) = JobRepository(session, SYSTEM).rounds(job_id)
         assert recorded.excluded_shards == [2]
     merged = params.get_global(job_id, 1)
     assert merged is not None and all(torch.isfinite(v).all() for v in merged.values())

@@ -14,6 +14,7 @@ from app.jobs.repository import JobRepository
 from app.jobs.stages import merge, prepare
 from app.jobs.stages.train import train_shard
 from app.storage import BlobStore
+from app.tenancy.scope import SYSTEM
 
 MakeDataset = Callable[[str, bytes], str]
 IRIS_ROWS = [
@@ -111,7 +112,7 @@ def test_early_stopping_keeps_the_best_round(  # type: ignore[no-untyped-def]
     assert job["progress"]["round"] == 3
     assert job["metrics"]["round"] == 1
     with session_scope(sessions) as session:
-        stored = JobRepository(session).get(job["id"])
+        stored = JobRepository(session, SYSTEM).get(job["id"])
         assert stored is not None and stored.best_round == 1
 
 

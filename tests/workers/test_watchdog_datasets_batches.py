@@ -14,6 +14,7 @@ from app.db import session_scope
 from app.jobs.watchdog import sweep_batch_predictions, sweep_datasets
 from app.registry.batch import mark_running, run_batch_prediction
 from app.storage import BlobStore
+from app.tenancy.scope import SYSTEM
 
 
 def sweep_datasets_later(sessions: sessionmaker[Session], later: float) -> list[str]:
@@ -57,7 +58,7 @@ def test_an_ingest_in_progress_holds_its_row_and_is_not_swept(
         "id"
     ]
     with session_scope(sessions) as ingesting:
-        assert DatasetRepository(ingesting).get(dataset_id, for_update=True) is not None
+        assert DatasetRepository(ingesting, SYSTEM).get(dataset_id, for_update=True) is not None
         if database_url.startswith("postgresql"):
             assert sweep_datasets_later(sessions, 100) == []
     assert sweep_datasets_later(sessions, 100) == [dataset_id]

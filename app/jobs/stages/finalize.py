@@ -18,6 +18,7 @@ from app.storage import BlobStore, keys
 from app.tables import Job
 from app.tables.base import new_id
 from app.tables.statuses import JobStatus
+from app.tenancy.scope import SYSTEM
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Scored:
 
 
 def read_finalize_input(session: Session, job_id: str) -> FinalizeInput | None:
-    job = JobRepository(session).get(job_id)
+    job = JobRepository(session, SYSTEM).get(job_id)
     if not _finalize_fence(job):
         return None
     assert job is not None and job.plan is not None and job.task is not None
@@ -126,7 +127,7 @@ def record_model(session: Session, scored: Scored) -> bool:
     or a cancel got there first. True when this call registered it."""
     work = scored.input
     job_id = work.job_id
-    job = JobRepository(session).get(job_id, for_update=True)
+    job = JobRepository(session, SYSTEM).get(job_id, for_update=True)
     if not _finalize_fence(job):
         return False
     assert job is not None

@@ -22,6 +22,7 @@ from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Job, JobRound
 from app.tables.statuses import JobStatus
+from app.tenancy.scope import SYSTEM
 from app.training.protocol import (
     Evaluation,
     NoUsableResultsError,
@@ -61,7 +62,7 @@ class MergeOutcome:
 
 
 def read_merge_input(session: Session, job_id: str, round_: int) -> MergeInput | None:
-    job = JobRepository(session).get(job_id)
+    job = JobRepository(session, SYSTEM).get(job_id)
     if not _merge_fence(job, round_):
         return None
     assert job is not None and job.plan is not None and job.task is not None
@@ -131,7 +132,7 @@ def record_merge(session: Session, merged: MergeOutcome) -> NextStep:
     cancel got there first; the next step to send after the commit."""
     work = merged.input
     job_id, round_, spec = work.job_id, work.round, work.spec
-    repository = JobRepository(session)
+    repository = JobRepository(session, SYSTEM)
     job = repository.get(job_id, for_update=True)
     if not _merge_fence(job, round_):
         return NextStep("none")

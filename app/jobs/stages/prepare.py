@@ -21,6 +21,7 @@ from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables.statuses import DatasetStatus, JobStatus
 from app.tenancy.limits import limits_for
+from app.tenancy.scope import SYSTEM, Scope
 
 PrepareStep = Literal["skip", "wait", "failed", "build"]
 
@@ -31,10 +32,10 @@ def begin_prepare(
     """Check the job's dataset and spec. A dataset still being ingested is waited for
     ("wait") for at most `max_wait_s` from the job's creation, then the job fails: an
     ingest that never ends must not leave its jobs queued forever."""
-    job = JobRepository(session).get(job_id, for_update=True)
+    job = JobRepository(session, SYSTEM).get(job_id, for_update=True)
     if job is None or job.status not in (JobStatus.QUEUED, JobStatus.PREPARING):
         return "skip"
-    dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
+    dataset = DatasetRepository(session, Scope.tenant(job.tenant_id)).get(job.dataset_id)
     if dataset is None or dataset.status == DatasetStatus.FAILED:
         reason = dataset.error if dataset else "it was deleted"
         fail(job, "dataset_not_ready", f"dataset {job.dataset_id} is unusable: {reason}")
@@ -78,10 +79,10 @@ class BuildInput:
 
 
 def read_build_input(session: Session, job_id: str) -> BuildInput | None:
-    job = JobRepository(session).get(job_id)
+    job = JobRepository(session, SYSTEM).get(job_id)
     if job is None or job.status != JobStatus.PREPARING:
         return None
-    dataset = DatasetRepository(session, job.tenant_id).get(job.dataset_id)
+    dataset = DatasetRepository(session, Scope.tenant(job.tenant_id)).get(job.dataset_id)
     assert dataset is not None and dataset.data_key is not None and job.task is not None
     return BuildInput(
         job_id=job.id,
@@ -118,7 +119,7 @@ def write_shards(
 
 def record_shards(session: Session, work: BuildInput, built: ShardPlan | ShardingError) -> NextStep:
     """Move the job to round 1, unless it changed meanwhile (a cancel) or sharding failed."""
-    job = JobRepository(session).get(work.job_id, for_update=True)
+    job = JobRepository(session, SYSTEM).get(work.job_id, for_update=True)
     if job is None or job.status != JobStatus.PREPARING:
         return NextStep("none")
     if isinstance(built, ShardingError):

@@ -20,6 +20,7 @@ from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.tables import Job
 from app.tables.statuses import JOB_TERMINAL, JobStatus
+from app.tenancy.scope import SYSTEM
 from app.training.loop import TrainingStopped
 from app.training.protocol import RoundPolicy
 
@@ -59,7 +60,7 @@ def read_shard_work(
 ) -> ShardWork | None:
     """None when there is nothing to train: the job ended, the round was merged, or a
     copy of this task already stored the result."""
-    job = JobRepository(session).get(job_id)
+    job = JobRepository(session, SYSTEM).get(job_id)
     if not round_still_open(job, round_):
         return None
     if params.has_shard(job_id, round_, shard):
@@ -84,7 +85,7 @@ def round_still_open(job: Job | None, round_: int) -> bool:
 def shard_still_wanted(session: Session, params: ParamStore, work: ShardWork) -> bool:
     """No when the job failed or was cancelled, the round was merged (a superseded copy),
     or another copy of the task already stored this shard's result."""
-    job = JobRepository(session).get(work.job_id)
+    job = JobRepository(session, SYSTEM).get(work.job_id)
     return round_still_open(job, work.round) and not params.has_shard(
         work.job_id, work.round, work.shard
     )
