@@ -39,6 +39,13 @@ class Dispatcher:
         self, job_id: str, round_: int, shards: int, device: str = "auto", attempt: int = 0
     ) -> None:
         """One round as a chord: every shard trains, then one merge."""
+        self.round_chord(job_id, round_, shards, device, attempt)()
+
+    def round_chord(
+        self, job_id: str, round_: int, shards: int, device: str = "auto", attempt: int = 0
+    ) -> Any:
+        # Names go to Celery as plain strings: `signature` takes anything with a `.name`
+        # for a task object, and a StrEnum member's `.name` is "MERGE_ROUND".
         queue = (Queue.TRAIN_GPU if device == "cuda" else Queue.TRAIN).value
         header = [
             self._celery.signature(
@@ -52,7 +59,7 @@ class Dispatcher:
         body = self._celery.signature(
             TaskName.MERGE_ROUND.value, args=[job_id, round_], immutable=True
         )
-        chord(header)(body)
+        return chord(header, body)
 
     def batch_predict(self, batch_id: str) -> None:
         self._celery.send_task(TaskName.BATCH_PREDICT.value, args=[batch_id], **_FIRE_AND_FORGET)

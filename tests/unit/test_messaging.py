@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from app.config import Settings
+from app.dispatch import Dispatcher, shard_task_id
 from app.messaging import QUEUES, TASK_ROUTES, Queue, TaskName, create_celery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +25,22 @@ def test_the_worker_registers_every_task_name_and_only_those() -> None:
     celery_app.loader.import_default_modules()
     ours = {name for name in celery_app.tasks if name.startswith("shardtrain.")}
     assert ours == {name.value for name in TaskName}
+    assert {type(name) for name in ours} == {str}
+
+
+def test_a_rounds_chord_names_its_tasks_and_queue_as_plain_strings(tmp_path: Path) -> None:
+    # An enum member here once made Celery read its `.name` ("MERGE_ROUND") as the
+    # task, so no merge was ever sent; the chord is built, not sent, so no broker is used.
+    dispatcher = Dispatcher(create_celery(Settings(data_dir=tmp_path)))
+    for device, queue in (("auto", "train"), ("cuda", "train_gpu")):
+        chord = dispatcher.round_chord("job_x", 2, 3, device, attempt=1)
+        header, body = list(chord.tasks), chord.body
+        assert [type(s.task) for s in [*header, body]] == [str] * 4
+        assert [s.task for s in header] == ["shardtrain.train_shard"] * 3
+        assert body.task == "shardtrain.merge_round" and body.args == ("job_x", 2)
+        assert {type(s.options["queue"]) for s in header} == {str}
+        assert {s.options["queue"] for s in header} == {queue}
+        assert [s.id for s in header] == [shard_task_id("job_x", 2, s, 1) for s in range(3)]
 
 
 def test_beat_sends_only_declared_tasks(tmp_path: Path) -> None:
