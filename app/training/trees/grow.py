@@ -110,7 +110,7 @@ def grow_tree(
         # the sibling is the parent's histogram minus it.
         built = np.array(
             [
-                2 * node + 1 if _left_weight(frontier[node], s) <= 0.5 else 2 * node + 2
+                2 * node + 1 if hessian_share_left(frontier[node], s) <= 0.5 else 2 * node + 2
                 for node, s in splits.items()
             ]
         )
@@ -126,7 +126,7 @@ def grow_tree(
     return tree
 
 
-def _left_weight(parent: np.ndarray, split: Split) -> float:
+def hessian_share_left(parent: np.ndarray, split: Split) -> float:
     """The share of the parent's hessian that the split sends left."""
     feature = parent[split.feature]
     left = feature[1 : split.threshold_bin + 1, HESSIAN].sum()

@@ -38,7 +38,9 @@ def leaf_weight(gradient: float, hessian: float, l2: float) -> float:
 
 
 def _score(gradient: np.ndarray, hessian: np.ndarray, l2: float) -> np.ndarray:
-    return gradient * gradient / (hessian + l2)
+    # An empty side with l2 = 0 divides 0 by 0; min_child_weight rules it out anyway.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return gradient * gradient / (hessian + l2)
 
 
 def best_split(
