@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from app.merge import merge_results
+from app.training.early_stopping import EarlyStopping, decide_on_validation
 from app.training.loop import TrainConfig, evaluate, train_local
 from app.training.networks import NetworkConfig, initial_state
 from app.training.protocol import (
@@ -34,15 +35,6 @@ __all__ = ["EarlyStopping", "ParametricPolicy", "shard_seed"]
 def shard_seed(seed: int, round_: int, shard: int) -> int:
     """The training seed of one shard in one round, from the job's seed alone."""
     return int(np.random.SeedSequence([seed, round_, shard]).generate_state(1)[0])
-
-
-@dataclass(frozen=True)
-class EarlyStopping:
-    """Stop once `patience` rounds in a row failed to lower the best validation loss
-    by more than `min_delta`."""
-
-    patience: int
-    min_delta: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -127,20 +119,10 @@ class ParametricPolicy(RoundPolicy):
         )
 
     def decide(self, round_: int, evaluation: Evaluation | None, progress: Progress) -> Decision:
-        # Without validation rows there is nothing to compare: the latest round is best.
-        if evaluation is None:
-            return Decision(round_, progress.best_val_loss, finish=round_ >= self.rounds)
-        min_delta = self.early_stopping.min_delta if self.early_stopping else 0.0
-        best = progress.best_val_loss
-        if best is None or evaluation.loss < best - min_delta:
-            return Decision(round_, evaluation.loss, finish=round_ >= self.rounds)
-        best_round = progress.best_round or 0
-        stalled = self.early_stopping is not None and (
-            round_ - best_round >= self.early_stopping.patience
-        )
-        return Decision(
-            best_round,
-            best,
-            finish=stalled or round_ >= self.rounds,
-            early_stopped=stalled,
+        return decide_on_validation(
+            round_,
+            evaluation,
+            progress,
+            last_round=self.rounds,
+            early_stopping=self.early_stopping,
         )

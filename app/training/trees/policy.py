@@ -19,8 +19,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from app.training.early_stopping import EarlyStopping, decide_on_validation
 from app.training.metrics import score_classification, score_regression
-from app.training.parametric import EarlyStopping
 from app.training.protocol import (
     Decision,
     Evaluation,
@@ -241,17 +241,13 @@ class BoostedTreesPolicy(RoundPolicy):
         if round_ % self.max_depth != 0:
             # Mid-tree: the ensemble has not changed since the last tree ended.
             return Decision(best_round, progress.best_val_loss, finish=False)
-        if evaluation is None:
-            return Decision(round_, progress.best_val_loss, finish=round_ >= self.rounds)
-        min_delta = self.early_stopping.min_delta if self.early_stopping else 0.0
-        best = progress.best_val_loss
-        if best is None or evaluation.loss < best - min_delta:
-            return Decision(round_, evaluation.loss, finish=round_ >= self.rounds)
-        stalled = self.early_stopping is not None and (
-            round_ - best_round >= self.early_stopping.patience * self.max_depth
-        )
-        return Decision(
-            best_round, best, finish=stalled or round_ >= self.rounds, early_stopped=stalled
+        return decide_on_validation(
+            round_,
+            evaluation,
+            progress,
+            last_round=self.rounds,
+            early_stopping=self.early_stopping,
+            rounds_per_step=self.max_depth,
         )
 
 
