@@ -6,7 +6,7 @@ early stopping at a tree's end, and the accuracy of scikit-learn's histogram boo
 import numpy as np
 import pytest
 from safetensors.torch import save
-from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from sklearn.ensemble import HistGradientBoostingClassifier
 from test_tree_growth import boost, problem
 
@@ -148,3 +148,21 @@ def test_accuracy_at_histogram_boostings_level(loader) -> None:  # type: ignore[
     ).fit(x[~test], y[~test])
     theirs = float((reference.predict(x[test]) == y[test]).mean())
     assert ours.metrics["accuracy"] >= theirs - 0.03
+
+
+def test_bins_a_node_has_no_rows_in_do_not_move_a_threshold() -> None:
+    # With one bin per distinct value, deep nodes hold many empty bins, so thresholds
+    # tie; the sums' rounding (another shard count, a derived sibling) must not pick.
+    x, y = load_diabetes(return_X_y=True)
+    objective = objective_for("regression", 0)
+    policy = BoostedTreesPolicy(
+        edges=tuple(bin_edges(x[:, j], 255) for j in range(x.shape[1])),
+        objective=objective,
+        base_score=tuple(objective.base_score(y).tolist()),
+        n_trees=40,
+        max_depth=4,
+        learning_rate=0.1,
+    )
+    one = run_rounds(policy, dealt(x, y, 1)).state
+    for shards in (4, 8):
+        assert_same_trees(run_rounds(policy, dealt(x, y, shards)).state, one)

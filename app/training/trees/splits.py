@@ -43,6 +43,15 @@ def _score(gradient: np.ndarray, hessian: np.ndarray, l2: float) -> np.ndarray:
         return gradient * gradient / (hessian + l2)
 
 
+# Gains closer than this, relative to the node's scale, are ties: histograms summed in
+# another order (other shard counts) or derived by subtraction differ in the last bits.
+TIE_TOLERANCE = 1e-9
+
+
+def _tie_tolerance(top_gain: float, parent_score: float) -> float:
+    return TIE_TOLERANCE * max(abs(top_gain), abs(parent_score), 1e-300)
+
+
 def best_split(
     histogram: np.ndarray, rules: SplitRules, features: np.ndarray | None = None
 ) -> Split | None:
@@ -67,15 +76,19 @@ def best_split(
             mask = np.zeros(histogram.shape[0], dtype=bool)
             mask[features] = True
             allowed &= mask[:, None]
-        gain = np.where(allowed, gain, -np.inf)
-        if gain.size == 0:
+        gain = np.where(allowed & np.isfinite(gain), gain, -np.inf)
+        if gain.size == 0 or not np.isfinite(gain).any():
             continue
-        # argmax takes the first maximum: the lowest feature, then the lowest bin.
-        feature, threshold = np.unravel_index(int(np.argmax(gain)), gain.shape)
+        top = float(gain.max())
+        tolerance = _tie_tolerance(top, float(parent_score))
+        # The first gain within the tolerance of the best: the lowest feature, then the
+        # lowest bin. Thresholds that differ only by bins the node has no rows in gain
+        # the same, up to the rounding of the sums, and that must not pick one.
+        feature, threshold = np.unravel_index(int(np.argmax(gain >= top - tolerance)), gain.shape)
         value = float(gain[feature, threshold])
-        if value <= rules.min_split_gain or not np.isfinite(value):
+        if value <= rules.min_split_gain:
             continue
-        if best is None or value > best.gain:
+        if best is None or value > best.gain + tolerance:
             best = Split(
                 feature=int(feature),
                 threshold_bin=int(threshold) + 1,
