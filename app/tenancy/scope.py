@@ -22,10 +22,6 @@ class Scope:
             raise ValueError("a tenant scope needs a tenant id; use SYSTEM for every tenant")
         return cls(tenant_id)
 
-    @property
-    def is_system(self) -> bool:
-        return self.tenant_id is None
-
     def where(self, statement: Select[Row], table: Any) -> Select[Row]:
         """`statement` narrowed to the scope's rows of `table`."""
         if self.tenant_id is None:

@@ -1,3 +1,3 @@
-"""Histogram gradient-boosted trees, the pure parts: binning, gradient/hessian
-histograms and split finding. Pure numpy; the round policy that runs them level by
-level over shards builds on these (issue 16)."""
+"""Histogram gradient-boosted trees, pure numpy: binning, gradient/hessian histograms,
+split finding, level-by-level growth, the ensemble and its prediction, the losses, and
+`policy.BoostedTreesPolicy`, which runs the growth one level per round over shards."""

@@ -23,7 +23,17 @@ from app.training.trees.binning import MISSING_BIN
 LEAF = -1
 # (trees, node, feature) -> which rows go left at their node.
 LeftTest = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-ARRAYS = ("feature", "threshold_bin", "threshold", "default_left", "left", "right", "value", "gain")
+NODE_ARRAYS = (
+    "feature",
+    "threshold_bin",
+    "threshold",
+    "default_left",
+    "left",
+    "right",
+    "value",
+    "gain",
+)
+ARRAYS = (*NODE_ARRAYS, "tree_output", "base_score")
 
 
 def heap_capacity(max_depth: int) -> int:
@@ -129,18 +139,24 @@ class TreeEnsemble:
             "split": np.bincount(features, minlength=n_features).astype(np.float64),
         }
 
+    def extended(self, more: "TreeEnsemble") -> "TreeEnsemble":
+        """This ensemble followed by `more`'s trees (its base score is ignored)."""
+        grown = {
+            name: np.concatenate([getattr(self, name), getattr(more, name)])
+            for name in (*NODE_ARRAYS, "tree_output")
+        }
+        return TreeEnsemble(**grown, base_score=self.base_score)
+
     def to_state(self) -> StateDict:
         """Tensors for safetensors: the same bytes for the same ensemble."""
         state = {
             name: torch.from_numpy(np.ascontiguousarray(getattr(self, name))) for name in ARRAYS
         }
         state["default_left"] = state["default_left"].to(torch.uint8)
-        state["tree_output"] = torch.from_numpy(self.tree_output.copy())
-        state["base_score"] = torch.from_numpy(self.base_score.copy())
         return state
 
     @classmethod
     def from_state(cls, state: StateDict) -> "TreeEnsemble":
-        arrays = {name: state[name].numpy() for name in (*ARRAYS, "tree_output", "base_score")}
+        arrays = {name: state[name].numpy() for name in ARRAYS}
         arrays["default_left"] = arrays["default_left"].astype(bool)
         return cls(**arrays)

@@ -1,7 +1,8 @@
-"""One tree grown level by level from histograms summed over shards: exactly what the
-distributed learner does per round, run in one place. Each level, every shard builds
-the histograms of the smaller child of each new split (the other is the parent's minus
-it), the sums pick the splits, and the rows move down.
+"""One tree grown level by level from histograms summed over shards. `split_level`,
+`frontier_of` and `route_rows` are the steps the distributed learner
+(`policy.BoostedTreesPolicy`) runs one per round; `grow_tree` runs them in one place.
+Each level, every shard builds the histograms of the smaller child of each new split
+(the other is the parent's minus it), the sums pick the splits, and the rows move down.
 
 The shards' sums are added in shard order, so a tree depends on the rows, not on how
 they were dealt out, beyond the last bits of float64 sums.
@@ -20,7 +21,7 @@ from app.training.trees.histograms import (
     sibling_histogram,
     sum_histograms,
 )
-from app.training.trees.splits import Split, SplitRules, best_split, goes_left, leaf_weight
+from app.training.trees.splits import Split, SplitRules, best_split, leaf_weight
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,80 @@ class GrownTree:
         self.default_left[node], self.gain[node] = split.default_left, split.gain
         self.left[node], self.right[node] = 2 * node + 1, 2 * node + 2
 
-    def set_leaf(self, node: int, histogram: np.ndarray, l2: float, learning_rate: float) -> None:
-        totals = histogram[0].sum(axis=0)
-        weight = leaf_weight(float(totals[GRADIENT]), float(totals[HESSIAN]), l2)
-        self.value[node] = learning_rate * weight
+    def set_leaf(self, node: int, value: float) -> None:
+        self.value[node] = value
+
+
+@dataclass(frozen=True)
+class NextLevel:
+    """What the next level needs: the nodes whose histograms the shards build (the
+    smaller child of each split) and, in the same order, their parents' histograms."""
+
+    build: list[int]
+    parents: list[np.ndarray]
+
+
+def leaf_value(histogram: np.ndarray, l2: float, learning_rate: float) -> float:
+    """A node's leaf value from its histogram's totals, shrinkage applied."""
+    totals = histogram[0].sum(axis=0)
+    return learning_rate * leaf_weight(float(totals[GRADIENT]), float(totals[HESSIAN]), l2)
+
+
+def frontier_of(
+    built: np.ndarray, histograms: np.ndarray, parents: np.ndarray | None
+) -> dict[int, np.ndarray]:
+    """The nodes of a level with their histograms, in node order: the built children
+    and, below the root, each one's sibling as the parent's histogram minus it."""
+    frontier: dict[int, np.ndarray] = {}
+    for index, node in enumerate(built.tolist()):
+        frontier[node] = histograms[index]
+        if parents is not None:
+            sibling = node + 1 if node % 2 == 1 else node - 1
+            frontier[sibling] = sibling_histogram(parents[index], histograms[index])
+    return dict(sorted(frontier.items()))
+
+
+def split_level(
+    tree: GrownTree,
+    frontier: dict[int, np.ndarray],
+    *,
+    rules: SplitRules,
+    learning_rate: float,
+    last_level: bool,
+    features: np.ndarray | None = None,
+) -> NextLevel:
+    """Split each node of the level, or make it a leaf. At the last level a split's
+    children are leaves at once, valued from the split's own sums."""
+    build, parents = [], []
+    for node, histogram in frontier.items():
+        split = best_split(histogram, rules, features)
+        if split is None:
+            tree.set_leaf(node, leaf_value(histogram, rules.l2, learning_rate))
+            continue
+        tree.set_split(node, split)
+        left, right = 2 * node + 1, 2 * node + 2
+        if last_level:
+            tree.set_leaf(left, learning_rate * split.left_weight)
+            tree.set_leaf(right, learning_rate * split.right_weight)
+            continue
+        # Build the child with less hessian weight (fewer rows, for squared error);
+        # the sibling is the parent's histogram minus it.
+        build.append(left if hessian_share_left(histogram, split) <= 0.5 else right)
+        parents.append(histogram)
+    return NextLevel(build, parents)
+
+
+def route_rows(binned: np.ndarray, tree: GrownTree, levels: int) -> np.ndarray:
+    """Each row's node, `levels` splits down `tree` (or the leaf it stopped at)."""
+    rows = np.arange(binned.shape[0])
+    node = np.zeros(binned.shape[0], np.int64)
+    for _ in range(levels):
+        split_on = tree.feature[node]
+        inner = split_on != LEAF
+        bins = binned[rows, np.where(inner, split_on, 0)]
+        left = np.where(bins == 0, tree.default_left[node], bins <= tree.threshold_bin[node])
+        node = np.where(inner, np.where(left, tree.left[node], tree.right[node]), node)
+    return node
 
 
 def _summed(
@@ -88,41 +159,24 @@ def grow_tree(
 ) -> GrownTree:
     """Grow one tree; `features` restricts the splits to those columns."""
     tree = GrownTree.empty(max_depth)
-    row_nodes = [np.zeros(s.binned.shape[0], np.int64) for s in shards]
-    frontier = {0: _summed(shards, row_nodes, np.array([0]), n_bins)[0]}
-    for _depth in range(max_depth):
-        splits: dict[int, Split] = {}
-        for node, histogram in frontier.items():
-            split = best_split(histogram, rules, features)
-            if split is None:
-                tree.set_leaf(node, histogram, rules.l2, learning_rate)
-            else:
-                tree.set_split(node, split)
-                splits[node] = split
-        if not splits:
-            return tree
-        for shard, where in zip(shards, row_nodes, strict=True):
-            for node, split in splits.items():
-                rows = np.flatnonzero(where == node)
-                left = goes_left(shard.binned[rows, split.feature], split)
-                where[rows] = np.where(left, 2 * node + 1, 2 * node + 2)
-        # Build the child with less hessian weight (fewer rows, for squared error);
-        # the sibling is the parent's histogram minus it.
-        built = np.array(
-            [
-                2 * node + 1 if hessian_share_left(frontier[node], s) <= 0.5 else 2 * node + 2
-                for node, s in splits.items()
-            ]
+    everywhere = [np.zeros(s.binned.shape[0], np.int64) for s in shards]
+    frontier = {0: _summed(shards, everywhere, np.array([0]), n_bins)[0]}
+    for depth in range(max_depth):
+        step = split_level(
+            tree,
+            frontier,
+            rules=rules,
+            learning_rate=learning_rate,
+            last_level=depth + 1 == max_depth,
+            features=features,
         )
-        histograms = _summed(shards, row_nodes, built, n_bins)
-        next_frontier: dict[int, np.ndarray] = {}
-        for (node, _split), child, histogram in zip(splits.items(), built, histograms, strict=True):
-            sibling = child + 1 if child % 2 == 1 else child - 1
-            next_frontier[int(child)] = histogram
-            next_frontier[int(sibling)] = sibling_histogram(frontier[node], histogram)
-        frontier = dict(sorted(next_frontier.items()))
-    for node, histogram in frontier.items():
-        tree.set_leaf(node, histogram, rules.l2, learning_rate)
+        if not step.build:
+            break
+        row_nodes = [route_rows(s.binned, tree, depth + 1) for s in shards]
+        built = np.array(step.build)
+        frontier = frontier_of(
+            built, _summed(shards, row_nodes, built, n_bins), np.stack(step.parents)
+        )
     return tree
 
 

@@ -31,13 +31,14 @@ from app.training.protocol import (
     StateDict,
 )
 from app.training.trees.binning import bin_matrix, bins_per_feature
-from app.training.trees.ensemble import LEAF, TreeEnsemble, heap_capacity
-from app.training.trees.grow import GrownTree, hessian_share_left, to_ensemble
-from app.training.trees.histograms import GRADIENT, HESSIAN, build_histograms, sum_histograms
+from app.training.trees.ensemble import TreeEnsemble, heap_capacity
+from app.training.trees.grow import GrownTree, frontier_of, route_rows, split_level, to_ensemble
+from app.training.trees.histograms import build_histograms, sum_histograms
 from app.training.trees.objectives import Objective
-from app.training.trees.splits import SplitRules, best_split, leaf_weight
+from app.training.trees.splits import SplitRules
 
 TREES, GROW = "trees.", "grow."
+GROWN_ARRAYS = ("feature", "threshold_bin", "default_left", "left", "right", "value", "gain")
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,19 +73,27 @@ class BoostedTreesPolicy(RoundPolicy):
         return {**_prefixed(TREES, ensemble.to_state()), **self._fresh_iteration()}
 
     def _fresh_iteration(self) -> StateDict:
-        outputs, nodes = self.objective.outputs, self._capacity
+        trees = [GrownTree.empty(self.max_depth) for _ in range(self.objective.outputs)]
+        roots = [output * self._capacity for output in range(self.objective.outputs)]
+        return self._growing_state(trees, level=0, build=roots, parents=[])
+
+    def _growing_state(
+        self, trees: list[GrownTree], *, level: int, build: list[int], parents: list[np.ndarray]
+    ) -> StateDict:
+        """The trees being grown (one per output), the level the shards build next, the
+        global node ids (output * capacity + node) they build, and those nodes'
+        parents' histograms."""
+        state = {
+            GROW + name: torch.from_numpy(np.stack([getattr(t, name) for t in trees]))
+            for name in GROWN_ARRAYS
+        }
+        state[GROW + "default_left"] = state[GROW + "default_left"].to(torch.uint8)
+        shape = (0, len(self.edges), self._n_bins, 2)
         return {
-            GROW + "feature": torch.full((outputs, nodes), LEAF, dtype=torch.int32),
-            GROW + "threshold_bin": torch.zeros((outputs, nodes), dtype=torch.int32),
-            GROW + "default_left": torch.zeros((outputs, nodes), dtype=torch.uint8),
-            GROW + "value": torch.zeros((outputs, nodes), dtype=torch.float64),
-            GROW + "gain": torch.zeros((outputs, nodes), dtype=torch.float64),
-            GROW + "level": torch.zeros(1, dtype=torch.int64),
-            # Global node ids (tree * capacity + node) whose histograms shards build.
-            GROW + "build": torch.arange(outputs, dtype=torch.int64) * nodes,
-            GROW + "parents": torch.zeros(
-                (0, len(self.edges), self._n_bins, 2), dtype=torch.float64
-            ),
+            **state,
+            GROW + "level": torch.tensor([level], dtype=torch.int64),
+            GROW + "build": torch.tensor(build, dtype=torch.int64),
+            GROW + "parents": torch.from_numpy(np.stack(parents) if parents else np.zeros(shape)),
         }
 
     def train_shard(
@@ -103,12 +112,13 @@ class BoostedTreesPolicy(RoundPolicy):
         gradients, hessians = self.objective.gradients(raw, targets)
         build = start[GROW + "build"].numpy()
         level = int(start[GROW + "level"][0])
+        trees = _growing(start)
         histograms = np.zeros((build.size, len(self.edges), self._n_bins, 2))
         for output in range(self.objective.outputs):
             mine = build // self._capacity == output
             if not mine.any():
                 continue
-            row_nodes = _route(binned, start, output, level)
+            row_nodes = route_rows(binned, trees[output], level)
             histograms[mine] = build_histograms(
                 binned,
                 gradients[:, output],
@@ -129,76 +139,49 @@ class BoostedTreesPolicy(RoundPolicy):
     ) -> RoundAggregate:
         assert previous is not None, "the tree merge grows the previous state"
         summed = sum_histograms([r.state["histograms"].numpy() for r in results])
-        grow = {name: tensor.clone() for name, tensor in previous.items() if name.startswith(GROW)}
-        level = int(grow[GROW + "level"][0])
-        build, parents = grow[GROW + "build"].numpy(), grow[GROW + "parents"].numpy()
-        frontier: dict[int, np.ndarray] = {}
-        for index, node in enumerate(build.tolist()):
-            frontier[node] = summed[index]
-            if level > 0:
-                frontier[_sibling(node, self._capacity)] = parents[index] - summed[index]
-        next_build, next_parents = [], []
+        trees = _growing(previous)
+        level = int(previous[GROW + "level"][0])
+        build, parents = previous[GROW + "build"].numpy(), previous[GROW + "parents"].numpy()
         last_level = level + 1 == self.max_depth
-        for node, histogram in sorted(frontier.items()):
-            output, local = divmod(node, self._capacity)
-            split = best_split(histogram, self.rules, self._columns(round_, output))
-            if split is None:
-                totals = histogram[0].sum(axis=0)
-                weight = leaf_weight(float(totals[GRADIENT]), float(totals[HESSIAN]), self.rules.l2)
-                grow[GROW + "value"][output, local] = self.learning_rate * weight
-                continue
-            grow[GROW + "feature"][output, local] = split.feature
-            grow[GROW + "threshold_bin"][output, local] = split.threshold_bin
-            grow[GROW + "default_left"][output, local] = int(split.default_left)
-            grow[GROW + "gain"][output, local] = split.gain
-            left, right = 2 * local + 1, 2 * local + 2
-            if last_level:
-                grow[GROW + "value"][output, left] = self.learning_rate * split.left_weight
-                grow[GROW + "value"][output, right] = self.learning_rate * split.right_weight
-                continue
-            # Build the child with less hessian weight; the other is parent minus it.
-            smaller = left if hessian_share_left(histogram, split) <= 0.5 else right
-            next_build.append(output * self._capacity + smaller)
-            next_parents.append(histogram)
+        next_build: list[int] = []
+        next_parents: list[np.ndarray] = []
+        for output, tree in enumerate(trees):
+            mine = build // self._capacity == output
+            frontier = frontier_of(
+                build[mine] % self._capacity, summed[mine], parents[mine] if level > 0 else None
+            )
+            step = split_level(
+                tree,
+                frontier,
+                rules=self.rules,
+                learning_rate=self.learning_rate,
+                last_level=last_level,
+                features=self._columns(round_, output),
+            )
+            next_build += [output * self._capacity + node for node in step.build]
+            next_parents += step.parents
         state = {name: t for name, t in previous.items() if name.startswith(TREES)}
         if last_level:
-            state.update(self._finished(previous, grow))
+            state.update(self._finished(previous, trees))
         else:
-            grow[GROW + "level"][0] = level + 1
-            grow[GROW + "build"] = torch.tensor(next_build, dtype=torch.int64)
-            if next_parents:
-                grow[GROW + "parents"] = torch.from_numpy(np.stack(next_parents))
-            else:
-                grow[GROW + "parents"] = self._fresh_iteration()[GROW + "parents"]
-            state.update(grow)
+            state.update(
+                self._growing_state(trees, level=level + 1, build=next_build, parents=next_parents)
+            )
         examples = sum(r.num_examples for r in results)
         train_loss = sum(r.loss * r.num_examples for r in results) / examples if examples else None
         return RoundAggregate(
             state=state, train_loss=train_loss, used=[r.shard for r in results], excluded=[]
         )
 
-    def _finished(self, previous: StateDict, grow: StateDict) -> StateDict:
+    def _finished(self, previous: StateDict, trees: list[GrownTree]) -> StateDict:
         """The iteration's trees appended to the ensemble, and a fresh iteration."""
-        ensemble = ensemble_of(previous)
-        trees: list[tuple[GrownTree, int]] = []
-        for tree in range(ensemble.n_trees):
-            trees.append((_grown(ensemble, tree), int(ensemble.tree_output[tree])))
-        for output in range(self.objective.outputs):
-            grown = GrownTree.empty(self.max_depth)
-            grown.feature[:] = grow[GROW + "feature"][output].numpy()
-            grown.threshold_bin[:] = grow[GROW + "threshold_bin"][output].numpy()
-            grown.default_left[:] = grow[GROW + "default_left"][output].numpy().astype(bool)
-            grown.value[:] = grow[GROW + "value"][output].numpy()
-            grown.gain[:] = grow[GROW + "gain"][output].numpy()
-            inner = np.flatnonzero(grown.feature != LEAF)
-            grown.left[inner], grown.right[inner] = 2 * inner + 1, 2 * inner + 2
-            trees.append((grown, output))
-        merged = to_ensemble(
-            trees,
+        new = to_ensemble(
+            [(tree, output) for output, tree in enumerate(trees)],
             edges=self.edges,
             base_score=np.array(self.base_score),
             max_depth=self.max_depth,
         )
+        merged = ensemble_of(previous).extended(new)
         return {**_prefixed(TREES, merged.to_state()), **self._fresh_iteration()}
 
     def _columns(self, round_: int, output: int) -> np.ndarray | None:
@@ -262,35 +245,9 @@ def ensemble_of(state: StateDict) -> TreeEnsemble:
     )
 
 
-def _grown(ensemble: TreeEnsemble, tree: int) -> GrownTree:
-    return GrownTree(
-        feature=ensemble.feature[tree],
-        threshold_bin=ensemble.threshold_bin[tree],
-        default_left=ensemble.default_left[tree],
-        left=ensemble.left[tree],
-        right=ensemble.right[tree],
-        value=ensemble.value[tree],
-        gain=ensemble.gain[tree],
-    )
-
-
-def _route(binned: np.ndarray, state: StateDict, output: int, level: int) -> np.ndarray:
-    """Each row's node, `level` splits down the tree being grown for `output`."""
-    feature = state[GROW + "feature"][output].numpy()
-    threshold = state[GROW + "threshold_bin"][output].numpy()
-    default_left = state[GROW + "default_left"][output].numpy().astype(bool)
-    rows = np.arange(binned.shape[0])
-    node = np.zeros(binned.shape[0], np.int64)
-    for _ in range(level):
-        split_on = feature[node]
-        inner = split_on != LEAF
-        bins = binned[rows, np.where(inner, split_on, 0)]
-        left = np.where(bins == 0, default_left[node], bins <= threshold[node])
-        node = np.where(inner, np.where(left, 2 * node + 1, 2 * node + 2), node)
-    return node
-
-
-def _sibling(node: int, capacity: int) -> int:
-    """The other child of the same parent, in global ids (tree * capacity + node)."""
-    tree, local = divmod(node, capacity)
-    return tree * capacity + (local + 1 if local % 2 == 1 else local - 1)
+def _growing(state: StateDict) -> list[GrownTree]:
+    """Copies of the trees a state is growing, one per output."""
+    arrays = {name: state[GROW + name].numpy() for name in GROWN_ARRAYS}
+    arrays["default_left"] = arrays["default_left"].astype(bool)
+    outputs = arrays["feature"].shape[0]
+    return [GrownTree(**{n: a[k].copy() for n, a in arrays.items()}) for k in range(outputs)]
