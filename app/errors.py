@@ -116,9 +116,16 @@ def error_response(
     return JSONResponse(status_code=status_code, content=ErrorResponse(error=body).model_dump())
 
 
+# The tags of the job spec's `model` union (app/jobs/spec.py), which pydantic puts in
+# an error's location: ("body", "model", "parametric", "dropout").
+MODEL_UNION_TAGS = ("parametric", "trees")
+
+
 def _param_from_loc(loc: tuple[Any, ...]) -> str | None:
     # ("body", "training", "learning_rate") -> "training.learning_rate"
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    if len(parts) > 1 and parts[0] == "model" and parts[1] in MODEL_UNION_TAGS:
+        del parts[1]
     return ".".join(parts) or None
 
 

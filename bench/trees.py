@@ -27,7 +27,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import accuracy_score, r2_score
 
 from app.training.federated import run_rounds
-from app.training.trees.binning import bin_edges, sample_rows
+from app.training.trees.binning import bin_edges, bin_matrix, sample_rows
 from app.training.trees.objectives import objective_for
 from app.training.trees.policy import BoostedTreesPolicy, ensemble_of
 from app.training.trees.splits import SplitRules
@@ -88,7 +88,8 @@ def ours(data: Dataset, train: np.ndarray, setting: Setting, shards: int) -> np.
         rules=SplitRules(l2=setting.l2, min_child_weight=setting.min_child_weight),
     )
     parts = np.array_split(np.arange(len(y)), shards)
-    state = run_rounds(policy, [(x[p], y[p]) for p in parts]).state
+    bins = bin_matrix(x, list(policy.edges or ()))
+    state = run_rounds(policy, [(bins[p], y[p]) for p in parts]).state
     raw = ensemble_of(state).predict_raw(data.x[~train])
     predictions = objective.predict(raw)
     if data.task == "regression":

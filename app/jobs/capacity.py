@@ -7,29 +7,34 @@ which the hidden-to-hidden weights of an mlp decide, and prepare checks the full
 """
 
 from app.errors import APIError
-from app.jobs.spec import JobSpec
+from app.jobs.spec import GradientBoostedTreesSpec, JobSpec
 from app.tenancy.limits import Limits
 from app.training.networks import NetworkConfig
 
 
 def minimum_parameters(spec: JobSpec) -> int:
     """The fewest parameters any dataset could give this spec's model."""
-    hidden = list(spec.model.hidden_layers) if spec.model.type == "mlp" else []
+    model = spec.model
+    if isinstance(model, GradientBoostedTreesSpec):
+        return 0
+    hidden = list(model.hidden_layers) if model.type == "mlp" else []
     return NetworkConfig(
-        type=spec.model.type, n_features=1, n_outputs=1, hidden_layers=hidden
+        type=model.type, n_features=1, n_outputs=1, hidden_layers=hidden
     ).parameter_count
 
 
 def check_parameter_limit(spec: JobSpec, limits: Limits | None) -> None:
     """A 422 naming `model.hidden_layers` and the limit when the model cannot fit it."""
-    if limits is None:
+    model = spec.model
+    # A tree model's size is bounded by its histograms instead (`tree_prep`).
+    if limits is None or isinstance(model, GradientBoostedTreesSpec):
         return
     at_least = minimum_parameters(spec)
     if at_least > limits.max_parameters:
         raise APIError(
             422,
             "quota_exceeded",
-            f"An mlp with hidden_layers {spec.model.hidden_layers} has at least "
+            f"An mlp with hidden_layers {model.hidden_layers} has at least "
             f"{at_least:,} parameters whatever the dataset, above this account's "
             f"max_parameters of {limits.max_parameters:,}; use fewer or narrower layers.",
             "model.hidden_layers",

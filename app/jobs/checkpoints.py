@@ -1,6 +1,5 @@
 """Where a job's files live in blob storage, and the round checkpoints written there."""
 
-import numpy as np
 from safetensors.torch import load_file, save_file
 
 from app.paramstore import ParamStore
@@ -16,17 +15,6 @@ def save_checkpoint(store: BlobStore, job_id: str, round_: int, state: StateDict
 def load_checkpoint(store: BlobStore, job_id: str, round_: int) -> StateDict | None:
     path = store.path(keys.job_checkpoint(job_id, round_))
     return load_file(str(path)) if path.exists() else None
-
-
-def load_part(store: BlobStore, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and encoded targets of a shard, memory-mapped, never unpickled."""
-    path = store.path(key)
-    try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError:
-        # An empty part has no bytes to map.
-        data = np.load(path, allow_pickle=False)
-    return data[:, :-1], data[:, -1]
 
 
 def global_state(

@@ -2,8 +2,10 @@
 and the network's shape. Stored on the job as JSON (`Job.plan`) and read back only
 through `ShardPlan.from_dict`, so no stage looks up a key by name."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from app.training.networks import NetworkConfig
 from app.training.preprocessing import Preprocessor
@@ -20,6 +22,12 @@ class ShardPlan:
     holdout_key: str
     holdout_rows: int
     dropped_rows: int
+    # What a learner's policy needs from prepare beyond the network's shape (trees:
+    # the base score). Small: stored in the job's row.
+    learner: dict[str, Any] = field(default_factory=dict)
+    # Trees' bin edges, in memory only as prepare computed them: they travel in round
+    # 0's state (`write_shards`), not in the job's row.
+    edges: list[np.ndarray] | None = field(default=None, compare=False)
 
     @property
     def shards(self) -> int:
@@ -42,6 +50,7 @@ class ShardPlan:
             "holdout_key": self.holdout_key,
             "holdout_rows": self.holdout_rows,
             "dropped_rows": self.dropped_rows,
+            "learner": dict(self.learner),
         }
 
     @classmethod
@@ -56,4 +65,5 @@ class ShardPlan:
             holdout_key=data["holdout_key"],
             holdout_rows=int(data["holdout_rows"]),
             dropped_rows=int(data["dropped_rows"]),
+            learner=dict(data.get("learner", {})),
         )

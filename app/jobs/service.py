@@ -20,7 +20,7 @@ from app.jobs.lifecycle import transition
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobDeletedOut, JobError, JobOut, Progress, RoundMetricsOut
-from app.jobs.spec import JobSpec, metric_fits_task, resolve_task
+from app.jobs.spec import TREES_INSTEAD, JobSpec, metric_fits_task, resolve_task
 from app.outbox import send_after_commit
 from app.paramstore import ParamStore
 from app.registry.repository import ModelRepository
@@ -87,6 +87,28 @@ def check_spec(spec: JobSpec, columns: list[dict[str, Any]], rows: int) -> str:
     return task
 
 
+def check_applicable(spec: JobSpec) -> None:
+    """A 422 naming a setting the spec's model would silently ignore."""
+    field = spec.not_applicable()
+    if field is not None:
+        instead = TREES_INSTEAD.get(field)
+        raise APIError(
+            422,
+            "invalid_spec",
+            f"{field} does not apply to model.type {spec.model.type!r}"
+            + (f"; set {instead} instead" if instead else "; leave it out"),
+            field,
+        )
+    if spec.is_trees and spec.distribution.device == "cuda":
+        raise APIError(
+            422,
+            "invalid_spec",
+            "gradient_boosted_trees build their histograms on CPU; "
+            "use distribution.device 'auto' or 'cpu'",
+            "distribution.device",
+        )
+
+
 def create_job(
     session: Session,
     dispatcher: Dispatcher,
@@ -96,6 +118,7 @@ def create_job(
     idempotency_key: str | None = None,
     limits: Limits | None = None,
 ) -> Job:
+    check_applicable(spec)
     body = spec.model_dump(mode="json")
     if idempotency_key is not None:
         keys = IdempotencyRepository(session, tenant_id)
@@ -109,7 +132,9 @@ def create_job(
             limits,
             tenant_id,
             shards=spec.distribution.shards,
-            rounds=spec.training.rounds,
+            # A tree job's rounds are its levels; the quota counts its trees, as a user does.
+            rounds=spec.model.n_trees if spec.is_trees else spec.training.rounds,  # type: ignore[union-attr]
+            rounds_param="model.n_trees" if spec.is_trees else "training.rounds",
         )
     # Unknown during a Redis outage: the job is accepted and waits on `train_gpu`
     # like any other, rather than refused for a fact nobody can check.
@@ -144,7 +169,7 @@ def create_job(
             dataset_id=dataset.id,
             spec=body,
             task=task,
-            rounds=spec.training.rounds,
+            rounds=spec.rounds,
             status=JobStatus.QUEUED,
             stage="prepare",
             stage_started_at=time.time(),

@@ -1,17 +1,14 @@
 """Split a dataset into holdout, validation and N training shards, fit preprocessing on
-the training rows only, and write each part once as a float32 `.npy` file.
+the training rows only, and write each part once (`part_files`): float32 features for
+a network, uint8 bins for trees.
 
-Two streaming passes over the Parquet file: the first fits the preprocessing, the
-second appends each row to its part's `.npy` file. Memory is one record batch
-plus the split's two bytes per row.
+Two streaming passes over the Parquet file: the first fits the preprocessing (and, for
+trees, samples the rows the bin edges are placed on), the second appends each row to
+its part's files. Memory is one record batch plus the split's two bytes per row.
 """
 
-import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,13 +17,15 @@ import pyarrow.parquet as pq
 
 from app.datasets.columns import feature_columns
 from app.jobs.capacity import over_limit
+from app.jobs.part_files import PartLayout, write_parts
 from app.jobs.plan import ShardPlan
-from app.jobs.spec import JobSpec
+from app.jobs.spec import GradientBoostedTreesSpec, JobSpec
+from app.jobs.tree_prep import MAX_HISTOGRAM_BYTES, EdgeSample, base_score, histogram_bytes
 from app.storage import BlobStore, keys
-from app.storage.temp_files import temp_prefix
 from app.training.networks import NetworkConfig
-from app.training.preprocessing import PreprocessingFitter, Preprocessor
+from app.training.preprocessing import DENSE, ORDINAL, PreprocessingFitter, Preprocessor
 from app.training.split import HOLDOUT, VALIDATION, assign_rows
+from app.training.trees.binning import bin_matrix
 
 BATCH_ROWS = 65_536
 # Parts are float32: a value past this would be written as infinity, and training on
@@ -102,6 +101,7 @@ def build_shards(
     except ValueError as exc:
         raise ShardingError(str(exc)) from exc
 
+    trees = spec.model if isinstance(spec.model, GradientBoostedTreesSpec) else None
     fitter = PreprocessingFitter(
         columns=list(dtypes.items()),
         target=(spec.target, all_dtypes[spec.target]),
@@ -109,7 +109,9 @@ def build_shards(
         standardize=spec.preprocessing.standardize,
         impute=spec.preprocessing.impute,
         seed=spec.training.seed,
+        encoding=DENSE if trees is None else ORDINAL,
     )
+    sample = None if trees is None else EdgeSample(n_rows, len(dtypes), spec.training.seed)
     names = [*feature_names, spec.target]
     offset = 0
     numeric = [n for n, d in dtypes.items() if d != "string"]
@@ -130,6 +132,9 @@ def build_shards(
             fitter.update(
                 feature_columns(picked, dtypes), _target_values(picked, spec.target, task)
             )
+            if sample is not None:
+                sampled = sample.rows_of(offset, train)
+                sample.add(feature_columns(batch.take(pa.array(sampled)), dtypes))
         offset += batch.num_rows
     preprocessor = fitter.finish()
     if task == "classification" and len(preprocessor.target.classes or []) < 2:
@@ -142,29 +147,48 @@ def build_shards(
         raise ShardingError(
             f"deploy_if.metric roc_auc scores binary tasks; {spec.target!r} has {n_outputs} classes"
         )
-    network = NetworkConfig(
-        type=spec.model.type,
-        n_features=preprocessor.n_features,
-        n_outputs=n_outputs,
-        hidden_layers=list(spec.model.hidden_layers) if spec.model.type == "mlp" else [],
-        activation=spec.model.activation,
-        dropout=spec.model.dropout,
+    # For trees, only the model's shape: how many features it reads, how many outputs.
+    model = spec.model
+    network = (
+        NetworkConfig(model.type, preprocessor.n_features, n_outputs)
+        if isinstance(model, GradientBoostedTreesSpec)
+        else NetworkConfig(
+            type=model.type,
+            n_features=preprocessor.n_features,
+            n_outputs=n_outputs,
+            hidden_layers=list(model.hidden_layers) if model.type == "mlp" else [],
+            activation=model.activation,
+            dropout=model.dropout,
+        )
     )
-    too_big = over_limit(network, max_parameters)
-    if too_big is not None:
-        raise ShardingError(too_big, code="quota_exceeded")
+    edges: list[np.ndarray] | None = None
+    learner: dict[str, Any] = {}
+    if trees is None:
+        too_big = over_limit(network, max_parameters)
+        if too_big is not None:
+            raise ShardingError(too_big, code="quota_exceeded")
+        part_keys = _dense_keys(job_id, spec.distribution.shards)
+    else:
+        assert sample is not None
+        edges = sample.edges(preprocessor, trees.max_bins)
+        size = histogram_bytes(trees, edges, 1 if n_outputs == 2 else n_outputs)
+        if size > MAX_HISTOGRAM_BYTES:
+            raise ShardingError(
+                f"model.max_depth: {trees.max_depth} levels of {len(edges)} features at "
+                f"{trees.max_bins} bins need {size / 2**20:,.0f} MiB of histograms per "
+                f"shard in a round, above {MAX_HISTOGRAM_BYTES / 2**20:,.0f} MiB; lower "
+                "max_depth or max_bins, or train on fewer features",
+                code="quota_exceeded",
+            )
+        learner = {"base_score": base_score(task, n_outputs, *fitter.target_summary())}
+        part_keys = _binned_keys(job_id, spec.distribution.shards)
     groups = [HOLDOUT, VALIDATION, *range(spec.distribution.shards)]
-    part_keys = {
-        HOLDOUT: keys.job_holdout(job_id),
-        VALIDATION: keys.job_validation(job_id),
-        **{s: keys.job_shard(job_id, s) for s in range(spec.distribution.shards)},
-    }
     counts = {g: int(np.count_nonzero(assignment == g)) for g in groups}
     empty = [s for s in range(spec.distribution.shards) if counts[s] == 0]
     if empty:
         raise ShardingError(f"shard(s) {empty} have no rows with a target value")
     _write_parts(
-        store, path, names, assignment, preprocessor, dict(part_keys), counts, dtypes, spec, task
+        store, path, names, assignment, preprocessor, part_keys, counts, dtypes, spec, task, edges
     )
     return ShardPlan(
         preprocessor=preprocessor,
@@ -176,7 +200,25 @@ def build_shards(
         holdout_key=part_keys[HOLDOUT],
         holdout_rows=counts[HOLDOUT],
         dropped_rows=int(np.count_nonzero(assignment == -3)),
+        learner=learner,
+        edges=edges,
     )
+
+
+def _dense_keys(job_id: str, shards: int) -> dict[int, str]:
+    return {
+        HOLDOUT: keys.job_holdout(job_id),
+        VALIDATION: keys.job_validation(job_id),
+        **{s: keys.job_shard(job_id, s) for s in range(shards)},
+    }
+
+
+def _binned_keys(job_id: str, shards: int) -> dict[int, str]:
+    return {
+        HOLDOUT: keys.job_binned_holdout(job_id),
+        VALIDATION: keys.job_binned_validation(job_id),
+        **{s: keys.job_binned_shard(job_id, s) for s in range(shards)},
+    }
 
 
 def _write_parts(
@@ -185,48 +227,39 @@ def _write_parts(
     names: list[str],
     assignment: np.ndarray,
     preprocessor: Preprocessor,
-    keys: dict[int, str],
+    part_keys: dict[int, str],
     counts: dict[int, int],
     dtypes: dict[str, str],
     spec: JobSpec,
     task: str,
+    edges: list[np.ndarray] | None,
 ) -> None:
-    width = preprocessor.n_features + 1  # the last column is the encoded target
-    # Plain appends, not a memory map: written pages of a map count in the worker's
-    # RSS until the kernel flushes them, so a big dataset would look like a leak.
-    outputs: dict[int, tuple[BinaryIO, Path, Path]] = {}
+    """Every row into its part: float32 features and target in one file (networks),
+    or bins, target and the row's index in the dataset (trees, `edges` given)."""
+    width = preprocessor.n_features
+    layouts = {
+        group: PartLayout.dense(key, width + 1) if edges is None else PartLayout.binned(key, width)
+        for group, key in part_keys.items()
+    }
     try:
-        with ExitStack() as stack:
-            for group, key in keys.items():
-                target = store.path(key)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # A name of its own: a re-sent prepare running alongside never shares a file;
-                # named after its writer, a killed prepare's files go at the next start-up.
-                fd, name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name))
-                handle = stack.enter_context(os.fdopen(fd, "wb"))
-                header = {"descr": "<f4", "fortran_order": False, "shape": (counts[group], width)}
-                np.lib.format.write_array_header_1_0(handle, header)
-                outputs[group] = (handle, Path(name), target)
-            written = dict.fromkeys(keys, 0)
+        with write_parts(store, layouts, counts) as parts:
             offset = 0
             for batch in _batches(path, names):
                 rows = assignment[offset : offset + batch.num_rows]
-                offset += batch.num_rows
                 features = preprocessor.transform(feature_columns(batch, dtypes))
                 targets = preprocessor.encode_target(_target_values(batch, spec.target, task))
-                block = np.empty((batch.num_rows, width), dtype="<f4")
-                block[:, :-1] = features
-                block[:, -1] = targets
-                for group, (sink, _tmp, _target) in outputs.items():
-                    picked = block[rows == group]
-                    sink.write(picked.tobytes())
-                    written[group] += len(picked)
-        for group in outputs:
-            if written[group] != counts[group]:
-                raise ShardingError(f"part {group} got {written[group]} rows, not {counts[group]}")
-        for _handle, tmp, target in outputs.values():
-            tmp.replace(target)
-    finally:
-        # Whatever was not renamed into place is a leftover of a failed attempt.
-        for _handle, tmp, _target in outputs.values():
-            tmp.unlink(missing_ok=True)
+                if edges is None:
+                    block = np.empty((batch.num_rows, width + 1), dtype="<f4")
+                    block[:, :-1] = features
+                    block[:, -1] = targets
+                    for group in part_keys:
+                        parts.append(group, data=block[rows == group])
+                else:
+                    bins = bin_matrix(features, edges)
+                    index = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
+                    for group in part_keys:
+                        mine = rows == group
+                        parts.append(group, bins=bins[mine], target=targets[mine], rows=index[mine])
+                offset += batch.num_rows
+    except ValueError as exc:
+        raise ShardingError(str(exc)) from exc

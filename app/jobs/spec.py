@@ -3,9 +3,20 @@
 import math
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    ValidationInfo,
+    model_serializer,
+    model_validator,
+)
 
 from app.training.metrics import HIGHER_IS_BETTER
+from app.training.trees import MODEL_TYPE
 
 CLASSIFICATION_METRICS = ("accuracy", "log_loss", "f1_macro", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
@@ -26,6 +37,55 @@ class ModelSpec(_Strict):
     )
     activation: Literal["relu", "tanh", "gelu"] = "relu"
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+TREES = MODEL_TYPE
+
+
+class GradientBoostedTreesSpec(_Strict):
+    """Histogram gradient boosting (as LightGBM and XGBoost `hist`), grown one tree
+    level per round from every shard's gradient histograms."""
+
+    type: Literal["gradient_boosted_trees"]
+    n_trees: int = Field(default=100, ge=1, le=10_000, description="Boosting iterations.")
+    max_depth: int = Field(default=6, ge=1, le=10, description="Splits from root to leaf.")
+    learning_rate: float = Field(default=0.1, gt=0.0, le=1.0, description="Shrinkage.")
+    max_bins: int = Field(default=255, ge=2, le=255, description="Value bins per feature.")
+    min_child_weight: float = Field(
+        default=1.0, ge=0.0, le=1e6, description="Least hessian sum a child may hold."
+    )
+    l2: float = Field(default=1.0, ge=0.0, le=1e6, description="L2 penalty on leaf values.")
+    min_split_gain: float = Field(default=0.0, ge=0.0, le=1e6)
+    subsample: float = Field(
+        default=1.0, gt=0.0, le=1.0, description="Fraction of rows each tree sees, seeded."
+    )
+    colsample: float = Field(
+        default=1.0, gt=0.0, le=1.0, description="Fraction of columns each tree may split on."
+    )
+
+
+def _model_kind(value: object) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "trees" if kind == TREES else "parametric"
+
+
+AnyModelSpec = Annotated[
+    Annotated[ModelSpec, Tag("parametric")] | Annotated[GradientBoostedTreesSpec, Tag("trees")],
+    Discriminator(_model_kind),
+]
+
+# Settings that mean nothing to a tree learner, refused when a trees spec sets them
+# (a silently ignored optimizer would look like it had been applied).
+NOT_FOR_TREES = {
+    "training": ("optimizer", "learning_rate", "batch_size", "local_epochs", "rounds", "l1", "l2"),
+    "preprocessing": ("standardize", "impute", "categorical"),
+    "distribution": ("aggregation", "trim_fraction"),
+}
+TREES_INSTEAD = {
+    "training.learning_rate": "model.learning_rate",
+    "training.rounds": "model.n_trees",
+    "training.l2": "model.l2",
+}
 
 
 class PreprocessingSpec(_Strict):
@@ -149,12 +209,47 @@ class JobSpec(_Strict):
         default=None, max_length=10_000, description="Columns to train on; default all but target."
     )
     task: Literal["auto", "classification", "regression"] = "auto"
-    model: ModelSpec = Field(default_factory=ModelSpec)
+    model: AnyModelSpec = Field(default_factory=ModelSpec)
     preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     distribution: DistributionSpec = Field(default_factory=DistributionSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     deploy_if: DeployGate | None = None
+
+    @property
+    def is_trees(self) -> bool:
+        return isinstance(self.model, GradientBoostedTreesSpec)
+
+    @property
+    def rounds(self) -> int:
+        """Rounds the job runs at most: one per tree level for trees."""
+        if isinstance(self.model, GradientBoostedTreesSpec):
+            return self.model.n_trees * self.model.max_depth
+        return self.training.rounds
+
+    def not_applicable(self) -> str | None:
+        """The first setting the spec sets that its model does not use, as a dotted name."""
+        if not self.is_trees:
+            return None
+        for section, names in NOT_FOR_TREES.items():
+            given = getattr(self, section).model_fields_set
+            for name in names:
+                if name in given:
+                    return f"{section}.{name}"
+        return None
+
+    # No return annotation: one would replace JobSpec's own schema in the OpenAPI
+    # document with that of a bare dict.
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler):
+        """Dumped, stored and shown with defaults filled in, less the settings its model
+        does not use: a trees job shows no optimizer it never ran."""
+        body = handler(self)
+        if self.is_trees:
+            for section, names in NOT_FOR_TREES.items():
+                for name in names:
+                    body[section].pop(name, None)
+        return body
 
     @classmethod
     def stored(cls, spec: dict[str, object]) -> "JobSpec":
@@ -171,7 +266,7 @@ def resolve_task(spec: JobSpec, target_dtype: str | None) -> str:
         return "classification"
     if spec.model.type == "linear_regression":
         return "regression"
-    # An mlp follows its target: floats are regressed, anything else is a label.
+    # An mlp or trees follow its target: floats are regressed, anything else is a label.
     return "regression" if target_dtype == "float" else "classification"
 
 

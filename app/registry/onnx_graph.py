@@ -8,6 +8,8 @@ Inputs, `n` rows each:
 Output `output`: class probabilities `[n, k]`, or predictions in the target's units `[n]`.
 Strings cannot enter a torch-exported graph, so the lookup of a category's index is
 the one step left to the caller; imputation, standardizing and one-hot are inside.
+A tree model has the same inputs and output, as an ai.onnx.ml tree ensemble
+(`onnx_trees`).
 """
 
 import json
@@ -20,8 +22,12 @@ import torch
 from torch import nn
 
 from app.registry.artifact import Artifact
+from app.registry.onnx_trees import export_tree_onnx
 from app.training.networks import build_network
 from app.training.preprocessing import Preprocessor
+from app.training.trees import MODEL_TYPE as TREES_MODEL
+from app.training.trees.ensemble import TreeEnsemble
+from app.training.trees.objectives import objective_for
 
 OPSET = 17
 
@@ -84,6 +90,13 @@ class ServingGraph(nn.Module):
 
 
 def export_onnx(artifact: Artifact) -> bytes:
+    if artifact.network.type == TREES_MODEL:
+        return export_tree_onnx(
+            TreeEnsemble.from_state(artifact.state),
+            artifact.preprocessor,
+            artifact.task,
+            objective_for(artifact.task, artifact.network.n_outputs).name,
+        )
     pre: Preprocessor = artifact.preprocessor
     graph = ServingGraph(artifact).eval()
     n = 2

@@ -2,7 +2,7 @@
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,13 @@ import torch
 from torch import nn
 
 from app.datasets.columns import feature_columns
-from app.registry.artifact import read_artifact
+from app.registry.artifact import Artifact, read_artifact
 from app.registry.inputs import InputError, check_feature_range, records_to_columns
 from app.training.networks import build_network
 from app.training.preprocessing import Preprocessor
+from app.training.trees import MODEL_TYPE as TREES_MODEL
+from app.training.trees.ensemble import TreeEnsemble
+from app.training.trees.objectives import objective_for
 
 
 @dataclass(frozen=True)
@@ -25,15 +28,44 @@ class Prediction:
     probabilities: list[dict[str, float]] | None
 
 
+class NetworkModel:
+    def __init__(self, artifact: Artifact) -> None:
+        network: nn.Module = build_network(artifact.network)
+        network.load_state_dict(artifact.state)
+        network.eval()
+        self._network, self._task = network, artifact.task
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            raw = self._network(torch.from_numpy(features)).double()
+        if self._task == "regression":
+            return np.asarray(raw.squeeze(-1).numpy())
+        return np.asarray(torch.softmax(raw, dim=-1).numpy())
+
+
+class TreeModel:
+    def __init__(self, artifact: Artifact) -> None:
+        self._ensemble = TreeEnsemble.from_state(artifact.state)
+        self._objective = objective_for(artifact.task, artifact.network.n_outputs)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        predictions = self._objective.predict(self._ensemble.predict_raw(features))
+        if self._objective.name == "squared_error":
+            return np.asarray(predictions[:, 0])
+        if self._objective.name == "logistic":
+            return np.hstack([1 - predictions, predictions])
+        return np.asarray(predictions)
+
+
 class Predictor:
     def __init__(self, artifact_path: Path) -> None:
         artifact = read_artifact(artifact_path)
         self.task = artifact.task
         self.preprocessor: Preprocessor = artifact.preprocessor
-        network: nn.Module = build_network(artifact.network)
-        network.load_state_dict(artifact.state)
-        network.eval()
-        self._network = network
+        # Regression outputs in training units, or class probabilities (n, k).
+        self._model: Callable[[np.ndarray], np.ndarray] = (
+            TreeModel(artifact) if artifact.network.type == TREES_MODEL else NetworkModel(artifact)
+        )
 
     @property
     def class_names(self) -> list[str]:
@@ -41,12 +73,10 @@ class Predictor:
 
     def outputs(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """Class probabilities (n, k), or predictions in the target's units (n,)."""
-        features = self.preprocessor.transform(columns)
-        with torch.inference_mode():
-            raw = self._network(torch.from_numpy(features)).double()
+        outputs = self._model(self.preprocessor.transform(columns))
         if self.task == "regression":
-            return np.asarray(self.preprocessor.decode_regression(raw.squeeze(-1).numpy()))
-        return np.asarray(torch.softmax(raw, dim=-1).numpy())
+            return np.asarray(self.preprocessor.decode_regression(outputs))
+        return outputs
 
     def checked_outputs(self, columns: Mapping[str, np.ndarray], first_row: int = 0) -> np.ndarray:
         """`outputs`, refusing (InputError, naming the row) what would otherwise answer

@@ -24,6 +24,12 @@ class GateOut(BaseModel):
     )
 
 
+class FeatureImportanceOut(BaseModel):
+    feature: str = Field(description="A column of the dataset.")
+    gain: float = Field(description="Loss reduction summed over the splits on this column.")
+    split: int = Field(description="How many splits test this column.")
+
+
 class ModelOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
@@ -66,6 +72,11 @@ class ModelOut(BaseModel):
     features: list[FeatureOut]
     target: str
     classes: list[Any] | None
+    feature_importance: list[FeatureImportanceOut] | None = Field(
+        default=None,
+        description="Tree models: every feature's total split gain and split count, "
+        "highest gain first; null for networks.",
+    )
     created_at: int
 
 

@@ -40,6 +40,7 @@ def register_model(
     artifact_key: str,
     metrics: dict[str, float],
     gate: dict[str, Any] | None,
+    feature_importance: list[dict[str, Any]] | None = None,
 ) -> RegisteredModel:
     """Register a job's trained model: deployed, or rejected when its gate said why
     not (`gate["reason"]`), which is recorded as an event of the job. The artifact is
@@ -59,6 +60,7 @@ def register_model(
             target=preprocessor.target.name,
             classes=preprocessor.target.classes,
             artifact_key=artifact_key,
+            feature_importance=feature_importance,
         )
     )
     if rejection is not None:

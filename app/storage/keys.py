@@ -34,10 +34,40 @@ def job_holdout(job_id: str) -> str:
     return f"{job_prefix(job_id)}/holdout.npy"
 
 
+BINNED = ".binned"
+
+
+def job_binned_shard(job_id: str, shard: int) -> str:
+    """A tree learner's shard: a folder of arrays (`part_array`)."""
+    return f"{job_prefix(job_id)}/shards/{shard}{BINNED}"
+
+
+def job_binned_validation(job_id: str) -> str:
+    return f"{job_prefix(job_id)}/validation{BINNED}"
+
+
+def job_binned_holdout(job_id: str) -> str:
+    return f"{job_prefix(job_id)}/holdout{BINNED}"
+
+
+def is_binned_part(key: str) -> bool:
+    return key.endswith(BINNED)
+
+
+def part_array(part_key: str, name: str) -> str:
+    return f"{part_key}/{name}.npy"
+
+
 def job_dataset_copies(job_id: str) -> list[str]:
     """The prefixes under which a job holds rows of its dataset (its shards, validation
     and holdout parts): deleted with the dataset, while its checkpoints stay."""
-    return [f"{job_prefix(job_id)}/shards", job_validation(job_id), job_holdout(job_id)]
+    return [
+        f"{job_prefix(job_id)}/shards",
+        job_validation(job_id),
+        job_holdout(job_id),
+        job_binned_validation(job_id),
+        job_binned_holdout(job_id),
+    ]
 
 
 def job_checkpoint(job_id: str, round_: int) -> str:

@@ -22,5 +22,7 @@ class RegisteredModel(Base):
     features: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     target: Mapped[str] = mapped_column(String(255))
     classes: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # Trees: [{feature, gain, split}] over the raw columns, by gain; None for networks.
+    feature_importance: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     artifact_key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)

@@ -58,7 +58,13 @@ def limits_for(session: Session, settings: Settings, tenant_id: str) -> Limits:
 
 
 def check_job_quota(
-    session: Session, limits: Limits, tenant_id: str, *, shards: int, rounds: int
+    session: Session,
+    limits: Limits,
+    tenant_id: str,
+    *,
+    shards: int,
+    rounds: int,
+    rounds_param: str = "training.rounds",
 ) -> None:
     if shards > limits.max_shards:
         raise APIError(
@@ -71,8 +77,8 @@ def check_job_quota(
         raise APIError(
             422,
             "quota_exceeded",
-            f"{rounds} rounds exceed this account's max_rounds of {limits.max_rounds}.",
-            "training.rounds",
+            f"{rounds_param} {rounds} exceeds this account's max_rounds of {limits.max_rounds}.",
+            rounds_param,
         )
     # Counted under the tenant's lock, held until the caller commits its job:
     # concurrent creates for one tenant queue here instead of all counting the same.

@@ -51,8 +51,10 @@ def run_rounds(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     device: torch.device | None = None,
     on_round: RoundCallback | None = None,
+    shard_rows: Sequence[np.ndarray] | None = None,
 ) -> FederatedResult:
-    """Run `policy` over in-memory shards until its `decide` finishes the job."""
+    """Run `policy` over in-memory shards until its `decide` finishes the job.
+    `shard_rows` gives each shard's rows' global indices, for learners that sample by them."""
     if not shards:
         raise ValueError("a federated fit needs at least one shard")
     device = device or torch.device("cpu")
@@ -63,7 +65,15 @@ def run_rounds(
     rounds_run = 0
     for round_ in range(1, policy.rounds + 1):
         results = [
-            policy.train_shard(round_, shard, state, features, targets, device=device)
+            policy.train_shard(
+                round_,
+                shard,
+                state,
+                features,
+                targets,
+                device=device,
+                rows=None if shard_rows is None else shard_rows[shard],
+            )
             for shard, (features, targets) in enumerate(shards)
         ]
         previous = state if policy.aggregate_reads_previous else None

@@ -63,6 +63,7 @@ class ParametricPolicy(RoundPolicy):
         *,
         device: torch.device,
         should_stop: Callable[[], bool] | None = None,
+        rows: np.ndarray | None = None,
     ) -> ShardResult:
         local = train_local(
             self.network,

@@ -2,6 +2,11 @@
 
 Inputs are column arrays: numeric columns as float64 with NaN for missing,
 categorical columns as object arrays of str with None for missing.
+
+Two encodings. `dense` (networks): impute, standardize, one-hot. `ordinal` (trees):
+one column per input column, numeric values as given and a category as its index in
+the sorted categories, NaN for a missing value or an unseen category; a tree learns
+where missing values go, and a split cares for order, not scale.
 """
 
 from collections import Counter
@@ -13,6 +18,7 @@ import numpy as np
 
 MEDIAN_SAMPLE_SIZE = 100_000
 MAX_CATEGORIES = 1_000
+DENSE, ORDINAL = "dense", "ordinal"
 
 
 @dataclass
@@ -48,9 +54,12 @@ class Preprocessor:
     categorical: list[CategoricalFeature]
     target: TargetEncoding
     columns: list[str] = field(default_factory=list)
+    encoding: str = DENSE
 
     @property
     def n_features(self) -> int:
+        if self.encoding == ORDINAL:
+            return len(self.columns)
         return len(self.numeric) + sum(len(c.categories) for c in self.categorical)
 
     @property
@@ -60,6 +69,8 @@ class Preprocessor:
         return [{"name": name, "dtype": by_name[name]} for name in self.columns]
 
     def transform(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self.encoding == ORDINAL:
+            return self._ordinal(columns)
         n_rows = len(next(iter(columns.values()))) if columns else 0
         out = np.zeros((n_rows, self.n_features), dtype=np.float32)
         position = 0
@@ -87,6 +98,24 @@ class Preprocessor:
                 position += len(cat.categories)
         return out
 
+    def _ordinal(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """float64: tree thresholds are midpoints between training values, and a float32
+        copy of a value could land on the other side of one."""
+        n_rows = len(next(iter(columns.values()))) if columns else 0
+        out = np.empty((n_rows, len(self.columns)), dtype=np.float64)
+        categorical = {f.name: f for f in self.categorical}
+        for position, name in enumerate(self.columns):
+            if name not in categorical:
+                out[:, position] = np.asarray(columns[name], dtype=np.float64)
+                continue
+            index = {v: float(i) for i, v in enumerate(categorical[name].categories)}
+            out[:, position] = np.fromiter(
+                (index.get(v, np.nan) if v is not None else np.nan for v in columns[name]),
+                dtype=np.float64,
+                count=n_rows,
+            )
+        return out
+
     def encode_target(self, values: np.ndarray) -> np.ndarray:
         """Class index (-1 when unseen in training) or the standardized value."""
         if self.target.task == "classification":
@@ -110,6 +139,7 @@ class Preprocessor:
             categorical=[CategoricalFeature(**f) for f in data["categorical"]],
             target=TargetEncoding(**data["target"]),
             columns=list(data["columns"]),
+            encoding=data.get("encoding", DENSE),
         )
 
 
@@ -155,11 +185,15 @@ class PreprocessingFitter:
         standardize: bool,
         impute: str,
         seed: int = 0,
+        encoding: str = DENSE,
     ) -> None:
+        self._encoding = encoding
         self._columns = columns
         self._target_name, self._target_dtype = target
         self._task = task
-        self._standardize = standardize
+        # Trees see raw values and a raw regression target: their l2 and min_child_weight
+        # then mean what they mean in LightGBM and XGBoost.
+        self._standardize = standardize and encoding == DENSE
         self._impute = impute
         self._rng = np.random.default_rng(seed)
         self._numeric = {n: _NumericStats() for n, d in columns if d != "string"}
@@ -215,10 +249,22 @@ class PreprocessingFitter:
                 name=self._target_name,
                 dtype=self._target_dtype,
                 task="regression",
-                mean=stats.mean,
-                std=std if std > 1e-12 else 1.0,
+                mean=stats.mean if self._encoding == DENSE else 0.0,
+                std=(std if std > 1e-12 else 1.0) if self._encoding == DENSE else 1.0,
             )
-        return Preprocessor(numeric, categorical, target, columns=[n for n, _ in self._columns])
+        return Preprocessor(
+            numeric,
+            categorical,
+            target,
+            columns=[n for n, _ in self._columns],
+            encoding=self._encoding,
+        )
+
+    def target_summary(self) -> tuple[float, list[int]]:
+        """The training target's mean (regression) and its class counts in the sorted
+        class order (classification): what a constant model predicts."""
+        counts = [self._classes[c] for c in sorted(self._classes)]
+        return self._target_numeric.mean, counts
 
     def _numeric_fill(self, stats: _NumericStats) -> float:
         if stats.count == 0:

@@ -132,10 +132,12 @@ class RoundPolicy(ABC):
         *,
         device: torch.device,
         should_stop: Callable[[], bool] | None = None,
+        rows: np.ndarray | None = None,
     ) -> ShardResult:
         """One shard's work in `round_`, from the global state of `round_ - 1`.
         `should_stop` is asked now and then; when it says yes the implementation
-        raises `app.training.loop.TrainingStopped`."""
+        raises `app.training.loop.TrainingStopped`. `rows` are the shard's rows' global
+        indices, where the part has them, for a learner that samples rows by them."""
 
     @abstractmethod
     def aggregate(
@@ -159,3 +161,13 @@ class RoundPolicy(ABC):
     @abstractmethod
     def decide(self, round_: int, evaluation: Evaluation | None, progress: Progress) -> Decision:
         """Keep the best round and say whether to stop after `round_`."""
+
+    def model_state(self, state: StateDict) -> StateDict:
+        """What of a kept round's global state the model artifact holds: all of it for
+        a network; a tree learner leaves out the tree it was still growing."""
+        return state
+
+    def feature_importance(self, state: StateDict) -> dict[str, np.ndarray] | None:
+        """Per feature, named measures of how much the model uses it (trees: total
+        split gain and split count); None for a learner that has none."""
+        return None

@@ -151,6 +151,12 @@ class Gate(APIObject):
     overridden_at: int | None = None
 
 
+class FeatureImportance(APIObject):
+    feature: str
+    gain: float
+    split: int
+
+
 class Model(APIObject):
     id: str
     object: Literal["model"] = "model"
@@ -164,6 +170,8 @@ class Model(APIObject):
     features: list[Feature]
     target: str
     classes: list[Any] | None = None
+    # Tree models: by gain, highest first; None for networks and older servers.
+    feature_importance: list[FeatureImportance] | None = None
     created_at: int
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 MetricName = Literal["accuracy", "log_loss", "f1_macro", "roc_auc", "rmse", "mae", "r2"]
 
@@ -27,6 +27,43 @@ class ModelSpec(_Strict):
     )
     activation: Literal["relu", "tanh", "gelu"] = "relu"
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class GradientBoostedTreesSpec(_Strict):
+    """Histogram gradient boosting, one tree level per round. A trees job takes no
+    `training` settings but `seed` and `early_stopping` (patience counts trees), and no
+    `preprocessing`, `aggregation` or `trim_fraction`: the server refuses them."""
+
+    type: Literal["gradient_boosted_trees"]
+    n_trees: int = Field(default=100, ge=1, le=10_000)
+    max_depth: int = Field(default=6, ge=1, le=10)
+    learning_rate: float = Field(default=0.1, gt=0.0, le=1.0)
+    max_bins: int = Field(default=255, ge=2, le=255)
+    min_child_weight: float = Field(default=1.0, ge=0.0, le=1e6)
+    l2: float = Field(default=1.0, ge=0.0, le=1e6)
+    min_split_gain: float = Field(default=0.0, ge=0.0, le=1e6)
+    subsample: float = Field(default=1.0, gt=0.0, le=1.0)
+    colsample: float = Field(default=1.0, gt=0.0, le=1.0)
+
+
+def _model_kind(value: object) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "trees" if kind == "gradient_boosted_trees" else "parametric"
+
+
+AnyModelSpec = Annotated[
+    Annotated[ModelSpec, Tag("parametric")] | Annotated[GradientBoostedTreesSpec, Tag("trees")],
+    Discriminator(_model_kind),
+]
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A validation error's location as the field's dotted name, without the tag of the
+    `model` union pydantic puts in it: ("model", "parametric", "dropout") -> "model.dropout"."""
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] == "model" and parts[1] in ("parametric", "trees"):
+        del parts[1]
+    return ".".join(parts)
 
 
 class PreprocessingSpec(_Strict):
@@ -96,7 +133,7 @@ class JobSpec(_Strict):
         default=None, max_length=10_000
     )
     task: Literal["auto", "classification", "regression"] = "auto"
-    model: ModelSpec = Field(default_factory=ModelSpec)
+    model: AnyModelSpec = Field(default_factory=ModelSpec)
     preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     distribution: DistributionSpec = Field(default_factory=DistributionSpec)

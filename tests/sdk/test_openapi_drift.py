@@ -27,12 +27,14 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "ModelOut": models.Model,
     "FeatureOut": models.Feature,
     "GateOut": models.Gate,
+    "FeatureImportanceOut": models.FeatureImportance,
     "PredictionOut": models.Prediction,
     "BatchPredictionOut": models.BatchPrediction,
 }
 SPEC: dict[str, type[BaseModel]] = {
     "JobSpec": spec.JobSpec,
     "ModelSpec": spec.ModelSpec,
+    "GradientBoostedTreesSpec": spec.GradientBoostedTreesSpec,
     "PreprocessingSpec": spec.PreprocessingSpec,
     "TrainingSpec": spec.TrainingSpec,
     "EarlyStoppingSpec": spec.EarlyStoppingSpec,

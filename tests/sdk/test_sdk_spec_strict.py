@@ -5,6 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from shardtrain import DeployGate, JobSpec
+from shardtrain.spec import field_path
 
 
 @pytest.mark.parametrize(
@@ -19,7 +20,7 @@ from shardtrain import DeployGate, JobSpec
 def test_a_wrong_json_type_is_refused_naming_the_field(fields: dict, where: str) -> None:
     with pytest.raises(ValidationError) as caught:
         JobSpec.model_validate({"dataset_id": "ds_1", "target": "y", **fields})
-    assert ".".join(str(p) for p in caught.value.errors()[0]["loc"]) == where
+    assert field_path(caught.value.errors()[0]["loc"]) == where
 
 
 def test_an_integer_still_fills_a_float_and_is_sent_as_given() -> None:

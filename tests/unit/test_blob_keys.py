@@ -28,8 +28,17 @@ def test_the_layout_is_pinned() -> None:
 
 def test_a_jobs_copies_of_its_dataset_are_its_parts_not_its_checkpoints() -> None:
     copies = keys.job_dataset_copies("job_1")
-    assert copies == ["jobs/job_1/shards", "jobs/job_1/validation.npy", "jobs/job_1/holdout.npy"]
+    assert copies == [
+        "jobs/job_1/shards",
+        "jobs/job_1/validation.npy",
+        "jobs/job_1/holdout.npy",
+        "jobs/job_1/validation.binned",
+        "jobs/job_1/holdout.binned",
+    ]
     assert keys.job_shard("job_1", 0).startswith(copies[0] + "/")
+    assert keys.job_binned_shard("job_1", 0).startswith(copies[0] + "/")
+    binned_holdout = keys.part_array(keys.job_binned_holdout("job_1"), "bins")
+    assert binned_holdout.startswith(copies[4] + "/")
     assert not any(keys.job_checkpoint("job_1", 1).startswith(copy) for copy in copies)
 
 

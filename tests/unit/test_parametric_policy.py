@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from app.jobs.learners import LEARNERS
-from app.jobs.spec import ModelSpec
+from app.jobs.spec import GradientBoostedTreesSpec, ModelSpec
 from app.training.loop import TrainConfig
 from app.training.networks import NetworkConfig
 from app.training.parametric import EarlyStopping, ParametricPolicy
@@ -39,7 +39,11 @@ def result(shard: int, value: float, examples: int, loss: float) -> ShardResult:
 
 
 def test_every_model_type_has_a_learner() -> None:
-    assert sorted(LEARNERS) == sorted(get_args(ModelSpec.model_fields["type"].annotation))
+    types = [
+        *get_args(ModelSpec.model_fields["type"].annotation),
+        *get_args(GradientBoostedTreesSpec.model_fields["type"].annotation),
+    ]
+    assert sorted(LEARNERS) == sorted(types)
 
 
 def test_without_validation_the_latest_round_is_kept() -> None:

@@ -17,8 +17,8 @@ import pytest
 from round_fingerprints import JOBS, digest, job_fingerprint, run_named_job
 
 from app.db import session_scope
-from app.jobs.checkpoints import load_part
 from app.jobs.learners import policy_for
+from app.jobs.part_files import Part, load_part
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
@@ -39,6 +39,10 @@ REPRODUCIBLE_NUMERICS = {
     "MKL_NUM_THREADS": "1",
     "CUDA_VISIBLE_DEVICES": "",
 }
+
+
+def arrays(part: Part) -> tuple[np.ndarray, np.ndarray]:
+    return part.features, part.targets
 
 
 def test_job_parameters_are_bit_identical_to_before_the_round_policy(tmp_path: Path) -> None:
@@ -83,8 +87,8 @@ def test_the_in_process_trainer_runs_the_stages_policy(  # type: ignore[no-untyp
     states: list[str] = []
     result = run_rounds(
         policy,
-        [load_part(store, key) for key in plan.shard_keys],
-        validation=load_part(store, plan.validation_key),
+        [arrays(load_part(store, key)) for key in plan.shard_keys],
+        validation=arrays(load_part(store, plan.validation_key)),
         on_round=lambda _round, state: states.append(digest(state)),
     )
     assert result.rounds_run == staged["rounds_run"]

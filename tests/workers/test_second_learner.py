@@ -40,7 +40,7 @@ class TargetTally(RoundPolicy):
         return {"sum": zero, "count": zero.clone(), "round": torch.zeros(1, dtype=torch.int64)}
 
     def train_shard(  # type: ignore[no-untyped-def]
-        self, round_, shard, start, features, targets, *, device, should_stop=None
+        self, round_, shard, start, features, targets, *, device, should_stop=None, rows=None
     ) -> ShardResult:
         # The shard starts from the previous round's merge: the split decisions a tree
         # learner sends to its next level travel the same way.

@@ -3,12 +3,14 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
-from app.jobs.checkpoints import load_checkpoint, load_part
+from app.jobs.checkpoints import load_checkpoint
 from app.jobs.events import record_event
 from app.jobs.learners import policy_for
 from app.jobs.lifecycle import fail, transition
+from app.jobs.part_files import load_part
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
@@ -45,6 +47,22 @@ class Scored:
     gate: dict[str, Any] | None = None
     # Why the model has no holdout score at all, when it has none.
     unscored: str | None = None
+    feature_importance: list[dict[str, Any]] | None = None
+
+
+def importance_by_column(
+    importance: dict[str, np.ndarray] | None, columns: list[str]
+) -> list[dict[str, Any]] | None:
+    """The learner's per-feature measures on the dataset's column names, by gain. Tree
+    features are the columns themselves (ordinal encoding), one to one."""
+    if importance is None:
+        return None
+    gain, split = importance["gain"], importance["split"]
+    rows = [
+        {"feature": name, "gain": float(gain[i]), "split": int(split[i])}
+        for i, name in enumerate(columns)
+    ]
+    return sorted(rows, key=lambda row: (-row["gain"], -row["split"], row["feature"]))
 
 
 def read_finalize_input(session: Session, job_id: str) -> FinalizeInput | None:
@@ -75,8 +93,9 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
         return Scored(
             work, failure=("checkpoint_lost", f"the checkpoint of round {kept_round} is missing")
         )
-    features, targets = load_part(store, work.plan.holdout_key)
-    evaluation = policy_for(spec, work.task, work.plan).evaluate(state, features, targets)
+    holdout = load_part(store, work.plan.holdout_key)
+    policy = policy_for(spec, work.task, work.plan)
+    evaluation = policy.evaluate(state, holdout.features, holdout.targets)
     metrics = evaluation.metrics if evaluation else {}
     unavailable = evaluation.unavailable if evaluation else {}
 
@@ -102,7 +121,7 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
     with store.temporary_path(artifact_key) as tmp:
         write_artifact(
             tmp,
-            state=state,
+            state=policy.model_state(state),
             network=work.plan.network,
             preprocessor=work.plan.preprocessor,
             task=work.task,
@@ -115,6 +134,9 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
         metrics=metrics,
         unavailable=unavailable,
         gate=gate,
+        feature_importance=importance_by_column(
+            policy.feature_importance(state), work.plan.preprocessor.columns
+        ),
         unscored=None
         if evaluation is not None
         else "the job has no holdout rows (validation.holdout_fraction: "
@@ -157,6 +179,7 @@ def record_model(session: Session, scored: Scored) -> bool:
         artifact_key=scored.artifact_key,
         metrics=metrics,
         gate=gate,
+        feature_importance=scored.feature_importance,
     )
     job.model_id = model_id
     if scored.unscored is not None:

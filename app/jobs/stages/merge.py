@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.jobs.checkpoints import global_state, load_part, save_checkpoint
+from app.jobs.checkpoints import global_state, save_checkpoint
 from app.jobs.events import record_event
 from app.jobs.learners import policy_for
 from app.jobs.lifecycle import fail
+from app.jobs.part_files import load_part
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
@@ -30,6 +31,7 @@ from app.training.protocol import (
     RoundAggregate,
     RoundPolicy,
 )
+from app.training.trees.policy import IncompleteRoundError
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ def compute_merge(work: MergeInput, store: BlobStore, params: ParamStore) -> Mer
             raise RuntimeError(f"no global state for round {round_ - 1} of job {job_id}")
     try:
         aggregate = policy.aggregate(round_, previous, present)
+    except IncompleteRoundError as exc:
+        return MergeOutcome(work, failure=("worker_lost", str(exc)))
     except NoUsableResultsError:
         if not present:
             failure = ("worker_lost", f"round {round_}: every shard's result is missing")
@@ -106,11 +110,11 @@ def compute_merge(work: MergeInput, store: BlobStore, params: ParamStore) -> Mer
         return MergeOutcome(work, failure=failure)
     params.put_global(job_id, round_, aggregate.state)
     save_checkpoint(store, job_id, round_, aggregate.state)
-    val_features, val_targets = load_part(store, work.plan.validation_key)
+    validation = load_part(store, work.plan.validation_key)
     return MergeOutcome(
         work,
         aggregate=aggregate,
-        evaluation=policy.evaluate(aggregate.state, val_features, val_targets),
+        evaluation=policy.evaluate(aggregate.state, validation.features, validation.targets),
         shards=[
             {
                 "shard": r.shard,

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import torch
 from sqlalchemy.orm import Session
 
-from app.jobs.checkpoints import global_state, load_part
+from app.jobs.checkpoints import global_state
 from app.jobs.learners import policy_for
+from app.jobs.part_files import load_part
 from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.spec import JobSpec
@@ -134,16 +135,17 @@ def run_shard(
     if start is None:
         raise RuntimeError(f"no parameters for round {work.round - 1} of job {work.job_id}")
     started = time.perf_counter()
-    features, targets = load_part(store, work.shard_key)
+    part = load_part(store, work.shard_key)
     try:
         result = work.policy.train_shard(
             work.round,
             work.shard,
             start,
-            features,
-            targets,
+            part.features,
+            part.targets,
             device=choose_device(work.device),
             should_stop=None if watch is None else lambda: not watch.during_training(),
+            rows=part.rows,
         )
     except TrainingStopped:
         logger.info("shard %s of round %s is no longer wanted; stopped", work.shard, work.round)

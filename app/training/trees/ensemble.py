@@ -21,6 +21,8 @@ from app.training.protocol import StateDict
 from app.training.trees.binning import MISSING_BIN
 
 LEAF = -1
+# Trees scored side by side: rows x TREE_BLOCK node indices at a time.
+TREE_BLOCK = 32
 # (trees, node, feature) -> which rows go left at their node.
 LeftTest = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 NODE_ARRAYS = (
@@ -92,18 +94,31 @@ class TreeEnsemble:
             node = np.where(inner, child, node)
         return node
 
-    def _sum_leaves(self, leaves: np.ndarray) -> np.ndarray:
-        rows = leaves.shape[0]
-        out = np.tile(self.base_score, (rows, 1))
+    def _add_leaves(self, raw: np.ndarray, leaves: np.ndarray) -> None:
+        """`raw` plus each tree's leaf values, added tree by tree in order: scores kept
+        between rounds and extended by the new trees are then the very floats a
+        scoring from scratch gives."""
         values = self.value[np.arange(self.n_trees)[None, :], leaves]
-        for output in range(self.base_score.size):
-            mine = self.tree_output == output
-            if mine.any():
-                out[:, output] += values[:, mine].sum(axis=1)
-        return out
+        for tree, output in enumerate(self.tree_output.tolist()):
+            raw[:, output] += values[:, tree]
+
+    def _blocks(self) -> list["TreeEnsemble"]:
+        """The trees in blocks, so a (rows, trees) node matrix stays a few trees wide."""
+        if self.n_trees <= TREE_BLOCK:
+            return [self]
+        return [
+            self.trees(start, min(start + TREE_BLOCK, self.n_trees))
+            for start in range(0, self.n_trees, TREE_BLOCK)
+        ]
 
     def predict_raw(self, features: np.ndarray) -> np.ndarray:
         """Raw scores (rows, outputs) of float features, NaN for missing."""
+        raw = np.tile(self.base_score, (features.shape[0], 1))
+        for block in self._blocks():
+            block._add_raw(raw, features)
+        return raw
+
+    def _add_raw(self, raw: np.ndarray, features: np.ndarray) -> None:
         rows = np.arange(features.shape[0])[:, None]
 
         def goes_left(trees: np.ndarray, node: np.ndarray, feature: np.ndarray) -> np.ndarray:
@@ -114,10 +129,20 @@ class TreeEnsemble:
                 values <= self.threshold[trees, node],
             )
 
-        return self._sum_leaves(self._leaves(goes_left, features.shape[0]))
+        self._add_leaves(raw, self._leaves(goes_left, features.shape[0]))
 
     def predict_binned(self, binned: np.ndarray) -> np.ndarray:
         """Raw scores of binned features, as training sees them."""
+        return self.add_binned(np.tile(self.base_score, (binned.shape[0], 1)), binned)
+
+    def add_binned(self, raw: np.ndarray, binned: np.ndarray) -> np.ndarray:
+        """`raw` (rows, outputs) plus this ensemble's trees' values for binned rows;
+        `raw` is updated in place."""
+        for block in self._blocks():
+            block._add_binned(raw, binned)
+        return raw
+
+    def _add_binned(self, raw: np.ndarray, binned: np.ndarray) -> None:
         rows = np.arange(binned.shape[0])[:, None]
 
         def goes_left(trees: np.ndarray, node: np.ndarray, feature: np.ndarray) -> np.ndarray:
@@ -128,7 +153,7 @@ class TreeEnsemble:
                 bins <= self.threshold_bin[trees, node],
             )
 
-        return self._sum_leaves(self._leaves(goes_left, binned.shape[0]))
+        self._add_leaves(raw, self._leaves(goes_left, binned.shape[0]))
 
     def importance(self, n_features: int) -> dict[str, np.ndarray]:
         """Total gain and number of splits per feature."""
@@ -138,6 +163,11 @@ class TreeEnsemble:
             "gain": np.bincount(features, weights=self.gain[inner], minlength=n_features),
             "split": np.bincount(features, minlength=n_features).astype(np.float64),
         }
+
+    def trees(self, start: int, stop: int) -> "TreeEnsemble":
+        """Trees `start` to `stop` (exclusive) as an ensemble of their own."""
+        kept = {name: getattr(self, name)[start:stop] for name in (*NODE_ARRAYS, "tree_output")}
+        return TreeEnsemble(**kept, base_score=self.base_score)
 
     def extended(self, more: "TreeEnsemble") -> "TreeEnsemble":
         """This ensemble followed by `more`'s trees (its base score is ignored)."""

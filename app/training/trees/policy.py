@@ -10,6 +10,12 @@ one tree per class side by side.
 Every iteration takes exactly `max_depth` rounds, idle ones included when its trees
 stop early, so a tree ends at each multiple of `max_depth` and early stopping, the
 kept round and the round count need nothing but the round number.
+
+Shards and evaluation rows come binned (uint8, `binning.bin_matrix`): binning happens
+once, where every training row was visible. The bin edges travel in the global state
+(`bins.*`), which is how the merge turns a split bin into a raw threshold and how the
+finished model predicts raw values. Row subsampling draws each tree's rows by their
+global row index, so a row is in or out of a tree whatever shard holds it.
 """
 
 from collections.abc import Callable, Sequence
@@ -24,26 +30,32 @@ from app.training.metrics import score_classification, score_regression
 from app.training.protocol import (
     Decision,
     Evaluation,
+    NoUsableResultsError,
     Progress,
     RoundAggregate,
     RoundPolicy,
     ShardResult,
     StateDict,
 )
-from app.training.trees.binning import bin_matrix, bins_per_feature
+from app.training.trees.binning import bins_per_feature
 from app.training.trees.ensemble import TreeEnsemble, heap_capacity
 from app.training.trees.grow import GrownTree, frontier_of, route_rows, split_level, to_ensemble
 from app.training.trees.histograms import build_histograms, sum_histograms
 from app.training.trees.objectives import Objective
+from app.training.trees.scores import scores_of
 from app.training.trees.splits import SplitRules
 
-TREES, GROW = "trees.", "grow."
+TREES, GROW, BINS = "trees.", "grow.", "bins."
 GROWN_ARRAYS = ("feature", "threshold_bin", "default_left", "left", "right", "value", "gain")
+
+
+class IncompleteRoundError(NoUsableResultsError):
+    """A shard's histograms are missing: a split picked from the others' would differ
+    from the tree the whole data gives, so the round is not merged."""
 
 
 @dataclass(frozen=True, eq=False)
 class BoostedTreesPolicy(RoundPolicy):
-    edges: tuple[np.ndarray, ...]
     objective: Objective
     base_score: tuple[float, ...]
     n_trees: int
@@ -51,8 +63,13 @@ class BoostedTreesPolicy(RoundPolicy):
     learning_rate: float = 0.1
     rules: SplitRules = field(default_factory=SplitRules)
     colsample: float = 1.0
+    subsample: float = 1.0
     seed: int = 0
     early_stopping: EarlyStopping | None = None
+    # How many shards every round must hear from; None takes whatever arrives.
+    shards: int | None = None
+    # Written into round 0's state when given; the service's prepare writes them itself.
+    edges: tuple[np.ndarray, ...] | None = None
     rounds: int = field(init=False)
 
     aggregate_reads_previous: ClassVar[bool] = True
@@ -64,13 +81,12 @@ class BoostedTreesPolicy(RoundPolicy):
     def _capacity(self) -> int:
         return heap_capacity(self.max_depth)
 
-    @property
-    def _n_bins(self) -> int:
-        return bins_per_feature(list(self.edges))
-
     def initial_state(self) -> StateDict:
         ensemble = TreeEnsemble.empty(self.max_depth, np.array(self.base_score))
-        return {**_prefixed(TREES, ensemble.to_state()), **self._fresh_iteration()}
+        state = {**_prefixed(TREES, ensemble.to_state()), **self._fresh_iteration()}
+        if self.edges is not None:
+            state.update(edges_state(self.edges))
+        return state
 
     def _fresh_iteration(self) -> StateDict:
         trees = [GrownTree.empty(self.max_depth) for _ in range(self.objective.outputs)]
@@ -88,12 +104,13 @@ class BoostedTreesPolicy(RoundPolicy):
             for name in GROWN_ARRAYS
         }
         state[GROW + "default_left"] = state[GROW + "default_left"].to(torch.uint8)
-        shape = (0, len(self.edges), self._n_bins, 2)
         return {
             **state,
             GROW + "level": torch.tensor([level], dtype=torch.int64),
             GROW + "build": torch.tensor(build, dtype=torch.int64),
-            GROW + "parents": torch.from_numpy(np.stack(parents) if parents else np.zeros(shape)),
+            GROW + "parents": torch.from_numpy(
+                np.stack(parents) if parents else np.zeros((0, 0, 0, 2))
+            ),
         }
 
     def train_shard(
@@ -106,26 +123,31 @@ class BoostedTreesPolicy(RoundPolicy):
         *,
         device: torch.device,
         should_stop: Callable[[], bool] | None = None,
+        rows: np.ndarray | None = None,
     ) -> ShardResult:
-        binned = bin_matrix(features, list(self.edges))
-        raw = ensemble_of(start).predict_binned(binned)
+        binned = features
+        raw = scores_of(ensemble_of(start), binned)
         gradients, hessians = self.objective.gradients(raw, targets)
         build = start[GROW + "build"].numpy()
         level = int(start[GROW + "level"][0])
         trees = _growing(start)
-        histograms = np.zeros((build.size, len(self.edges), self._n_bins, 2))
+        n_bins = bins_per_feature(edges_of(start))
+        histograms = np.zeros((build.size, binned.shape[1], n_bins, 2))
+        sampled = self._sampled_rows(round_, rows, len(targets))
         for output in range(self.objective.outputs):
             mine = build // self._capacity == output
             if not mine.any():
                 continue
             row_nodes = route_rows(binned, trees[output], level)
+            if sampled is not None:
+                row_nodes[~sampled] = -1
             histograms[mine] = build_histograms(
                 binned,
                 gradients[:, output],
                 hessians[:, output],
                 row_nodes,
                 build[mine] % self._capacity,
-                self._n_bins,
+                n_bins,
             )
         return ShardResult(
             shard=shard,
@@ -138,6 +160,14 @@ class BoostedTreesPolicy(RoundPolicy):
         self, round_: int, previous: StateDict | None, results: Sequence[ShardResult]
     ) -> RoundAggregate:
         assert previous is not None, "the tree merge grows the previous state"
+        heard = sorted(r.shard for r in results)
+        if self.shards is not None and heard != list(range(self.shards)):
+            missing = sorted(set(range(self.shards)) - set(heard))
+            raise IncompleteRoundError(
+                f"round {round_}: no histograms from shard(s) {missing}; a tree needs every shard's"
+            )
+        if not results:
+            raise IncompleteRoundError(f"round {round_}: no shard sent histograms")
         summed = sum_histograms([r.state["histograms"].numpy() for r in results])
         trees = _growing(previous)
         level = int(previous[GROW + "level"][0])
@@ -156,11 +186,11 @@ class BoostedTreesPolicy(RoundPolicy):
                 rules=self.rules,
                 learning_rate=self.learning_rate,
                 last_level=last_level,
-                features=self._columns(round_, output),
+                features=self._columns(round_, output, len(edges_of(previous))),
             )
             next_build += [output * self._capacity + node for node in step.build]
             next_parents += step.parents
-        state = {name: t for name, t in previous.items() if name.startswith(TREES)}
+        state = {name: t for name, t in previous.items() if name.startswith((TREES, BINS))}
         if last_level:
             state.update(self._finished(previous, trees))
         else:
@@ -177,22 +207,31 @@ class BoostedTreesPolicy(RoundPolicy):
         """The iteration's trees appended to the ensemble, and a fresh iteration."""
         new = to_ensemble(
             [(tree, output) for output, tree in enumerate(trees)],
-            edges=self.edges,
+            edges=edges_of(previous),
             base_score=np.array(self.base_score),
             max_depth=self.max_depth,
         )
         merged = ensemble_of(previous).extended(new)
         return {**_prefixed(TREES, merged.to_state()), **self._fresh_iteration()}
 
-    def _columns(self, round_: int, output: int) -> np.ndarray | None:
+    def _columns(self, round_: int, output: int, n_features: int) -> np.ndarray | None:
         """The columns one tree may split on: a seeded draw per tree, so every level
         of it, on every worker, sees the same ones."""
         if self.colsample >= 1.0:
             return None
         iteration = (round_ - 1) // self.max_depth
-        count = max(1, round(self.colsample * len(self.edges)))
+        count = max(1, round(self.colsample * n_features))
         rng = np.random.default_rng([self.seed, iteration, output])
-        return np.sort(rng.choice(len(self.edges), size=count, replace=False))
+        return np.sort(rng.choice(n_features, size=count, replace=False))
+
+    def _sampled_rows(self, round_: int, rows: np.ndarray | None, count: int) -> np.ndarray | None:
+        """Which of a shard's rows this iteration's trees see (None: all of them)."""
+        if self.subsample >= 1.0:
+            return None
+        if rows is None or len(rows) != count:
+            raise ValueError("row subsampling needs each row's global index")
+        iteration = (round_ - 1) // self.max_depth
+        return row_uniforms(rows, self.seed, iteration) < self.subsample
 
     def evaluate(
         self,
@@ -202,9 +241,14 @@ class BoostedTreesPolicy(RoundPolicy):
         *,
         device: torch.device | None = None,
     ) -> Evaluation | None:
+        """`features` binned, as the shards are. Rows of a class never seen in
+        training (-1) are skipped, as the parametric learner skips them."""
+        if self.objective.name != "squared_error":
+            keep = targets >= 0
+            features, targets = features[keep], targets[keep]
         if len(targets) == 0:
             return None
-        raw = ensemble_of(state).predict_raw(features)
+        raw = scores_of(ensemble_of(state), features)
         predictions = self.objective.predict(raw)
         if self.objective.name == "squared_error":
             scores = score_regression(targets, predictions[:, 0])
@@ -232,6 +276,39 @@ class BoostedTreesPolicy(RoundPolicy):
             early_stopping=self.early_stopping,
             rounds_per_step=self.max_depth,
         )
+
+    def model_state(self, state: StateDict) -> StateDict:
+        return ensemble_of(state).to_state()
+
+    def feature_importance(self, state: StateDict) -> dict[str, np.ndarray]:
+        return ensemble_of(state).importance(len(edges_of(state)))
+
+
+def row_uniforms(rows: np.ndarray, seed: int, iteration: int) -> np.ndarray:
+    """A uniform in [0, 1) per global row index, for one iteration: SplitMix64 of the
+    row index mixed with the seed and iteration, computed the same on every machine and
+    never from a generator's position, so a shard draws its rows alone."""
+    key = np.uint64((seed * 0x9E3779B1 + iteration * 0x85EBCA77 + 1) & 0xFFFFFFFFFFFFFFFF)
+    with np.errstate(over="ignore"):
+        z = rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def edges_state(edges: Sequence[np.ndarray]) -> StateDict:
+    """Bin edges as two tensors: (features, most edges) padded with +inf, and counts."""
+    counts = np.array([e.size for e in edges], np.int64)
+    table = np.full((len(edges), int(counts.max(initial=0))), np.inf)
+    for column, column_edges in enumerate(edges):
+        table[column, : column_edges.size] = column_edges
+    return {BINS + "edges": torch.from_numpy(table), BINS + "counts": torch.from_numpy(counts)}
+
+
+def edges_of(state: StateDict) -> list[np.ndarray]:
+    table, counts = state[BINS + "edges"].numpy(), state[BINS + "counts"].numpy()
+    return [table[column, :count] for column, count in enumerate(counts.tolist())]
 
 
 def _prefixed(prefix: str, state: StateDict) -> StateDict:

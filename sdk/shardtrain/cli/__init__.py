@@ -18,6 +18,7 @@ from shardtrain._version import __version__
 from shardtrain.cli import batch_predictions, datasets, exit_codes, jobs, models
 from shardtrain.cli.context import Settings
 from shardtrain.errors import ShardtrainError
+from shardtrain.spec import field_path
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -38,7 +39,7 @@ class _ErrorMappingGroup(TyperGroup):
         except pydantic.ValidationError as exc:
             # A spec file the SDK's JobSpec refuses, before any request.
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
+                f"{field_path(e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
             )
             raise _fail(f"invalid {exc.title}: {problems}", exit_codes.INVALID) from None
         except KeyboardInterrupt:

@@ -284,9 +284,22 @@ def model_detail(m: Model) -> list[Table]:
          ("metrics", ", ".join(f"{k}={number(v)}" for k, v in m.metrics.items())),
          ("gate", gate), ("created", when(m.created_at))],
     )  # fmt: skip
-    features = Table("feature", "dtype", title="features", title_justify="left")
-    for f in m.features:
-        features.add_row(f.name, f.dtype)
+    if m.feature_importance is None:
+        features = Table("feature", "dtype", title="features", title_justify="left")
+        for f in m.features:
+            features.add_row(f.name, f.dtype)
+        return [detail, features]
+    dtypes = {f.name: f.dtype for f in m.features}
+    total = sum(row.gain for row in m.feature_importance) or 1.0
+    features = Table(
+        "feature", "dtype", "gain", "share", "splits", title="features by importance",
+        title_justify="left",
+    )  # fmt: skip
+    for row in m.feature_importance:
+        features.add_row(
+            row.feature, dtypes.get(row.feature, ""), number(row.gain),
+            f"{row.gain / total:.1%}", str(row.split),
+        )  # fmt: skip
     return [detail, features]
 
 

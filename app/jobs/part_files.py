@@ -1,0 +1,128 @@
+"""Parts written as `.npy` files by appending batches, and read back memory-mapped.
+
+Plain appends, not a memory map: written pages of a map count in the worker's RSS
+until the kernel flushes them, so a big dataset would look like a leak. Each file is
+written under a temporary name of its own (a re-sent prepare running alongside never
+shares one; named after its writer, a killed prepare's files go at the next start-up)
+and renamed into place only when every part has all its rows.
+
+A dense part (networks) is one float32 file, features then the encoded target in the
+last column. A binned part (trees) is a folder of three: `bins` (uint8), `target`
+(float32) and `rows` (int64, each row's index in the dataset, for row sampling).
+"""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from app.storage import BlobStore, keys
+from app.storage.temp_files import temp_prefix
+
+BINNED_ARRAYS = {"bins": "|u1", "target": "<f4", "rows": "<i8"}
+
+
+class _Stream:
+    def __init__(self, stack: ExitStack, target: Path, descr: str, shape: tuple[int, ...]):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name))
+        self.tmp, self.target, self.descr = Path(name), target, descr
+        self.handle: BinaryIO = stack.enter_context(os.fdopen(fd, "wb"))
+        header = {"descr": descr, "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(self.handle, header)
+        self.rows, self.expected = 0, shape[0]
+
+    def append(self, block: np.ndarray) -> None:
+        self.handle.write(np.ascontiguousarray(block, dtype=self.descr).tobytes())
+        self.rows += len(block)
+
+
+@dataclass(frozen=True)
+class PartLayout:
+    """Which file(s) a part's key names, and the dtype and trailing shape of each."""
+
+    files: dict[str, tuple[str, str, tuple[int, ...]]]  # name -> (key, descr, shape[1:])
+
+    @classmethod
+    def dense(cls, key: str, width: int) -> "PartLayout":
+        return cls({"data": (key, "<f4", (width,))})
+
+    @classmethod
+    def binned(cls, key: str, n_features: int) -> "PartLayout":
+        shapes = {"bins": (n_features,), "target": (), "rows": ()}
+        return cls(
+            {
+                name: (keys.part_array(key, name), descr, shapes[name])
+                for name, descr in BINNED_ARRAYS.items()
+            }
+        )
+
+
+class PartWriter:
+    """Appends each group's rows to its part's files; `streams[group][name]`."""
+
+    def __init__(self, streams: dict[int, dict[str, _Stream]]) -> None:
+        self.streams = streams
+
+    def append(self, group: int, **arrays: np.ndarray) -> None:
+        for name, block in arrays.items():
+            self.streams[group][name].append(block)
+
+
+@contextmanager
+def write_parts(
+    store: BlobStore, layouts: dict[int, PartLayout], counts: dict[int, int]
+) -> Iterator[PartWriter]:
+    """Every part's files, renamed into place when the body returns with each part
+    holding `counts[group]` rows; otherwise none of them."""
+    streams: dict[int, dict[str, _Stream]] = {}
+    try:
+        with ExitStack() as stack:
+            for group, layout in layouts.items():
+                streams[group] = {
+                    name: _Stream(stack, store.path(key), descr, (counts[group], *shape))
+                    for name, (key, descr, shape) in layout.files.items()
+                }
+            yield PartWriter(streams)
+        for group, files in streams.items():
+            for stream in files.values():
+                if stream.rows != stream.expected:
+                    raise ValueError(f"part {group} got {stream.rows} rows, not {stream.expected}")
+        for files in streams.values():
+            for stream in files.values():
+                stream.tmp.replace(stream.target)
+    finally:
+        # Whatever was not renamed into place is a leftover of a failed attempt.
+        for files in streams.values():
+            for stream in files.values():
+                stream.tmp.unlink(missing_ok=True)
+
+
+def _load(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:
+        # An empty part has no bytes to map.
+        return np.load(path, allow_pickle=False)
+
+
+@dataclass(frozen=True)
+class Part:
+    features: np.ndarray
+    targets: np.ndarray
+    # Each row's index in the dataset; binned parts only.
+    rows: np.ndarray | None = None
+
+
+def load_part(store: BlobStore, key: str) -> Part:
+    """A part's features and encoded targets, memory-mapped, never unpickled."""
+    if keys.is_binned_part(key):
+        arrays = {name: _load(store.path(keys.part_array(key, name))) for name in BINNED_ARRAYS}
+        return Part(arrays["bins"], arrays["target"], arrays["rows"])
+    data = _load(store.path(key))
+    return Part(data[:, :-1], data[:, -1])
