@@ -2,10 +2,11 @@
 same model measured in the same run.
 
 Starts the embedded system (`python -m app.runner --embedded-redis`), trains a
-logistic regression and an MLP (two hidden layers of 256) on a generated table
-through the API, then measures:
+logistic regression, an MLP (two hidden layers of 256) and 100 boosted trees of
+depth 6 on a generated table through the API, then measures:
 - single-record latency over HTTP (httpx, keep-alive; 2,000 requests after warm-up),
-  p50 and p99, beside the bare in-process forward of one row (logistic regression);
+  p50 and p99, beside the bare in-process forward of one row (logistic regression),
+  and the same for the trees beside their ensemble's own prediction of one row;
 - rows/s of 10,000-row predict requests beside the bare forward of 10,000 rows,
   for each model (the bare network is rebuilt from the downloaded artifact and runs
   with torch's default thread count, as the API does);
@@ -33,6 +34,7 @@ from harness import ROOT, embedded_system, write_section
 from app.registry.artifact import read_artifact
 from app.registry.inputs import ARROW_STREAM
 from app.training.networks import build_network
+from app.training.trees.ensemble import TreeEnsemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -62,8 +64,13 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
+TREES = {"type": "gradient_boosted_trees", "n_trees": 100, "max_depth": 6}
+
+
 def train_model(client: httpx.Client, dataset_id: str, model: dict) -> str:
-    spec = {"dataset_id": dataset_id, "target": "y", "model": model, "training": {"rounds": 3}}
+    spec = {"dataset_id": dataset_id, "target": "y", "model": model}
+    if model["type"] != TREES["type"]:
+        spec["training"] = {"rounds": 3}
     job = client.post("/v1/jobs", json=spec).json()
     job = wait(client, f"/v1/jobs/{job['id']}", {"succeeded", "failed"})
     assert job["status"] == "succeeded", job
@@ -125,15 +132,16 @@ def bare_rows_per_second(network: torch.nn.Module, rows: int) -> float:
 
 
 PROTOCOL = """`.venv/bin/python bench/predict.py` (~3 min here) starts the embedded system,
-trains a logistic regression and an MLP through the API, then times 2,000
-single-record `predict` calls over one keep-alive httpx connection (after 200
-warm-up calls), five 10,000-record calls per model and body format (JSON records,
-or an Arrow IPC stream of the same columns; encoded once, before the clock
-starts), and a batch prediction over a generated 1,000,000-row dataset (from the
-POST to `succeeded`, polled every 0.1 s). The baselines are the same networks,
-rebuilt from the downloaded artifacts, in the benchmark's own process with
-torch's default threads, best of five runs; the one-record baseline is the
-logistic model."""
+trains a logistic regression, an MLP and 100 boosted trees through the API, then
+times 2,000 single-record `predict` calls to the logistic and the tree model over
+one keep-alive httpx connection (after 200 warm-up calls), five 10,000-record calls
+per network and body format (JSON records, or an Arrow IPC stream of the same
+columns; encoded once, before the clock starts), and a batch prediction over a
+generated 1,000,000-row dataset (from the POST to `succeeded`, polled every 0.1 s).
+The baselines are the same models, rebuilt from the downloaded artifacts, in the
+benchmark's own process (networks with torch's default threads, best of five runs);
+the one-record baselines are the logistic model's forward and the trees'
+`TreeEnsemble.predict_raw`."""
 
 
 def ceiling(empty_ms: float, bare_rows_s: float) -> float:
@@ -141,6 +149,31 @@ def ceiling(empty_ms: float, bare_rows_s: float) -> float:
     server's only work were the forward itself."""
     forward_ms = 10_000 / bare_rows_s * 1000
     return forward_ms / (forward_ms + empty_ms)
+
+
+def single_record_ms(client: httpx.Client, url: str, records: list[dict], n: int) -> list[float]:
+    for record in records[:200]:  # warm-up: connection, model cache, allocator
+        client.post(url, json={"inputs": [record]}).raise_for_status()
+    latencies = []
+    for i in range(n):
+        started = time.perf_counter()
+        client.post(url, json={"inputs": [records[i % len(records)]]})
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def bare_trees_ms(client: httpx.Client, model_id: str, workdir: Path, n: int) -> list[float]:
+    """The downloaded ensemble's own vectorized prediction of one row, in process."""
+    path = workdir / f"{model_id}.safetensors"
+    path.write_bytes(client.get(f"/v1/models/{model_id}/artifact").content)
+    ensemble = TreeEnsemble.from_state(read_artifact(path).state)
+    one = np.random.default_rng(0).normal(size=(1, len(FEATURES)))
+    timings = []
+    for _ in range(n):
+        started = time.perf_counter()
+        ensemble.predict_raw(one)
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
 
 
 def main() -> int:
@@ -156,6 +189,7 @@ def main() -> int:
         dataset = wait(client, f"/v1/datasets/{train.json()['id']}", {"ready", "failed"})
         model_id = train_model(client, dataset["id"], {"type": "logistic_regression"})
         mlp_id = train_model(client, dataset["id"], {"type": "mlp", "hidden_layers": [256, 256]})
+        trees_id = train_model(client, dataset["id"], TREES)
         url = f"/v1/models/{model_id}/predict"
         network = bare_network(client, model_id, workdir)
         mlp_network = bare_network(client, mlp_id, workdir)
@@ -174,6 +208,10 @@ def main() -> int:
             started = time.perf_counter()
             client.post(url, json={"inputs": [probe_rows[i % len(probe_rows)]]})
             latencies.append((time.perf_counter() - started) * 1000)
+        trees_latencies = single_record_ms(
+            client, f"/v1/models/{trees_id}/predict", probe_rows, args.requests
+        )
+        bare_trees = bare_trees_ms(client, trees_id, workdir, args.requests)
         one = torch.randn(1, len(FEATURES))
         bare_one = []
         with torch.inference_mode():
@@ -219,6 +257,12 @@ def main() -> int:
         f"{'met' if p50 <= 5 else 'NOT met'} |",
         f"| one record, p99 | {p99:.2f} ms | {percentile(bare_one, 99):.3f} ms | <= 25 ms: "
         f"{'met' if p99 <= 25 else 'NOT met'} |",
+        *(
+            f"| one record, 100 trees of depth 6, p{q} | {percentile(trees_latencies, q):.2f} ms "
+            f"| {percentile(bare_trees, q):.3f} ms (`TreeEnsemble.predict_raw`) | <= {bound} ms: "
+            f"{'met' if percentile(trees_latencies, q) <= bound else 'NOT met'} |"
+            for q, bound in ((50, 5), (99, 25))
+        ),
         *(
             ratio_row(f"{model}, {body_format} body", rows_s, bare[model])
             for (model, body_format), rows_s in over_http.items()

@@ -17,6 +17,7 @@ from app.datasets.ingest_run import ingest_dataset as ingest
 from app.datasets.ingest_run import mark_failed
 from app.db import OutageTooLong, enqueue_after_commit, session_scope
 from app.jobs.repository import JobRepository
+from app.jobs.spec import JobSpec
 from app.jobs.stages import finalize, merge, next_step, prepare, train
 from app.jobs.watchdog import sweep, sweep_batch_predictions, sweep_datasets
 from app.messaging import TaskName
@@ -246,7 +247,7 @@ def _record_round_after_commit(session: Session, job_id: str, round_: int) -> No
     job, merged = repository.get(job_id), repository.round(job_id, round_)
     if job is None or merged is None:
         return
-    epochs = int(job.spec["training"]["local_epochs"])
+    epochs = JobSpec.stored(job.spec).passes_per_round
     rates = [
         shard["examples"] * epochs / shard["seconds"]
         for shard in merged.shards

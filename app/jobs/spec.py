@@ -227,6 +227,11 @@ class JobSpec(_Strict):
             return self.model.n_trees * self.model.max_depth
         return self.training.rounds
 
+    @property
+    def passes_per_round(self) -> int:
+        """How often a shard task reads each of its rows: a tree level reads them once."""
+        return 1 if self.is_trees else self.training.local_epochs
+
     def not_applicable(self) -> str | None:
         """The first setting the spec sets that its model does not use, as a dotted name."""
         if not self.is_trees:
