@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.database_health import RETRY_AFTER_S, DatabaseHealth, is_unavailable
 from app.db import is_transient_database_error
+from app.jobs.spec import MODEL_UNION_TAGS
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +115,6 @@ def error_response(
         type=TYPE_BY_STATUS.get(status_code, "api_error"), code=code, message=message, param=param
     )
     return JSONResponse(status_code=status_code, content=ErrorResponse(error=body).model_dump())
-
-
-# The tags of the job spec's `model` union (app/jobs/spec.py), which pydantic puts in
-# an error's location: ("body", "model", "parametric", "dropout").
-MODEL_UNION_TAGS = ("parametric", "trees")
 
 
 def _param_from_loc(loc: tuple[Any, ...]) -> str | None:

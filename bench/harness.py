@@ -49,6 +49,13 @@ def embedded_system(workdir: Path) -> Iterator[tuple[httpx.Client, subprocess.Po
         client.close()
 
 
+def wait(client: httpx.Client, path: str, done: set[str]) -> dict:
+    """Poll an object until its `status` is one of `done`."""
+    while (body := client.get(path).json())["status"] not in done:
+        time.sleep(0.1)
+    return dict(body)
+
+
 def write_section(path: Path, title: str, body: str) -> None:
     """Replace this benchmark's section of the file, leaving the others alone."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"

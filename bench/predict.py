@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import torch
-from harness import ROOT, embedded_system, write_section
+from harness import ROOT, embedded_system, wait, write_section
 
 from app.registry.artifact import read_artifact
 from app.registry.inputs import ARROW_STREAM
@@ -52,12 +52,6 @@ def csv_bytes(t: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pacsv.write_csv(t, sink)
     return bytes(sink.getvalue().to_pybytes())
-
-
-def wait(client: httpx.Client, path: str, done: set[str]) -> dict:
-    while (body := client.get(path).json())["status"] not in done:
-        time.sleep(0.1)
-    return body
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -24,7 +24,7 @@ import lightgbm
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from harness import ROOT, embedded_system, write_section
+from harness import ROOT, embedded_system, wait, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,12 +43,6 @@ def parquet_bytes(x: np.ndarray, y: np.ndarray) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return sink.getvalue()
-
-
-def wait(client: httpx.Client, path: str, done: set[str]) -> dict:
-    while (body := client.get(path).json())["status"] not in done:
-        time.sleep(0.1)
-    return body
 
 
 def service_run(client: httpx.Client, dataset_id: str, trees: int, shards: int) -> dict:

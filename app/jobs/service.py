@@ -132,9 +132,8 @@ def create_job(
             limits,
             tenant_id,
             shards=spec.distribution.shards,
-            # A tree job's rounds are its levels; the quota counts its trees, as a user does.
-            rounds=spec.model.n_trees if spec.is_trees else spec.training.rounds,  # type: ignore[union-attr]
-            rounds_param="model.n_trees" if spec.is_trees else "training.rounds",
+            rounds=spec.quota_rounds[0],
+            rounds_param=spec.quota_rounds[1],
         )
     # Unknown during a Redis outage: the job is accepted and waits on `train_gpu`
     # like any other, rather than refused for a fact nobody can check.

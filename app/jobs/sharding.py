@@ -20,12 +20,13 @@ from app.jobs.capacity import over_limit
 from app.jobs.part_files import PartLayout, write_parts
 from app.jobs.plan import ShardPlan
 from app.jobs.spec import GradientBoostedTreesSpec, JobSpec
-from app.jobs.tree_prep import MAX_HISTOGRAM_BYTES, EdgeSample, base_score, histogram_bytes
+from app.jobs.tree_prep import MAX_HISTOGRAM_BYTES, EdgeSample, histogram_bytes
 from app.storage import BlobStore, keys
 from app.training.networks import NetworkConfig
 from app.training.preprocessing import DENSE, ORDINAL, PreprocessingFitter, Preprocessor
 from app.training.split import HOLDOUT, VALIDATION, assign_rows
 from app.training.trees.binning import bin_matrix
+from app.training.trees.objectives import objective_for
 
 BATCH_ROWS = 65_536
 # Parts are float32: a value past this would be written as infinity, and training on
@@ -171,7 +172,8 @@ def build_shards(
     else:
         assert sample is not None
         edges = sample.edges(preprocessor, trees.max_bins)
-        size = histogram_bytes(trees, edges, 1 if n_outputs == 2 else n_outputs)
+        objective = objective_for(task, n_outputs)
+        size = histogram_bytes(trees, edges, objective.outputs)
         if size > MAX_HISTOGRAM_BYTES:
             raise ShardingError(
                 f"model.max_depth: {trees.max_depth} levels of {len(edges)} features at "
@@ -180,7 +182,7 @@ def build_shards(
                 "max_depth or max_bins, or train on fewer features",
                 code="quota_exceeded",
             )
-        learner = {"base_score": base_score(task, n_outputs, *fitter.target_summary())}
+        learner = {"base_score": objective.constant_score(*fitter.target_summary()).tolist()}
         part_keys = _binned_keys(job_id, spec.distribution.shards)
     groups = [HOLDOUT, VALIDATION, *range(spec.distribution.shards)]
     counts = {g: int(np.count_nonzero(assignment == g)) for g in groups}

@@ -64,6 +64,11 @@ class GradientBoostedTreesSpec(_Strict):
     )
 
 
+# The tags of the `model` union, which pydantic puts in an error's location
+# (("model", "parametric", "dropout")); app/errors.py leaves them out of `param`.
+MODEL_UNION_TAGS = ("parametric", "trees")
+
+
 def _model_kind(value: object) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     return "trees" if kind == TREES else "parametric"
@@ -226,6 +231,14 @@ class JobSpec(_Strict):
         if isinstance(self.model, GradientBoostedTreesSpec):
             return self.model.n_trees * self.model.max_depth
         return self.training.rounds
+
+    @property
+    def quota_rounds(self) -> tuple[int, str]:
+        """What the tenant's max_rounds counts, and the field that sets it: a tree job's
+        rounds are its levels, but its user thinks in trees."""
+        if isinstance(self.model, GradientBoostedTreesSpec):
+            return self.model.n_trees, "model.n_trees"
+        return self.training.rounds, "training.rounds"
 
     @property
     def passes_per_round(self) -> int:

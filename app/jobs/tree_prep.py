@@ -1,6 +1,6 @@
 """What preparing a tree job adds to the common pass over the data: a sample of the
-training rows to place the bin edges on, the bin edges, and the constant score the
-first tree starts from.
+training rows to place the bin edges on, the bin edges, and the bound on a round's
+histograms.
 
 The sample is drawn by each row's index in the dataset, never by shard, and the
 training rows are the same at every shard count (`split.assign_rows`), so the edges
@@ -49,19 +49,6 @@ class EdgeSample:
         }
         values = preprocessor.transform(columns)
         return [bin_edges(values[:, j], max_bins) for j in range(values.shape[1])]
-
-
-def base_score(task: str, classes: int, target_mean: float, class_counts: list[int]) -> list[float]:
-    """The raw score a constant model would give (as `Objective.base_score`), from
-    the training rows' target mean or class counts."""
-    if task == "regression":
-        return [target_mean]
-    counts = np.asarray(class_counts, np.float64)
-    if classes == 2:
-        rate = float(np.clip(counts[1] / counts.sum(), 1e-6, 1 - 1e-6))
-        return [float(np.log(rate / (1 - rate)))]
-    logs = np.log(np.clip(counts / counts.sum(), 1e-6, None))
-    return (logs - logs.mean()).tolist()
 
 
 def histogram_bytes(model: GradientBoostedTreesSpec, edges: list[np.ndarray], outputs: int) -> int:

@@ -49,12 +49,7 @@ class TreeModel:
         self._objective = objective_for(artifact.task, artifact.network.n_outputs)
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        predictions = self._objective.predict(self._ensemble.predict_raw(features))
-        if self._objective.name == "squared_error":
-            return np.asarray(predictions[:, 0])
-        if self._objective.name == "logistic":
-            return np.hstack([1 - predictions, predictions])
-        return np.asarray(predictions)
+        return self._objective.served(self._ensemble.predict_raw(features))
 
 
 class Predictor:

@@ -22,13 +22,32 @@ class Objective:
     def base_score(self, targets: np.ndarray) -> np.ndarray:
         """Raw scores (outputs,) that minimise the loss of a constant model."""
         if self.name == "squared_error":
-            return np.array([targets.mean()])
+            return self.constant_score(float(targets.mean()), [])
+        return self.constant_score(
+            0.0, np.bincount(targets.astype(np.int64), minlength=max(self.outputs, 2)).tolist()
+        )
+
+    def constant_score(self, target_mean: float, class_counts: list[int]) -> np.ndarray:
+        """`base_score` from a summary of the targets, as prepare gathers it while
+        streaming: the mean (regression) or the count of each class."""
+        if self.name == "squared_error":
+            return np.array([target_mean])
+        counts = np.asarray(class_counts, np.float64)
         if self.name == "logistic":
-            rate = np.clip(targets.mean(), 1e-6, 1 - 1e-6)
+            rate = np.clip(counts[1] / counts.sum(), 1e-6, 1 - 1e-6)
             return np.array([np.log(rate / (1 - rate))])
-        counts = np.bincount(targets.astype(np.int64), minlength=self.outputs)
         frequencies = np.clip(counts / counts.sum(), 1e-6, None)
         return np.log(frequencies) - np.log(frequencies).mean()
+
+    def served(self, raw: np.ndarray) -> np.ndarray:
+        """What the service answers: the value (n,) for regression, every class's
+        probability (n, k) for classification, the binary case included."""
+        predictions = self.predict(raw)
+        if self.name == "squared_error":
+            return predictions[:, 0]
+        if self.name == "logistic":
+            return np.hstack([1 - predictions, predictions])
+        return predictions
 
     def gradients(self, raw: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-row gradients and hessians, (rows, outputs) each."""

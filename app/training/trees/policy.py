@@ -249,14 +249,11 @@ class BoostedTreesPolicy(RoundPolicy):
         if len(targets) == 0:
             return None
         raw = scores_of(ensemble_of(state), features)
-        predictions = self.objective.predict(raw)
+        predictions = self.objective.served(raw)
         if self.objective.name == "squared_error":
-            scores = score_regression(targets, predictions[:, 0])
+            scores = score_regression(targets, predictions)
         else:
-            labels = targets.astype(np.int64)
-            if self.objective.name == "logistic":
-                predictions = np.hstack([1 - predictions, predictions])
-            scores = score_classification(labels, predictions)
+            scores = score_classification(targets.astype(np.int64), predictions)
         return Evaluation(
             loss=self.objective.loss(raw, targets),
             metrics=scores.values,
