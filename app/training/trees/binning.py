@@ -12,7 +12,9 @@ the rows are later dealt out.
 
 import numpy as np
 
-MISSING_BIN = 0
+from app.training.trees.kernels import MISSING_BIN as MISSING_BIN  # bins are defined here
+from app.training.trees.kernels import bin_columns
+
 MAX_VALUE_BINS = 255
 
 
@@ -49,16 +51,23 @@ def bin_edges(values: np.ndarray, max_bins: int) -> np.ndarray:
 
 
 def bin_matrix(features: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
-    """`features` (rows by columns, float) as bins (uint8), column by column."""
+    """`features` (rows by columns, float) as bins (uint8)."""
     if features.shape[1] != len(edges):
         raise ValueError(f"{features.shape[1]} columns but {len(edges)} sets of edges")
+    table, counts = edges_table(edges)
     binned = np.empty(features.shape, dtype=np.uint8)
-    for column, column_edges in enumerate(edges):
-        values = features[:, column]
-        bins = 1 + np.searchsorted(column_edges, values, side="left")
-        bins[np.isnan(values)] = MISSING_BIN
-        binned[:, column] = bins
+    bin_columns(np.ascontiguousarray(features), table, counts, binned)
     return binned
+
+
+def edges_table(edges: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every column's edges in one (columns, most edges) table padded with +inf, and
+    how many each column has."""
+    counts = np.array([e.size for e in edges], np.int64)
+    table = np.full((len(edges), int(counts.max(initial=0))), np.inf)
+    for column, column_edges in enumerate(edges):
+        table[column, : column_edges.size] = column_edges
+    return table, counts
 
 
 def bins_per_feature(edges: list[np.ndarray]) -> int:

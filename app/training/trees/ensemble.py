@@ -11,20 +11,14 @@ the two agree because `threshold` is the bin's upper edge. A missing value follo
 `default_left`.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from app.training.protocol import StateDict
-from app.training.trees.binning import MISSING_BIN
+from app.training.trees.kernels import LEAF, add_trees_binned, add_trees_raw
 
-LEAF = -1
-# Trees scored side by side: rows x TREE_BLOCK node indices at a time.
-TREE_BLOCK = 32
-# (trees, node, feature) -> which rows go left at their node.
-LeftTest = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 NODE_ARRAYS = (
     "feature",
     "threshold_bin",
@@ -80,80 +74,43 @@ class TreeEnsemble:
     def max_depth(self) -> int:
         return int(np.log2(self.feature.shape[1] + 1)) - 1
 
-    def _leaves(self, goes_left: LeftTest, rows: int) -> np.ndarray:
-        """The leaf each row reaches in each tree: (rows, trees)."""
-        trees = np.arange(self.n_trees)[None, :]
-        node = np.zeros((rows, self.n_trees), np.int64)
-        for _ in range(self.max_depth):
-            feature = self.feature[trees, node]
-            inner = feature != LEAF
-            if not inner.any():
-                break
-            left = goes_left(trees, node, np.where(inner, feature, 0))
-            child = np.where(left, self.left[trees, node], self.right[trees, node])
-            node = np.where(inner, child, node)
-        return node
-
-    def _add_leaves(self, raw: np.ndarray, leaves: np.ndarray) -> None:
-        """`raw` plus each tree's leaf values, added tree by tree in order: scores kept
-        between rounds and extended by the new trees are then the very floats a
-        scoring from scratch gives."""
-        values = self.value[np.arange(self.n_trees)[None, :], leaves]
-        for tree, output in enumerate(self.tree_output.tolist()):
-            raw[:, output] += values[:, tree]
-
-    def _blocks(self) -> list["TreeEnsemble"]:
-        """The trees in blocks, so a (rows, trees) node matrix stays a few trees wide."""
-        if self.n_trees <= TREE_BLOCK:
-            return [self]
-        return [
-            self.trees(start, min(start + TREE_BLOCK, self.n_trees))
-            for start in range(0, self.n_trees, TREE_BLOCK)
-        ]
-
     def predict_raw(self, features: np.ndarray) -> np.ndarray:
         """Raw scores (rows, outputs) of float features, NaN for missing."""
         raw = np.tile(self.base_score, (features.shape[0], 1))
-        for block in self._blocks():
-            block._add_raw(raw, features)
+        add_trees_raw(
+            self.feature,
+            self.threshold,
+            self.default_left,
+            self.left,
+            self.right,
+            self.value,
+            self.tree_output,
+            np.ascontiguousarray(features),
+            raw,
+        )
         return raw
-
-    def _add_raw(self, raw: np.ndarray, features: np.ndarray) -> None:
-        rows = np.arange(features.shape[0])[:, None]
-
-        def goes_left(trees: np.ndarray, node: np.ndarray, feature: np.ndarray) -> np.ndarray:
-            values = features[rows, feature]
-            return np.where(
-                np.isnan(values),
-                self.default_left[trees, node],
-                values <= self.threshold[trees, node],
-            )
-
-        self._add_leaves(raw, self._leaves(goes_left, features.shape[0]))
 
     def predict_binned(self, binned: np.ndarray) -> np.ndarray:
         """Raw scores of binned features, as training sees them."""
         return self.add_binned(np.tile(self.base_score, (binned.shape[0], 1)), binned)
 
     def add_binned(self, raw: np.ndarray, binned: np.ndarray) -> np.ndarray:
-        """`raw` (rows, outputs) plus this ensemble's trees' values for binned rows;
-        `raw` is updated in place."""
-        for block in self._blocks():
-            block._add_binned(raw, binned)
+        """`raw` (rows, outputs) plus this ensemble's trees' values for binned rows,
+        added tree by tree in order: scores kept between rounds and extended by the new
+        trees are then the very floats a scoring from scratch gives. `raw` is updated
+        in place."""
+        add_trees_binned(
+            self.feature,
+            self.threshold_bin,
+            self.default_left,
+            self.left,
+            self.right,
+            self.value,
+            self.tree_output,
+            np.ascontiguousarray(binned),
+            raw,
+        )
         return raw
-
-    def _add_binned(self, raw: np.ndarray, binned: np.ndarray) -> None:
-        rows = np.arange(binned.shape[0])[:, None]
-
-        def goes_left(trees: np.ndarray, node: np.ndarray, feature: np.ndarray) -> np.ndarray:
-            bins = binned[rows, feature]
-            return np.where(
-                bins == MISSING_BIN,
-                self.default_left[trees, node],
-                bins <= self.threshold_bin[trees, node],
-            )
-
-        self._add_leaves(raw, self._leaves(goes_left, binned.shape[0]))
 
     def importance(self, n_features: int) -> dict[str, np.ndarray]:
         """Total gain and number of splits per feature."""

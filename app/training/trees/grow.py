@@ -21,6 +21,7 @@ from app.training.trees.histograms import (
     sibling_histogram,
     sum_histograms,
 )
+from app.training.trees.kernels import route_binned
 from app.training.trees.splits import Split, SplitRules, best_split, leaf_weight
 
 
@@ -126,15 +127,15 @@ def split_level(
 
 def route_rows(binned: np.ndarray, tree: GrownTree, levels: int) -> np.ndarray:
     """Each row's node, `levels` splits down `tree` (or the leaf it stopped at)."""
-    rows = np.arange(binned.shape[0])
-    node = np.zeros(binned.shape[0], np.int64)
-    for _ in range(levels):
-        split_on = tree.feature[node]
-        inner = split_on != LEAF
-        bins = binned[rows, np.where(inner, split_on, 0)]
-        left = np.where(bins == 0, tree.default_left[node], bins <= tree.threshold_bin[node])
-        node = np.where(inner, np.where(left, tree.left[node], tree.right[node]), node)
-    return node
+    return route_binned(
+        tree.feature,
+        tree.threshold_bin,
+        tree.default_left,
+        tree.left,
+        tree.right,
+        np.ascontiguousarray(binned),
+        levels,
+    )
 
 
 def _summed(

@@ -8,6 +8,8 @@ last bits, far below any gain difference a split decision rests on.
 
 import numpy as np
 
+from app.training.trees.kernels import accumulate_histograms
+
 GRADIENT, HESSIAN = 0, 1
 
 
@@ -19,28 +21,19 @@ def build_histograms(
     nodes: np.ndarray,
     n_bins: int,
 ) -> np.ndarray:
-    """Histograms of `nodes` (node ids) from the rows whose `row_nodes` is one of them.
-    One `bincount` per statistic over a flat (node, feature, bin) index: no Python loop
-    over rows or features."""
-    n_features = binned.shape[1]
+    """Histograms of `nodes` (node ids) from the rows whose `row_nodes` is one of them,
+    each cell summed over its rows in row order."""
     slot = np.full(int(max(nodes.max(initial=-1), row_nodes.max(initial=-1))) + 1, -1)
     slot[nodes] = np.arange(nodes.size)
-    wanted = row_nodes >= 0
-    wanted[wanted] = slot[row_nodes[wanted]] >= 0
-    rows = np.flatnonzero(wanted)
-    node_slot = slot[row_nodes[rows]]
-    flat = (
-        node_slot[:, None] * (n_features * n_bins)
-        + np.arange(n_features)[None, :] * n_bins
-        + binned[rows].astype(np.int64)
-    ).ravel()
-    size = nodes.size * n_features * n_bins
-    out = np.empty((nodes.size, n_features, n_bins, 2), dtype=np.float64)
-    for stat, values in ((GRADIENT, gradients), (HESSIAN, hessians)):
-        weights = np.repeat(values[rows].astype(np.float64), n_features)
-        out[..., stat] = np.bincount(flat, weights=weights, minlength=size).reshape(
-            nodes.size, n_features, n_bins
-        )
+    row_slot = np.where(row_nodes >= 0, slot[np.maximum(row_nodes, 0)], -1)
+    out = np.zeros((nodes.size, binned.shape[1], n_bins, 2), dtype=np.float64)
+    accumulate_histograms(
+        np.ascontiguousarray(binned),
+        np.ascontiguousarray(gradients, dtype=np.float64),
+        np.ascontiguousarray(hessians, dtype=np.float64),
+        row_slot,
+        out,
+    )
     return out
 
 

@@ -37,12 +37,12 @@ from app.training.protocol import (
     ShardResult,
     StateDict,
 )
-from app.training.trees.binning import bins_per_feature
+from app.training.trees.binning import bins_per_feature, edges_table
 from app.training.trees.ensemble import TreeEnsemble, heap_capacity
 from app.training.trees.grow import GrownTree, frontier_of, route_rows, split_level, to_ensemble
 from app.training.trees.histograms import build_histograms, sum_histograms
 from app.training.trees.objectives import Objective
-from app.training.trees.scores import scores_of
+from app.training.trees.scores import evaluated, scores_of
 from app.training.trees.splits import SplitRules
 
 TREES, GROW, BINS = "trees.", "grow.", "bins."
@@ -243,12 +243,17 @@ class BoostedTreesPolicy(RoundPolicy):
     ) -> Evaluation | None:
         """`features` binned, as the shards are. Rows of a class never seen in
         training (-1) are skipped, as the parametric learner skips them."""
+        return evaluated(
+            ensemble_of(state), features, targets, self._evaluation, context=repr(self.objective)
+        )
+
+    def _evaluation(self, raw: np.ndarray, targets: np.ndarray) -> Evaluation | None:
         if self.objective.name != "squared_error":
             keep = targets >= 0
-            features, targets = features[keep], targets[keep]
+            if not keep.all():
+                raw, targets = raw[keep], targets[keep]
         if len(targets) == 0:
             return None
-        raw = scores_of(ensemble_of(state), features)
         predictions = self.objective.served(raw)
         if self.objective.name == "squared_error":
             scores = score_regression(targets, predictions)
@@ -296,10 +301,7 @@ def row_uniforms(rows: np.ndarray, seed: int, iteration: int) -> np.ndarray:
 
 def edges_state(edges: Sequence[np.ndarray]) -> StateDict:
     """Bin edges as two tensors: (features, most edges) padded with +inf, and counts."""
-    counts = np.array([e.size for e in edges], np.int64)
-    table = np.full((len(edges), int(counts.max(initial=0))), np.inf)
-    for column, column_edges in enumerate(edges):
-        table[column, : column_edges.size] = column_edges
+    table, counts = edges_table(list(edges))
     return {BINS + "edges": torch.from_numpy(table), BINS + "counts": torch.from_numpy(counts)}
 
 
