@@ -23,11 +23,14 @@
 FROM python:3.11-slim AS runtime
 
 ARG APP_UID=10001
+# numba compiles the boosted trees' loops on first use and caches them; site-packages
+# is read-only to the service's user, so the cache lives in its home.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    SHARDTRAIN_DATA_DIR=/data
+    SHARDTRAIN_DATA_DIR=/data \
+    NUMBA_CACHE_DIR=/home/shardtrain/.cache/numba
 
 RUN groupadd --system --gid "${APP_UID}" shardtrain \
  && useradd --system --uid "${APP_UID}" --gid shardtrain \

@@ -3,17 +3,20 @@ on the same number of training rows and the same cores.
 
 Starts the embedded system (`python -m app.runner --embedded-redis`: API, one worker,
 beat, SQLite), uploads a generated nonlinear table as Parquet, trains one trees job
-per shard count, and reports from the job's own round records where a tree level's
-time goes: the slowest shard's task (loading its part, scoring the rows, routing
-them and building the histograms) and the rest of the round (Redis reads and
-writes, the merge with its split search and validation score, Celery's chord, SQL).
+per shard count, and reports where a tree level's time goes, from the job's round
+records and the worker's log: the slowest shard's training (scoring its rows,
+routing them and building the histograms), the whole shard task (with its SQL and
+Redis reads and writes), the merge task (the split search, checkpoint, validation
+score and SQL) and what is left: Celery's dispatch, the chord's callback, the outbox.
 
     .venv/bin/python bench/trees_service.py [--rows 200000] [--features 20] [--trees 50]
 """
 
 import argparse
 import io
+import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -26,9 +29,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from harness import ROOT, embedded_system, wait, write_section
 
+from app.config import Settings
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEPTH, LEARNING_RATE, BINS, L2 = 4, 0.1, 255, 1.0
+# The throughput target is set on 1M rows x 50 features.
+TARGET_CELLS = 50_000_000
+# The embedded system runs one worker with the default concurrency.
+WORKER_CONCURRENCY = int(Settings.model_fields["worker_concurrency"].default)
+# Celery's own line for every task it ran: name, id and seconds.
+TASK_LINE = re.compile(
+    r"Task shardtrain\.(train_shard|merge_round)\[([^\]]+)\] succeeded in ([0-9.]+)s"
+)
+MERGED_LINE = re.compile(r"job_id=(\S+) round=(\d+) round \d+ merged")
 
 
 def nonlinear(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +59,7 @@ def parquet_bytes(x: np.ndarray, y: np.ndarray) -> bytes:
     return sink.getvalue()
 
 
-def service_run(client: httpx.Client, dataset_id: str, trees: int, shards: int) -> dict:
+def service_run(client: httpx.Client, dataset_id: str, trees: int, shards: int, log: Path) -> dict:
     spec = {
         "dataset_id": dataset_id,
         "target": "y",
@@ -70,14 +84,35 @@ def service_run(client: httpx.Client, dataset_id: str, trees: int, shards: int) 
     rounds = client.get(f"/v1/jobs/{job['id']}/metrics").json()["data"]
     shard = np.array([r["slowest_shard_seconds"] for r in rounds])
     total = np.array([r["seconds"] for r in rounds])
+    tasks = task_seconds(log, job["id"])
+    # Shard tasks run `concurrency` at a time, so a level waits for this many in a row.
+    waves = math.ceil(shards / min(shards, WORKER_CONCURRENCY))
+    shard_task, merge_task = np.median(tasks["train_shard"]), np.median(tasks["merge_round"])
     return {
         "accuracy": job["metrics"]["accuracy"],
         "wall": wall,
         "levels": len(rounds),
         "shard_ms": 1000 * float(np.median(shard)),
+        "shard_task_ms": 1000 * float(shard_task),
+        "merge_ms": 1000 * float(merge_task),
+        "waits_ms": 1000 * float(np.median(total) - waves * shard_task - merge_task),
         "rest_ms": 1000 * float(np.median(total - shard)),
         "level_ms": 1000 * float(np.median(total)),
     }
+
+
+def task_seconds(log: Path, job_id: str) -> dict[str, list[float]]:
+    """The seconds Celery reports for each of the job's shard and merge tasks: shard
+    task ids carry the job id; a merge task is the job's when it sits between the
+    job's first shard task and its last "round merged" line (one job runs at a time)."""
+    lines = log.read_text(errors="replace").splitlines()
+    mine = [i for i, line in enumerate(lines) if job_id in line]
+    seconds: dict[str, list[float]] = {"train_shard": [], "merge_round": []}
+    for line in lines[mine[0] : mine[-1] + 1]:
+        match = TASK_LINE.search(line)
+        if match and (match[1] == "merge_round" or job_id in match[2]):
+            seconds[match[1]].append(float(match[3]))
+    return seconds
 
 
 def lightgbm_run(x: np.ndarray, y: np.ndarray, trees: int) -> dict:
@@ -116,11 +151,12 @@ def main() -> int:
     results = {}
     workdir = Path(tempfile.mkdtemp(prefix="shardtrain-trees-"))
     with embedded_system(workdir) as (client, _runner):
+        log = workdir / "system.log"
         upload = client.post("/v1/datasets", files={"file": ("t.parquet", parquet_bytes(x, y))})
         dataset = wait(client, f"/v1/datasets/{upload.json()['id']}", {"ready", "failed"})
         assert dataset["status"] == "ready", dataset
         for shards in args.shards:
-            results[shards] = service_run(client, dataset["id"], args.trees, shards)
+            results[shards] = service_run(client, dataset["id"], args.trees, shards, log)
 
     name = f"nonlinear {args.rows // 1000}k x {args.features}"
     lines = [
@@ -128,30 +164,41 @@ def main() -> int:
         f"l2 {L2}, on {name}. Machine: {os.cpu_count()} cores, shared by the API, the "
         "worker, beat and this client; LightGBM uses all of them.",
         "",
-        "| fit | accuracy | wall s | time / LightGBM | levels | per level: slowest shard "
-        "| per level: the rest | per level |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-        f"| LightGBM | {baseline['accuracy']:.4f} | {baseline['wall']:.2f} | 1.0 | — | — | — | — |",
+        "| fit | accuracy | wall s | time / LightGBM | levels | per level | slowest shard's "
+        "training | shard task | merge task | dispatch and waits |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| LightGBM | {baseline['accuracy']:.4f} | {baseline['wall']:.2f} | 1.0 | — | — | — "
+        "| — | — | — |",
     ]
     for shards, r in results.items():
         lines.append(
             f"| shardtrain, {shards} shard(s) | {r['accuracy']:.4f} | {r['wall']:.2f} | "
-            f"{r['wall'] / baseline['wall']:.1f} | {r['levels']} | {r['shard_ms']:.0f} ms | "
-            f"{r['rest_ms']:.0f} ms | {r['level_ms']:.0f} ms |"
+            f"{r['wall'] / baseline['wall']:.1f} | {r['levels']} | {r['level_ms']:.0f} ms | "
+            f"{r['shard_ms']:.0f} ms | {r['shard_task_ms']:.0f} ms | {r['merge_ms']:.0f} ms | "
+            f"{r['waits_ms']:.0f} ms |"
         )
     worst = max(r["wall"] / baseline["wall"] for r in results.values())
     lines += [
         "",
-        f"Target: training throughput >= 0.2x LightGBM's (time <= 5x): "
-        f"{'met' if worst <= 5 else 'NOT met'} (worst {worst:.1f}x). Per-level figures are "
-        "medians over the job's rounds (`GET /v1/jobs/{id}/metrics`: `slowest_shard_seconds` "
-        "and `seconds`, which runs from the round's dispatch to the end of its merge).",
+        (
+            f"Target on the 1M x 50 set: training throughput >= 0.2x LightGBM's (time <= 5x): "
+            f"{'met' if worst <= 5 else 'NOT met'} (worst {worst:.1f}x)."
+            if args.rows * args.features >= TARGET_CELLS
+            else f"For reference: {worst:.1f}x LightGBM's time at worst. The target is set on "
+            "the 1M x 50 set; on a smaller one a level's fixed cost weighs more."
+        )
+        + " Per-level figures are "
+        "medians over the job's rounds: the level from the round record's `seconds` (dispatch "
+        "to the end of the merge), the slowest shard's training (`slowest_shard_seconds`: "
+        "scoring, routing and histograms), the shard and merge tasks as Celery timed them "
+        "(the shard task adds its SQL reads and the Redis reads and writes), and what is "
+        "left of the level once the shard tasks (in waves of the worker's concurrency) and "
+        "the merge are taken out: Celery's dispatch, the chord's callback, the outbox.",
     ]
     report = "\n".join(lines)
     print(report)
-    write_section(
-        Path(args.write), "Boosted trees through the service (`bench/trees_service.py`)", report
-    )
+    heading = f"Boosted trees through the service (`bench/trees_service.py`), {name}"
+    write_section(Path(args.write), heading, report)
     return 0
 
 

@@ -151,7 +151,8 @@ class _NumericStats:
     sample: np.ndarray = field(default_factory=lambda: np.empty(0))
     sample_keys: np.ndarray = field(default_factory=lambda: np.empty(0))
 
-    def update(self, values: np.ndarray, rng: np.random.Generator) -> None:
+    def update(self, values: np.ndarray, rng: np.random.Generator | None) -> None:
+        """Add a batch; `rng` None keeps no sample (nothing will ask for a median)."""
         values = values[~np.isnan(values)]
         if len(values) == 0:
             return
@@ -163,6 +164,8 @@ class _NumericStats:
         self.mean += delta * len(values) / total
         self.m2 += batch_m2 + delta**2 * self.count * len(values) / total
         self.count = total
+        if rng is None:
+            return
         # Keeping the values with the smallest random keys is a uniform sample
         # without replacement, whatever the batch sizes.
         keys = np.concatenate([self.sample_keys, rng.random(len(values))])
@@ -195,7 +198,13 @@ class PreprocessingFitter:
         # then mean what they mean in LightGBM and XGBoost.
         self._standardize = standardize and encoding == DENSE
         self._impute = impute
-        self._rng = np.random.default_rng(seed)
+        # The sample of each column's values is for a median or most frequent fill; the
+        # mean needs none, and trees fill nothing (missing is a bin of its own).
+        self._rng = (
+            np.random.default_rng(seed)
+            if encoding == DENSE and impute in ("median", "most_frequent")
+            else None
+        )
         self._numeric = {n: _NumericStats() for n, d in columns if d != "string"}
         self._categories: dict[str, Counter[str]] = {
             n: Counter() for n, d in columns if d == "string"

@@ -126,7 +126,8 @@ class BoostedTreesPolicy(RoundPolicy):
         rows: np.ndarray | None = None,
     ) -> ShardResult:
         binned = features
-        raw = scores_of(ensemble_of(start), binned)
+        ensemble = ensemble_of(start)
+        raw = scores_of(ensemble, binned)
         gradients, hessians = self.objective.gradients(raw, targets)
         build = start[GROW + "build"].numpy()
         level = int(start[GROW + "level"][0])
@@ -153,7 +154,10 @@ class BoostedTreesPolicy(RoundPolicy):
             shard=shard,
             state={"histograms": torch.from_numpy(histograms)},
             num_examples=len(targets),
-            loss=self.objective.loss(raw, targets),
+            # The same for every level of a tree: computed at its first.
+            loss=evaluated(
+                ensemble, binned, targets, self.objective.loss, context=f"loss {self.objective!r}"
+            ),
         )
 
     def aggregate(
