@@ -7,10 +7,11 @@ Run from the repository root:
     .venv/bin/python bench/trees.py            # scikit-learn datasets and a 200k x 20 set
     .venv/bin/python bench/trees.py --quick    # the small datasets only
 
-This step measures the learner in process (`run_rounds`, as `bench/accuracy.py` does
-for networks): holdout accuracy or R² and fit time at 1 and 4 shards. The 1M-row set
-and the per-level split of time into histograms, Redis, merge and Celery need the
-learner in the service, and come with it.
+This measures the learner in process (`run_rounds`, as `bench/accuracy.py` does for
+networks): holdout accuracy or R² and fit time at 1 and 4 shards. The 1M x 50 set,
+where the throughput target is set, and the per-level split of time into the shards'
+histograms, their tasks (Redis, SQL), the merge and Celery's dispatch run through
+the service: `bench/trees_service.py --rows 1000000 --features 50`.
 """
 
 from __future__ import annotations
