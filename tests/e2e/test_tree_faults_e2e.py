@@ -20,7 +20,9 @@ SPEC = {
     "target": "y",
     "model": {
         "type": "gradient_boosted_trees",
-        "n_trees": 6,
+        # Enough levels (120) that the kills land while the job still runs: a level
+        # takes tens of milliseconds here.
+        "n_trees": 30,
         "learning_rate": 0.5,
         "max_depth": 4,
         "subsample": 0.8,
@@ -86,17 +88,17 @@ def test_worker_processes_killed_mid_level_change_no_tree(system: System, datase
     expected = trees(system, undisturbed)
 
     job_id = start(system, dataset_id)
-    pool = psutil.Process(system.worker_pid).children()
     killed = 0
     deadline = time.monotonic() + 300
     # Two kills, in different levels of different trees: each lands in whatever task
     # a pool process is busy with, a shard's histograms or a merge.
-    for level in (2, 9):
+    for level in (2, 41):
         while True:
             assert time.monotonic() < deadline, "the job never reached the level"
             job = system.client.get(f"/v1/jobs/{job_id}").json()
             assert job["status"] in ("queued", "preparing", "running"), job
-            busy = busy_processes(pool)
+            # Read afresh each time: Celery replaces a killed pool process.
+            busy = busy_processes(psutil.Process(system.worker_pid).children())
             if job["progress"]["round"] >= level and busy:
                 break
         for victim in busy:
@@ -105,7 +107,6 @@ def test_worker_processes_killed_mid_level_change_no_tree(system: System, datase
                 killed += 1
             except psutil.NoSuchProcess:
                 continue
-        pool = psutil.Process(system.worker_pid).children()
     assert killed >= 2
     job = finished(system, job_id)
     # Celery saw its pool processes die under their tasks, which it then redelivered.
@@ -115,6 +116,6 @@ def test_worker_processes_killed_mid_level_change_no_tree(system: System, datase
     assert got.keys() == expected.keys()
     for name in got:
         assert torch.equal(got[name], expected[name]), name
-    # The model is the job's own: all 6 trees, splitting on the signal columns.
+    # The model is the job's own: all 30 trees, splitting on the signal columns.
     feature = got["feature"]
-    assert feature.shape[0] == 6 and (feature >= 0).sum() > 6
+    assert feature.shape[0] == 30 and (feature >= 0).sum() > 30
