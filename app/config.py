@@ -3,6 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,13 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # Where blobs live: unset or `file://…` a local (or mounted) directory, the blobs
+    # folder of data_dir unless a path is given; `s3://bucket/prefix` an S3-compatible
+    # bucket, reached with the standard AWS_* variables (AWS_ENDPOINT_URL for MinIO).
+    storage_url: str | None = None
+    # Each host's copy of the objects it reads from S3 (LRU by bytes).
+    cache_dir: Path | None = None
+    cache_bytes: int = Field(default=20 * 1024**3, gt=0)
 
     max_upload_bytes: int = Field(default=10 * 1024**3, gt=0)
     max_predict_rows: int = Field(default=10_000, gt=0)
@@ -103,9 +111,29 @@ class Settings(BaseSettings):
     def broker_url(self) -> str:
         return self.redis_url or DEFAULT_REDIS_URL
 
+    @model_validator(mode="after")
+    def _known_storage(self) -> "Settings":
+        if self.storage_url and not self.storage_url.startswith(("file://", "s3://")):
+            raise ValueError(
+                f"SHARDTRAIN_STORAGE_URL must be file://… or s3://bucket/prefix, not "
+                f"{self.storage_url!r}"
+            )
+        return self
+
     @property
     def blob_dir(self) -> Path:
+        """The local store's directory (ignored when storage is S3)."""
+        if self.storage_url and self.storage_url.startswith("file://"):
+            return Path(urlparse(self.storage_url).path)
         return self.data_dir / "blobs"
+
+    @property
+    def s3_storage(self) -> bool:
+        return bool(self.storage_url and self.storage_url.startswith("s3://"))
+
+    @property
+    def object_cache_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
 
 
 @lru_cache

@@ -34,7 +34,7 @@ from app.openapi import TAGS, install_openapi
 from app.registry.known_models import KnownModels
 from app.registry.predictor import PredictorCache
 from app.registry.routes import router as models_router
-from app.storage import BlobStore
+from app.storage import open_store
 from app.tenancy.limits import RateLimiter
 from app.tenancy.upload_slots import UploadSlots, lease_seconds
 
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.session_factory = session_factory(settings.database_url)
     app.state.event_notifier = EventNotifier(app.state.session_factory)
-    app.state.store = BlobStore(settings.blob_dir)
+    app.state.store = open_store(settings)
     app.state.dispatcher = Dispatcher(create_celery(settings))
     app.state.predictors = PredictorCache(settings.model_cache_size)
     # During a database outage: one log line per outage, and predict served from memory.

@@ -32,7 +32,7 @@ from app.datasets.service import ingest_dataset  # noqa: E402
 from app.db import session_scope  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.paramstore import ParamStore  # noqa: E402
-from app.storage import BlobStore  # noqa: E402
+from app.storage import BlobStore, LocalBlobStore  # noqa: E402
 from app.tables import Base  # noqa: E402
 
 REDIS_URL = os.environ["SHARDTRAIN_REDIS_URL"]
@@ -92,7 +92,7 @@ def sessions(settings: Settings) -> sessionmaker[Session]:
 
 @pytest.fixture
 def store(settings: Settings) -> BlobStore:
-    return BlobStore(settings.blob_dir)
+    return LocalBlobStore(settings.blob_dir)
 
 
 @pytest.fixture(scope="session")

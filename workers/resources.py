@@ -9,13 +9,13 @@ from app.config import get_settings
 from app.dispatch import Dispatcher
 from app.observability.worker_metrics import WorkerMetrics
 from app.paramstore import ParamStore
-from app.storage import BlobStore
+from app.storage import BlobStore, open_store
 from workers.celery_app import celery_app
 
 
 @cache
 def store() -> BlobStore:
-    return BlobStore(get_settings().blob_dir)
+    return open_store(get_settings())
 
 
 @cache

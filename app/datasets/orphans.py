@@ -13,18 +13,15 @@ What may still be in use is left alone: a temporary file whose writer is alive (
 """
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.datasets.repository import DatasetRepository
 from app.db import make_engine, session_scope
 from app.storage import BlobStore, keys
-from app.storage.temp_files import TEMP_PREFIX, abandoned
 from app.tables.statuses import DatasetStatus
 from app.tenancy.scope import SYSTEM
 
@@ -45,8 +42,7 @@ def sweep_orphans(
 ) -> SweepReport:
     now = time.time() if now is None else now
     report = SweepReport()
-    root = store.path("datasets")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    folders = store.children("datasets")
     for start in range(0, len(folders), _BATCH):
         batch = folders[start : start + _BATCH]
         with session_scope(sessions) as session:
@@ -54,7 +50,10 @@ def sweep_orphans(
         for dataset_id in batch:
             state = states.get(dataset_id)
             if state is None:
-                if now - _last_written(root / dataset_id, grace_s, now) > grace_s:
+                written = store.last_written(
+                    keys.dataset_prefix(dataset_id), grace_s=grace_s, now=now
+                )
+                if now - written > grace_s:
                     store.delete_prefix(keys.dataset_prefix(dataset_id))
                     report.folders += 1
             elif state[1] is not None:  # deleted; its removal after the commit never ran
@@ -66,31 +65,6 @@ def sweep_orphans(
     # After the folders: removing a file touches its folder, which would then look fresh.
     report.temp_files = len(store.sweep_temp_files(grace_s=grace_s))
     return report
-
-
-def _last_written(folder: Path, grace_s: float, now: float) -> float:
-    """When anyone last wrote to the folder. A temporary file whose writer is dead does
-    not count: an upload killed a moment ago leaves only that, and no one else ever
-    writes under its dataset id. An empty folder counts from its own time: another
-    process may have made it an instant ago, for a file it is about to create."""
-    try:
-        latest = folder.stat().st_mtime
-    except FileNotFoundError:
-        return now  # removed meanwhile (another process's sweep): nothing to do
-    files = live = 0
-    for parent, _dirs, names in os.walk(folder):
-        for name in names:
-            path = Path(parent) / name
-            files += 1
-            if name.startswith(TEMP_PREFIX) and abandoned(path, grace_s=grace_s, now=now):
-                continue
-            try:
-                modified = path.stat().st_mtime
-            except FileNotFoundError:
-                continue  # renamed or removed while we looked: it was being written
-            live += 1
-            latest = modified if live == 1 else max(latest, modified)
-    return latest if live or not files else 0.0
 
 
 def sweep_in_background(database_url: str, store: BlobStore, grace_s: float) -> None:

@@ -17,7 +17,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.datasets.formats import UnsupportedFormat, detect_format
 from app.errors import APIError
-from app.storage import BlobStore, BlobWriter
+from app.storage import BlobSink, BlobStore
 
 # A full disk, or the data directory's quota: the server's condition, not the client's.
 _STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -47,7 +47,7 @@ class _Part:
 class _UploadSink:
     """The parser's callbacks: the `file` part goes to the blob, `name` to memory."""
 
-    def __init__(self, out: BlobWriter, max_bytes: int) -> None:
+    def __init__(self, out: BlobSink, max_bytes: int) -> None:
         self._out = out
         self._max_bytes = max_bytes
         self._part = _Part()

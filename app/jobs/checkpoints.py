@@ -13,8 +13,8 @@ def save_checkpoint(store: BlobStore, job_id: str, round_: int, state: StateDict
 
 
 def load_checkpoint(store: BlobStore, job_id: str, round_: int) -> StateDict | None:
-    path = store.path(keys.job_checkpoint(job_id, round_))
-    return load_file(str(path)) if path.exists() else None
+    key = keys.job_checkpoint(job_id, round_)
+    return load_file(str(store.path(key))) if store.exists(key) else None
 
 
 def global_state(

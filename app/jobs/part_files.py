@@ -11,8 +11,6 @@ last column. A binned part (trees) is a folder of three: `bins` (uint8), `target
 (float32) and `rows` (int64, each row's index in the dataset, for row sampling).
 """
 
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -22,17 +20,14 @@ from typing import BinaryIO
 import numpy as np
 
 from app.storage import BlobStore, keys
-from app.storage.temp_files import temp_prefix
 
 BINNED_ARRAYS = {"bins": "|u1", "target": "<f4", "rows": "<i8"}
 
 
 class _Stream:
-    def __init__(self, stack: ExitStack, target: Path, descr: str, shape: tuple[int, ...]):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name))
-        self.tmp, self.target, self.descr = Path(name), target, descr
-        self.handle: BinaryIO = stack.enter_context(os.fdopen(fd, "wb"))
+    def __init__(self, stack: ExitStack, tmp: Path, descr: str, shape: tuple[int, ...]):
+        self.descr = descr
+        self.handle: BinaryIO = stack.enter_context(tmp.open("wb"))
         header = {"descr": descr, "fortran_order": False, "shape": shape}
         np.lib.format.write_array_header_1_0(self.handle, header)
         self.rows, self.expected = 0, shape[0]
@@ -78,29 +73,28 @@ class PartWriter:
 def write_parts(
     store: BlobStore, layouts: dict[int, PartLayout], counts: dict[int, int]
 ) -> Iterator[PartWriter]:
-    """Every part's files, renamed into place when the body returns with each part
-    holding `counts[group]` rows; otherwise none of them."""
-    streams: dict[int, dict[str, _Stream]] = {}
-    try:
-        with ExitStack() as stack:
+    """Every part's files, each stored when the body returns with every part holding
+    `counts[group]` rows; otherwise none of them."""
+    with ExitStack() as files:
+        # Entered first, so they end last: a blob is stored only once every stream
+        # below is flushed and closed, and a failure anywhere stores none.
+        temporary = {
+            (group, name): files.enter_context(store.temporary_path(key))
+            for group, layout in layouts.items()
+            for name, (key, _descr, _shape) in layout.files.items()
+        }
+        streams: dict[int, dict[str, _Stream]] = {}
+        with ExitStack() as handles:
             for group, layout in layouts.items():
                 streams[group] = {
-                    name: _Stream(stack, store.path(key), descr, (counts[group], *shape))
-                    for name, (key, descr, shape) in layout.files.items()
+                    name: _Stream(handles, temporary[group, name], descr, (counts[group], *shape))
+                    for name, (_key, descr, shape) in layout.files.items()
                 }
             yield PartWriter(streams)
-        for group, files in streams.items():
-            for stream in files.values():
+        for group, parts in streams.items():
+            for stream in parts.values():
                 if stream.rows != stream.expected:
                     raise ValueError(f"part {group} got {stream.rows} rows, not {stream.expected}")
-        for files in streams.values():
-            for stream in files.values():
-                stream.tmp.replace(stream.target)
-    finally:
-        # Whatever was not renamed into place is a leftover of a failed attempt.
-        for files in streams.values():
-            for stream in files.values():
-                stream.tmp.unlink(missing_ok=True)
 
 
 def _load(path: Path) -> np.ndarray:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from app.storage.temp_files import sweep_temp_files, temp_prefix
+from app.storage.temp_files import TEMP_PREFIX, abandoned, sweep_temp_files, temp_prefix
 
 
 class BlobWriter:
@@ -30,7 +30,7 @@ class BlobWriter:
         self.bytes_written += len(chunk)
 
 
-class BlobStore:
+class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -91,6 +91,34 @@ class BlobStore:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
+
+    def children(self, prefix: str) -> list[str]:
+        folder = self.path(prefix)
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def last_written(self, prefix: str, *, grace_s: float, now: float) -> float:
+        """A temporary file whose writer is dead does not count: an upload killed a
+        moment ago leaves only that. An empty folder counts from its own time: another
+        process may have made it an instant ago, for a file it is about to create."""
+        folder = self.path(prefix)
+        try:
+            latest = folder.stat().st_mtime
+        except FileNotFoundError:
+            return now  # removed meanwhile (another process's sweep): nothing to do
+        files = live = 0
+        for parent, _dirs, names in os.walk(folder):
+            for name in names:
+                path = Path(parent) / name
+                files += 1
+                if name.startswith(TEMP_PREFIX) and abandoned(path, grace_s=grace_s, now=now):
+                    continue
+                try:
+                    modified = path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # renamed or removed while we looked: it was being written
+                live += 1
+                latest = modified if live == 1 else max(latest, modified)
+        return latest if live or not files else 0.0
 
     def sweep_temp_files(self, prefix: str = "", *, grace_s: float) -> list[Path]:
         """Remove temporary files under `prefix` that no live process will finish."""

@@ -26,6 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from app.storage.cache import LocalCache
+from app.storage.temp_files import sweep_temp_files, temp_prefix
 
 # S3's smallest part but the last; 8 MiB keeps a writer's memory flat and the parts
 # well under the 10,000 a multipart upload may have for objects up to 80 GB.
@@ -56,6 +57,10 @@ class S3Location:
 def s3_client(**overrides: Any) -> Any:
     """A boto3 client from the standard AWS settings (`AWS_ENDPOINT_URL` included)."""
     config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5)
+    region = os.environ.get("AWS_REGION")
+    if region and not os.environ.get("AWS_DEFAULT_REGION"):
+        # boto3 reads AWS_DEFAULT_REGION; other SDKs and MinIO's docs say AWS_REGION.
+        overrides.setdefault("region_name", region)
     return boto3.client("s3", config=config, **overrides)
 
 
@@ -179,7 +184,8 @@ class S3BlobStore:
     def temporary_path(self, key: str) -> Iterator[Path]:
         """A local file to fill by a library that writes files itself; uploaded to
         `key` when the block ends without error."""
-        fd, name = tempfile.mkstemp(dir=self.cache.root, prefix=".upload-")
+        # Named as every temporary file is, so a sweep can tell a dead writer's debris.
+        fd, name = tempfile.mkstemp(dir=self.cache.root, prefix=temp_prefix("upload"))
         os.close(fd)
         tmp = Path(name)
         try:
@@ -225,7 +231,31 @@ class S3BlobStore:
         )
         return url
 
+    def children(self, prefix: str) -> list[str]:
+        base = self._key(prefix).rstrip("/") + "/"
+        names: list[str] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.location.bucket, Prefix=base, Delimiter="/"
+        )
+        for page in pages:
+            names += [p["Prefix"][len(base) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        return sorted(names)
+
+    def last_written(self, prefix: str, *, grace_s: float, now: float) -> float:
+        """The newest object's time under `prefix/`. An upload that died was never
+        completed, so it left no object; with none at all there is nothing to sweep."""
+        base = self._key(prefix).rstrip("/") + "/"
+        latest = 0.0
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.location.bucket, Prefix=base
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                latest = max(latest, item["LastModified"].timestamp())
+        return latest or now
+
     def sweep_temp_files(self, prefix: str = "", *, grace_s: float) -> list[Path]:
-        """Nothing to sweep in the bucket: an upload that died is never completed.
-        (A lifecycle rule on the bucket removes incomplete multipart uploads.)"""
-        return []
+        """The bucket has no debris (an upload that died is never completed; a lifecycle
+        rule on the bucket removes incomplete multipart uploads); the local files of
+        uploads whose writer died do."""
+        return sweep_temp_files(self.cache.root, grace_s=grace_s)

@@ -32,7 +32,7 @@ from app.db import session_scope
 from app.main import create_app
 from app.paramstore import ParamStore
 from app.registry.inputs import ARROW_STREAM
-from app.storage import BlobStore
+from app.storage import LocalBlobStore
 from app.tenancy.service import revoke_key
 
 SEED_SPEC = {
@@ -79,7 +79,7 @@ def _train(settings: Settings, key: str, client: redis.Redis) -> str:
     from fastapi.testclient import TestClient
 
     sessions = sessionmaker(create_engine(settings.database_url), expire_on_commit=False)
-    store = BlobStore(settings.blob_dir)
+    store = LocalBlobStore(settings.blob_dir)
     params = ParamStore(client, chunk_bytes=1 << 20, ttl_s=600)
     headers = {"Authorization": f"Bearer {key}"}
     with TestClient(create_app(settings), headers=headers) as http:

@@ -4,7 +4,7 @@ from fastapi.testclient import TestClient
 from sample_data import SEED_EXAMPLE_CSV
 
 from app.config import Settings
-from app.storage import BlobStore
+from app.storage import LocalBlobStore
 
 
 def upload(client: TestClient, name: str, data: bytes):  # type: ignore[no-untyped-def]
@@ -26,7 +26,7 @@ def test_upload_returns_a_processing_dataset(client: TestClient) -> None:
 
 def test_upload_stores_the_bytes(client: TestClient, settings: Settings) -> None:
     body = upload(client, "seed.csv", SEED_EXAMPLE_CSV).json()
-    stored = BlobStore(settings.blob_dir).read_bytes(f"datasets/{body['id']}/raw")
+    stored = LocalBlobStore(settings.blob_dir).read_bytes(f"datasets/{body['id']}/raw")
     assert stored == SEED_EXAMPLE_CSV
 
 

@@ -15,7 +15,7 @@ from app.config import Settings
 from app.datasets.service import ingest_dataset
 from app.db import session_scope
 from app.main import create_app
-from app.storage import BlobStore
+from app.storage import BlobStore, LocalBlobStore
 
 TMPFS_BYTES = 2 * 1024 * 1024
 
@@ -45,7 +45,7 @@ def full_disk_client(
     app = create_app(on_small_disk)
     headers = {"Authorization": f"Bearer {api_key}"}
     with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
-        yield client, BlobStore(on_small_disk.blob_dir)
+        yield client, LocalBlobStore(on_small_disk.blob_dir)
 
 
 def csv_of(rows: int) -> bytes:

@@ -148,7 +148,10 @@ class System:
 
 @contextmanager
 def running_system(
-    workdir: Path, redis_url: str, database_url: str | None = None
+    workdir: Path,
+    redis_url: str,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[System]:
     """uvicorn, a prefork worker and beat on a fresh, migrated PostgreSQL database (or
     `database_url`, migrated here, for a test that stops its own server) and the given
@@ -170,6 +173,7 @@ def running_system(
         # Keep-alive comments between the events of every followed stream, as a long
         # job's stream has them.
         "SHARDTRAIN_SSE_PING_S": "0.05",
+        **(extra_env or {}),
     }
     admin = [sys.executable, "-m", "app.admin"]
     subprocess.run([*admin, "create-tenant", "e2e"], cwd=ROOT, env=env, check=True)

@@ -4,6 +4,7 @@ mode, what s3fs and pyarrow test against), and its bounded local cache."""
 import hashlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,7 +123,7 @@ def test_a_file_written_by_a_library_is_uploaded_only_when_complete(
         tmp.write_bytes(b"half")
         raise ValueError("killed")
     assert objects(client, bucket) == ["tenant/data/jobs/j/shards/0.npy"]
-    assert not list(store.cache.root.glob(".upload-*"))
+    assert not list(store.cache.root.glob(".tmp-*"))
 
 
 def test_a_local_copy_is_fetched_once_per_content_and_mapped(store: S3BlobStore) -> None:
@@ -188,3 +189,15 @@ def test_a_presigned_url_downloads_without_credentials(store: S3BlobStore) -> No
     url = store.presigned_url("models/m/model.onnx", expires_s=60)
     assert "Signature" in url or "X-Amz-Signature" in url
     assert httpx.get(url).content == b"onnx bytes"
+
+
+def test_children_and_last_written_are_what_the_orphan_sweep_reads(store: S3BlobStore) -> None:
+    for key in ("datasets/ds_a/raw", "datasets/ds_a/data.parquet", "datasets/ds_b/raw", "jobs/j/x"):
+        store.put_bytes(key, b"x")
+    assert store.children("datasets") == ["ds_a", "ds_b"]
+    assert store.children("models") == []
+    now = time.time()
+    written = store.last_written("datasets/ds_a", grace_s=60, now=now)
+    assert now - 60 < written <= now + 1
+    # Nothing under the prefix: nothing that a sweep could take from a live upload.
+    assert store.last_written("datasets/ds_gone", grace_s=60, now=now) == now
