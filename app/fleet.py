@@ -66,3 +66,9 @@ def count_cuda_devices() -> int:
         return int(done.stdout.strip() or 0)
     except (subprocess.SubprocessError, ValueError):
         return 0
+
+
+def worker_queues(cuda_devices: int) -> str:
+    """The queues a worker on this host consumes: shards of `device: cuda` jobs wait on
+    `train_gpu` for a worker that has a GPU."""
+    return "ingest,train,train_gpu,merge" if cuda_devices else "ingest,train,merge"

@@ -24,7 +24,7 @@ from alembic.config import Config
 
 from app.config import Settings, get_settings
 from app.db import session_factory, session_scope
-from app.fleet import count_cuda_devices
+from app.fleet import count_cuda_devices, worker_queues
 from app.supervisor import GaveUp, RestartPolicy, Supervisor
 from app.tenancy.service import create_key, ensure_tenant, tenant_for_key
 
@@ -180,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             env["SHARDTRAIN_REDIS_URL"] = _start_embedded_redis(supervisor, settings.data_dir)
         print(f"shardtrain: redis {env['SHARDTRAIN_REDIS_URL']}", flush=True)
         gpus = count_cuda_devices()
-        # Shards of `device: cuda` jobs wait on `train_gpu` for a worker that has a GPU.
-        queues = "ingest,train,train_gpu,merge" if gpus else "ingest,train,merge"
+        queues = worker_queues(gpus)
         print(f"shardtrain: worker queues {queues} ({gpus} GPU(s))", flush=True)
         supervisor.start(
             "worker",

@@ -170,7 +170,7 @@ def train_shard(self: Task, job_id: str, round_: int, shard: int) -> None:
             if work is None:
                 return
             watch = train.ShardWatch(lambda: still_wanted(work), is_outage=is_outage)
-            if train.run_shard(work, _store(), params, watch):
+            if train.run_shard(work, _store(), params, watch, worker=self.request.hostname or ""):
                 _withdraw_if_late(job_id, round_)
 
         try:

@@ -66,7 +66,12 @@ class EventOut(BaseModel):
                 "type": "round.completed",
                 "level": "info",
                 "message": "round 4 of 10 merged from 4 shard(s)",
-                "data": {"round": 4, "train_loss": 0.231, "val_loss": 0.213},
+                "data": {
+                    "round": 4,
+                    "train_loss": 0.231,
+                    "val_loss": 0.213,
+                    "workers": {"0": "shardtrain@host-a", "1": "shardtrain@host-b"},
+                },
                 "created_at": 1767225642,
             }
         },
@@ -91,7 +96,15 @@ class RoundMetricsOut(BaseModel):
                 "train_loss": 0.231,
                 "val_loss": 0.213,
                 "val_metrics": {"accuracy": 0.93, "log_loss": 0.213},
-                "shards": [{"shard": 0, "examples": 34, "loss": 0.229, "seconds": 0.41}],
+                "shards": [
+                    {
+                        "shard": 0,
+                        "examples": 34,
+                        "loss": 0.229,
+                        "seconds": 0.41,
+                        "worker": "shardtrain@host-a",
+                    }
+                ],
                 "excluded_shards": [],
                 "seconds": 1.82,
                 "slowest_shard_seconds": 0.47,

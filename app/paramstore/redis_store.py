@@ -6,6 +6,7 @@ because one Redis value is capped at 512 MB (proto-max-bulk-len).
 """
 
 import json
+from typing import Any
 
 import redis
 from safetensors.torch import load as load_safetensors
@@ -24,7 +25,7 @@ class ParamStore:
         self._chunk_bytes = chunk_bytes
         self._ttl_s = ttl_s
 
-    def _put_blob(self, key: str, data: bytes, meta: dict[str, float | int]) -> None:
+    def _put_blob(self, key: str, data: bytes, meta: dict[str, float | int | str]) -> None:
         chunks = [data[i : i + self._chunk_bytes] for i in range(0, len(data), self._chunk_bytes)]
         mapping: dict[str, bytes | str] = {"meta": json.dumps(meta), "chunks": str(len(chunks))}
         mapping.update({f"chunk:{i}": chunk for i, chunk in enumerate(chunks)})
@@ -34,7 +35,7 @@ class ParamStore:
             pipe.expire(key, self._ttl_s)
             pipe.execute()
 
-    def _get_blob(self, key: str) -> tuple[bytes, dict[str, float]] | None:
+    def _get_blob(self, key: str) -> tuple[bytes, dict[str, Any]] | None:
         raw: dict[bytes, bytes] = self._redis.hgetall(key)  # type: ignore[assignment]
         if not raw:
             return None
@@ -50,10 +51,11 @@ class ParamStore:
         return None if found is None else load_safetensors(found[0])
 
     def put_shard(self, job_id: str, round_: int, result: ShardResult) -> None:
-        meta = {
+        meta: dict[str, float | int | str] = {
             "num_examples": result.num_examples,
             "loss": result.loss,
             "seconds": result.seconds,
+            "worker": result.worker,
         }
         key = f"{_prefix(job_id)}:round:{round_}:shard:{result.shard}"
         self._put_blob(key, _to_bytes(result.state), meta)
@@ -73,6 +75,7 @@ class ParamStore:
             num_examples=int(meta["num_examples"]),
             loss=float(meta["loss"]),
             seconds=float(meta["seconds"]),
+            worker=str(meta.get("worker", "")),
         )
 
     def delete_round(self, job_id: str, round_: int) -> None:

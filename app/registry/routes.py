@@ -4,7 +4,7 @@ import pyarrow as pa
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from pydantic_core import to_json
 
@@ -34,6 +34,7 @@ from app.registry.schemas import (
     PredictRequest,
 )
 from app.schemas import ListResponse
+from app.storage import BlobStore
 from app.tables.statuses import BatchStatus
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=COMMON_ERROR_RESPONSES)
@@ -241,6 +242,10 @@ def delete_model(
             "the preprocessing and the feature schema as JSON.",
             "content": {"application/octet-stream": {}},
         },
+        307: {
+            "description": "With S3 storage: the file's presigned URL (valid 15 minutes) "
+            "in `Location`; the client downloads from the bucket."
+        },
     },
 )
 def model_artifact(
@@ -249,21 +254,26 @@ def model_artifact(
     store: StoreDep,
     model_id: str,
     format: Literal["safetensors", "onnx"] = "safetensors",
-) -> FileResponse:
+) -> Response:
     """`?format=onnx`: the model with its preprocessing as one ONNX graph (see
     docs/artifacts.md for its inputs)."""
     model = service.get_model(session, model_id, tenant)
     if format == "onnx":
-        return FileResponse(
-            service.onnx_path(store, model),
-            media_type="application/octet-stream",
-            filename=f"{model.id}.onnx",
+        return _download(
+            store, service.onnx_key(store, model), f"{model.id}.onnx", "application/octet-stream"
         )
-    return FileResponse(
-        store.path(model.artifact_key),
-        media_type="application/octet-stream",
-        filename=f"{model.id}.safetensors",
+    return _download(
+        store, model.artifact_key, f"{model.id}.safetensors", "application/octet-stream"
     )
+
+
+def _download(store: BlobStore, key: str, filename: str, media_type: str) -> Response:
+    """The blob streamed by the API, or, from object storage, a 307 to a presigned URL:
+    the client then fetches it from the bucket itself."""
+    url = store.download_url(key, filename=filename)
+    if url is not None:
+        return RedirectResponse(url, status_code=307)
+    return FileResponse(store.path(key), media_type=media_type, filename=filename)
 
 
 @router.post(
@@ -353,8 +363,6 @@ def batch_prediction_output(
             media_type="text/csv",
             headers={"content-disposition": f'attachment; filename="{batch_id}.csv"'},
         )
-    return FileResponse(
-        store.path(found.output_key),
-        media_type="application/vnd.apache.parquet",
-        filename=f"{batch_id}.parquet",
+    return _download(
+        store, found.output_key, f"{batch_id}.parquet", "application/vnd.apache.parquet"
     )

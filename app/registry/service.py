@@ -1,6 +1,5 @@
 """Registry use cases: read and list models, predict from a deployed one."""
 
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -287,10 +286,10 @@ def predict_table(
         raise APIError(422, "invalid_input", exc.message, exc.param) from exc
 
 
-def onnx_path(store: BlobStore, model: RegisteredModel) -> Path:
+def onnx_key(store: BlobStore, model: RegisteredModel) -> str:
     """The model's ONNX graph, exported on first request and kept beside the artifact."""
     key = keys.model_onnx(model.id)
     if not store.exists(key):
         graph = export_onnx(read_artifact(store.path(model.artifact_key)))
         store.put_bytes(key, graph)
-    return store.path(key)
+    return key

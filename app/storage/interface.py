@@ -51,4 +51,9 @@ class BlobStore(Protocol):
         files are there), for sweeps that must leave an upload in progress alone."""
         ...
 
+    def download_url(self, key: str, *, filename: str) -> str | None:
+        """A time-limited URL that hands the blob to a client without credentials, as
+        an attachment named `filename`; None where the API streams it itself."""
+        ...
+
     def sweep_temp_files(self, prefix: str = "", *, grace_s: float) -> list[Path]: ...

@@ -92,6 +92,9 @@ class LocalBlobStore:
         else:
             target.unlink(missing_ok=True)
 
+    def download_url(self, key: str, *, filename: str) -> str | None:
+        return None  # the API streams the file
+
     def children(self, prefix: str) -> list[str]:
         folder = self.path(prefix)
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []

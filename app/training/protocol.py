@@ -66,6 +66,8 @@ class ShardResult:
     num_examples: int
     loss: float
     seconds: float = 0.0
+    # The Celery worker that trained it (its node name), for the round's record.
+    worker: str = ""
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,11 @@ class SyncHTTP:
         attempt = 0
         while True:
             try:
-                response = self.client.send(call.build(self.client), stream=stream)
+                # An artifact on S3 answers 307 to a presigned URL; httpx drops the
+                # Authorization header on the way to the other host.
+                response = self.client.send(
+                    call.build(self.client), stream=stream, follow_redirects=True
+                )
             except httpx.TransportError as exc:
                 if attempt >= self.retry.max_retries:
                     raise APIConnectionError(f"{call.method} {call.url}: {exc!r}") from exc
@@ -217,7 +221,9 @@ class AsyncHTTP:
         attempt = 0
         while True:
             try:
-                response = await self.client.send(call.build(self.client), stream=stream)
+                response = await self.client.send(
+                    call.build(self.client), stream=stream, follow_redirects=True
+                )
             except httpx.TransportError as exc:
                 if attempt >= self.retry.max_retries:
                     raise APIConnectionError(f"{call.method} {call.url}: {exc!r}") from exc

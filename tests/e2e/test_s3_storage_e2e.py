@@ -4,18 +4,26 @@ nothing under the local data directory but each host's cache."""
 
 import logging
 import os
+import shutil
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 import redis
+from dbsetup import ROOT
 from e2e_system import System, running_system
 from moto.server import ThreadedMotoServer
 from sample_data import breast_cancer_table, table_to_csv
 
+import shardtrain
+from app.fleet import WorkerRegistry
 from app.storage.s3 import s3_client
 
 pytestmark = pytest.mark.e2e
@@ -90,7 +98,7 @@ def local_blobs(data_dir: Path) -> list[Path]:
     ids=["logistic", "trees"],
 )
 def test_a_job_trains_serves_and_deletes_with_every_blob_in_s3(
-    s3_system: System, s3_endpoint: str, bucket: str, model: dict
+    s3_system: System, s3_endpoint: str, bucket: str, model: dict, tmp_path: Path
 ) -> None:
     system = s3_system
     upload = system.client.post(
@@ -128,8 +136,29 @@ def test_a_job_trains_serves_and_deletes_with_every_blob_in_s3(
     predicted = system.client.post(f"/v1/models/{job['model_id']}/predict", json={"inputs": [row]})
     assert predicted.status_code == 200, predicted.text
     assert predicted.json()["predictions"][0] in ("benign", "malignant")
-    artifact = system.client.get(f"/v1/models/{job['model_id']}/artifact")
-    assert artifact.status_code == 200 and len(artifact.content) > 100
+    # The artifact comes from the bucket, through a presigned URL, not through the API.
+    for format, suffix in (("safetensors", "safetensors"), ("onnx", "onnx")):
+        artifact = system.client.get(
+            f"/v1/models/{job['model_id']}/artifact", params={"format": format}
+        )
+        assert artifact.status_code == 307, artifact.text
+        location = artifact.headers["location"]
+        assert location.startswith(s3_endpoint) and "Signature" in location
+        downloaded = httpx.get(location)
+        assert downloaded.status_code == 200 and len(downloaded.content) > 100
+        assert f"{job['model_id']}.{suffix}" in downloaded.headers["content-disposition"]
+    # The SDK follows it, without sending its API key to the bucket.
+    api_key = system.client.headers["Authorization"].removeprefix("Bearer ")
+    with shardtrain.Client(api_key=api_key, base_url=system.base_url) as sdk:
+        saved = sdk.models.download(job["model_id"], tmp_path)
+    assert (
+        saved.read_bytes()
+        == client(s3_endpoint)
+        .get_object(Bucket=bucket, Key=f"shardtrain/models/{job['model_id']}/model.safetensors")[
+            "Body"
+        ]
+        .read()
+    )
 
     assert system.client.delete(f"/v1/models/{job['model_id']}").status_code == 200
     assert system.client.delete(f"/v1/jobs/{job['id']}").status_code == 200
@@ -140,3 +169,72 @@ def test_a_job_trains_serves_and_deletes_with_every_blob_in_s3(
         if dataset["id"] in key or job["id"] in key or job["model_id"] in key
     ]
     assert left == []
+
+
+def start_worker(system: System, name: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    """`python -m workers` as a host with no API runs it: its own data dir and cache,
+    nothing shared with the other worker but PostgreSQL, Redis and the bucket."""
+    env = {**system.processes.env, "SHARDTRAIN_DATA_DIR": str(data_dir)}
+    log = (data_dir.parent / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers", "--name", name], cwd=ROOT, env=env, stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def shard_workers(system: System, job_id: str) -> list[dict[str, str]]:
+    events = system.client.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()
+    return [e["data"]["workers"] for e in events["data"] if e["type"] == "round.completed"]
+
+
+def wait_online(worker: subprocess.Popen[bytes], name: str, since: float = 0.0) -> None:
+    """Until `name` has announced itself after `since`: a killed worker's entry stays
+    in the registry until its heartbeat expires."""
+    registry = WorkerRegistry(redis.Redis.from_url(S3_REDIS_URL))
+    deadline = time.monotonic() + 90
+    while not any(name in w.hostname and w.seen_at > since for w in registry.online()):
+        assert worker.poll() is None and time.monotonic() < deadline, f"{name} did not come up"
+        time.sleep(0.2)
+
+
+def train_on_both(system: System, dataset_id: str, seed: int) -> set[str]:
+    """A 4-shard job to success, and the workers its rounds' events name."""
+    spec = {
+        "dataset_id": dataset_id,
+        "target": "diagnosis",
+        "model": {"type": "logistic_regression"},
+        "training": {"rounds": 30, "learning_rate": 0.05, "optimizer": "adam", "seed": seed},
+        "distribution": {"shards": 4},
+    }
+    job_id = system.client.post("/v1/jobs", json=spec).json()["id"]
+    job = system.wait_for(f"/v1/jobs/{job_id}", {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job
+    return {name for workers in shard_workers(system, job_id) for name in workers.values()}
+
+
+def test_two_workers_with_no_shared_disk_train_one_job_and_one_restarts_empty(
+    s3_system: System, tmp_path: Path
+) -> None:
+    system = s3_system
+    second = start_worker(system, "second", tmp_path / "second")
+    try:
+        wait_online(second, "second")
+        upload = system.client.post(
+            "/v1/datasets", files={"file": ("bc.csv", table_to_csv(breast_cancer_table()))}
+        )
+        dataset = system.wait_for(f"/v1/datasets/{upload.json()['id']}", {"ready", "failed"})
+        names = train_on_both(system, dataset["id"], seed=1)
+        assert "shardtrain@second" in names and len(names) == 2, names
+        # The second host dies and comes back with an empty disk: it fetches what it
+        # needs from the bucket again.
+        second.kill()
+        second.wait()
+        shutil.rmtree(tmp_path / "second")
+        restarted = time.time()
+        second = start_worker(system, "second", tmp_path / "second")
+        wait_online(second, "second", since=restarted)
+        assert "shardtrain@second" in train_on_both(system, dataset["id"], seed=2)
+        assert any((tmp_path / "second" / "cache").rglob("*.blob"))
+    finally:
+        second.kill()
+        second.wait()

@@ -121,6 +121,7 @@ def compute_merge(work: MergeInput, store: BlobStore, params: ParamStore) -> Mer
                 "examples": r.num_examples,
                 "loss": r.loss,
                 "seconds": round(r.seconds, 4),
+                "worker": r.worker,
             }
             for r in present
         ],
@@ -190,6 +191,8 @@ def record_merge(session: Session, merged: MergeOutcome) -> NextStep:
         round=round_,
         train_loss=train_loss,
         val_loss=evaluation.loss if evaluation else None,
+        # Which worker trained each shard: on many hosts, where a round's time went.
+        workers={str(shard["shard"]): shard["worker"] for shard in merged.shards},
     )
     if decision.finish:
         if decision.early_stopped:

@@ -125,7 +125,12 @@ class ShardWatch:
 
 
 def run_shard(
-    work: ShardWork, store: BlobStore, params: ParamStore, watch: ShardWatch | None = None
+    work: ShardWork,
+    store: BlobStore,
+    params: ParamStore,
+    watch: ShardWatch | None = None,
+    *,
+    worker: str = "",
 ) -> bool:
     """Train and store the shard's result; no SQL. `watch` is asked at the training
     loop's checkpoints and before the write: a copy that is no longer wanted (the job
@@ -156,7 +161,7 @@ def run_shard(
     params.put_shard(
         work.job_id,
         work.round,
-        dataclasses.replace(result, seconds=time.perf_counter() - started),
+        dataclasses.replace(result, seconds=time.perf_counter() - started, worker=worker),
     )
     return True
 
