@@ -2,7 +2,6 @@
 storing through a real S3-protocol server on a local port (moto's server mode), with
 nothing under the local data directory but each host's cache."""
 
-import logging
 import os
 import shutil
 import subprocess
@@ -19,12 +18,12 @@ import pytest
 import redis
 from dbsetup import ROOT
 from e2e_system import System, running_system
-from moto.server import ThreadedMotoServer
+from s3_server import s3_endpoint as moto_endpoint
+from s3_server import s3_test_client
 from sample_data import breast_cancer_table, table_to_csv
 
 import shardtrain
 from app.fleet import WorkerRegistry
-from app.storage.s3 import s3_client
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +35,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +47,7 @@ def bucket(s3_endpoint: str) -> str:
 
 
 def client(endpoint: str) -> Any:
-    return s3_client(
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    return s3_test_client(endpoint)
 
 
 def objects(endpoint: str, bucket: str) -> list[str]:

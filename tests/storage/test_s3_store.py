@@ -2,7 +2,6 @@
 mode, what s3fs and pyarrow test against), and its bounded local cache."""
 
 import hashlib
-import logging
 import os
 import time
 import uuid
@@ -13,30 +12,22 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
+from s3_server import s3_endpoint as moto_endpoint
+from s3_server import s3_test_client
 
 from app.storage.cache import LocalCache
-from app.storage.s3 import PART_BYTES, S3BlobStore, S3Location, s3_client
+from app.storage.s3 import PART_BYTES, S3BlobStore, S3Location
 
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 @pytest.fixture
 def client(endpoint: str) -> Any:
-    return s3_client(
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    return s3_test_client(endpoint)
 
 
 @pytest.fixture
