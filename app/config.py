@@ -2,11 +2,11 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Each host's copy of the objects it reads from S3 (LRU by bytes).
     cache_dir: Path | None = None
     cache_bytes: int = Field(default=20 * 1024**3, gt=0)
+    # The s3://bucket/prefix URLs tenants may import datasets from, comma-separated; a
+    # `{tenant}` in one stands for the importing tenant's id. Empty: no imports by URL.
+    import_allowed_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     max_upload_bytes: int = Field(default=10 * 1024**3, gt=0)
     max_predict_rows: int = Field(default=10_000, gt=0)
@@ -119,6 +122,25 @@ class Settings(BaseSettings):
                 f"{self.storage_url!r}"
             )
         return self
+
+    @field_validator("import_allowed_prefixes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("import_allowed_prefixes")
+    @classmethod
+    def _s3_prefixes(cls, prefixes: list[str]) -> list[str]:
+        for prefix in prefixes:
+            parsed = urlparse(prefix)
+            if parsed.scheme != "s3" or not parsed.netloc:
+                raise ValueError(
+                    f"SHARDTRAIN_IMPORT_ALLOWED_PREFIXES holds {prefix!r}; each entry must "
+                    "be an s3://bucket/prefix URL"
+                )
+        return prefixes
 
     @property
     def blob_dir(self) -> Path:

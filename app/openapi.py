@@ -60,6 +60,12 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
         "file again.",
         "file",
     ),
+    ("datasets-create", 403): (
+        "import_not_allowed",
+        "Importing s3://datasets/private/iris.csv is not allowed: it is outside every "
+        "prefix this server's operator allows imports from.",
+        "url",
+    ),
     ("datasets-create", 408): (
         "upload_timeout",
         "No bytes arrived for 60 s; the upload was abandoned and nothing was stored. "
@@ -68,7 +74,7 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
     ),
     ("datasets-create", 409): (
         "quota_exceeded",
-        "This upload would pass this account's max_stored_bytes of 107374182400 "
+        "This dataset would pass this account's max_stored_bytes of 107374182400 "
         "(107374000000 already stored); delete datasets to make room.",
         "file",
     ),
@@ -88,6 +94,17 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
         "More than 60 upload requests this minute (this account's upload_per_minute); "
         "retry in 12 s.",
         None,
+    ),
+    ("datasets-create", 502): (
+        "storage_error",
+        "Object storage refused to read s3://datasets/iris/iris.csv: InvalidObjectState.",
+        "url",
+    ),
+    ("datasets-create", 503): (
+        "storage_unavailable",
+        "Object storage did not answer for s3://datasets/iris/iris.csv (ReadTimeoutError); "
+        "nothing was recorded. Retry shortly.",
+        "url",
     ),
     ("datasets-create", 507): (
         "insufficient_storage",

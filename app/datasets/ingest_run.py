@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.datasets.imports import copy_source, source_client
 from app.datasets.ingest import IngestError, ingest_file
 from app.datasets.repository import DatasetRepository
 from app.db import enqueue_after_commit
@@ -34,6 +35,8 @@ class IngestOutcome:
     rows: int = 0
     columns: list[dict[str, Any]] | None = None
     error: str | None = None
+    # Of an imported object, known once the worker has copied it in.
+    sha256: str | None = None
 
 
 def worker_lost_message(lost: int) -> str:
@@ -77,13 +80,16 @@ def ingest_dataset(session: Session, store: BlobStore, dataset_id: str) -> Inges
     dataset = DatasetRepository(session, SYSTEM).get(dataset_id, for_update=True)
     if dataset is None or dataset.status != DatasetStatus.PROCESSING:
         return None
+    sha256 = dataset.sha256
     try:
+        if sha256 is None:
+            sha256 = _copy_source(store, dataset)
         with store.temporary_path(keys.dataset_table(dataset_id)) as tmp:
             result = ingest_file(store.path(dataset.raw_key), dataset.format, tmp)
-        outcome = IngestOutcome(rows=result.rows, columns=result.columns)
+        outcome = IngestOutcome(rows=result.rows, columns=result.columns, sha256=sha256)
     except IngestError as exc:
         logger.info("dataset %s failed ingest: %s", dataset_id, exc)
-        outcome = IngestOutcome(error=str(exc))
+        outcome = IngestOutcome(error=str(exc), sha256=sha256)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -98,6 +104,16 @@ def ingest_dataset(session: Session, store: BlobStore, dataset_id: str) -> Inges
     return outcome
 
 
+def _copy_source(store: BlobStore, dataset: Dataset) -> str:
+    """Copy an imported object into the dataset's raw blob; its sha256. A delivery that
+    died mid-copy left no blob (the writer is atomic), so this one starts afresh."""
+    assert dataset.source_url is not None and dataset.source_etag is not None
+    with store.writer(dataset.raw_key) as out:
+        copy_source(source_client(), dataset.source_url, dataset.source_etag, dataset.bytes, out)
+    logger.info("dataset %s: copied %s (%s bytes)", dataset.id, dataset.source_url, dataset.bytes)
+    return out.sha256.hexdigest()
+
+
 def record_ingest(
     session: Session, store: BlobStore, dataset_id: str, outcome: IngestOutcome
 ) -> None:
@@ -109,6 +125,8 @@ def record_ingest(
 
 
 def _record(session: Session, store: BlobStore, dataset: Dataset, outcome: IngestOutcome) -> None:
+    if outcome.sha256 is not None:
+        dataset.sha256 = outcome.sha256
     if outcome.error is not None:
         _fail(session, store, dataset, outcome.error, grace_s=None)
         return

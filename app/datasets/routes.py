@@ -2,10 +2,18 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.datasets import service
-from app.datasets.schemas import DatasetDeletedOut, DatasetOut, DatasetPreviewOut
+from app.datasets.imports import source_client
+from app.datasets.schemas import (
+    DatasetDeletedOut,
+    DatasetImportIn,
+    DatasetOut,
+    DatasetPreviewOut,
+)
 from app.datasets.upload import idle_bounded
 from app.deps import (
     DispatcherDep,
@@ -16,7 +24,7 @@ from app.deps import (
     TenantDep,
     rate_limit,
 )
-from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
+from app.errors import COMMON_ERROR_RESPONSES, APIError, ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.schemas import ListResponse
 from app.tenancy.upload_slots import UploadSlots
@@ -32,8 +40,13 @@ _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
         "description": "A multipart form: the file (streamed to storage as it arrives) and an "
-        "optional name.",
+        "optional name. Or JSON naming an object to import from object storage, under a "
+        "prefix the operator allows; the worker copies it in with the server's credentials.",
         "content": {
+            "application/json": {
+                "example": {"url": "s3://datasets/iris/iris.csv", "name": "iris"},
+                "schema": DatasetImportIn.model_json_schema(),
+            },
             "multipart/form-data": {
                 "example": {"file": "iris.csv", "name": "iris"},
                 "schema": {
@@ -54,7 +67,7 @@ _UPLOAD_BODY = {
                         },
                     },
                 },
-            }
+            },
         },
     }
 }
@@ -73,15 +86,39 @@ _UPLOAD_BODY = {
             "description": "The body ended before its closing boundary or its Content-Length "
             "(`truncated_body`); nothing was stored.",
         },
+        403: {
+            "model": ErrorResponse,
+            "description": "An import whose URL is outside the prefixes the operator allows "
+            "(`import_not_allowed`), or one the server's credentials may not read "
+            "(`object_forbidden`).",
+        },
         413: {"model": ErrorResponse, "description": "The file is over the upload limit."},
         415: {"model": ErrorResponse, "description": "Not CSV, Parquet or JSON Lines."},
-        422: {"model": ErrorResponse, "description": "Empty file or bad form fields."},
+        422: {
+            "model": ErrorResponse,
+            "description": "Empty file, bad form fields, or an import URL naming no object "
+            "(`object_not_found`).",
+        },
+        502: {
+            "model": ErrorResponse,
+            "description": "Object storage refused an import's read for a reason of its own "
+            "(`storage_error`, with its code).",
+        },
+        503: {
+            "model": ErrorResponse,
+            "description": "Object storage did not answer an import's checks, or answered "
+            "5xx past every retry (`storage_unavailable`); nothing was recorded.",
+        },
         408: {
             "model": ErrorResponse,
             "description": "The client sent nothing for `upload_idle_timeout_s` "
             "(`upload_timeout`); nothing was stored.",
         },
-        409: {"model": ErrorResponse, "description": "Over this account's storage quota."},
+        409: {
+            "model": ErrorResponse,
+            "description": "Over this account's storage quota, or an imported object that "
+            "changed while it was checked (`object_changed`).",
+        },
         429: {
             "model": ErrorResponse,
             "description": "Over the upload rate limit (`rate_limited`), or as many uploads "
@@ -105,9 +142,11 @@ async def create_dataset(
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> DatasetOut:
-    """Stream the file to storage and queue its ingest; the dataset is `processing` until
-    a worker has parsed it into Parquet (`ready`) or found it unusable (`failed`, with
-    `error` naming the line or column)."""
+    """Stream the file to storage, or name an object to import, and queue its ingest; the
+    dataset is `processing` until a worker has parsed it into Parquet (`ready`) or found
+    it unusable (`failed`, with `error` naming the line or column)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+        return await _import_dataset(request, tenant, limits, dispatcher, settings, idempotency_key)
     # Taken before a byte of the body is read, so a refusal costs the client nothing.
     slots: UploadSlots = request.app.state.upload_slots
     lease = await run_in_threadpool(slots.acquire, tenant, limits.max_concurrent_uploads)
@@ -133,6 +172,47 @@ async def create_dataset(
     finally:
         if lease.held:
             await run_in_threadpool(lease.release)
+    return DatasetOut.model_validate(dataset)
+
+
+_MAX_IMPORT_BODY = 16 * 1024
+
+
+async def _import_dataset(
+    request: Request,
+    tenant: str,
+    limits: LimitsDep,
+    dispatcher: DispatcherDep,
+    settings: SettingsDep,
+    idempotency_key: str | None,
+) -> DatasetOut:
+    raw = bytearray()
+    # The upload path is exempt from the JSON body limit; this body is a URL and a name.
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > _MAX_IMPORT_BODY:
+            raise APIError(
+                413, "body_too_large", f"An import's body is at most {_MAX_IMPORT_BODY} bytes."
+            )
+    try:
+        body = DatasetImportIn.model_validate_json(bytes(raw))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
+    dataset = await run_in_threadpool(
+        service.import_dataset,
+        request.app.state.session_factory,
+        dispatcher,
+        source_client,
+        tenant_id=tenant,
+        url=body.url,
+        name=body.name,
+        allowed_prefixes=settings.import_allowed_prefixes,
+        max_bytes=settings.max_upload_bytes,
+        max_stored_bytes=limits.max_stored_bytes,
+        idempotency_key=idempotency_key,
+    )
     return DatasetOut.model_validate(dataset)
 
 

@@ -47,6 +47,24 @@ class DatasetDeletedOut(BaseModel):
     deleted: Literal[True] = True
 
 
+class DatasetImportIn(BaseModel):
+    """An object to import, read with the server's credentials."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"url": "s3://datasets/iris/iris.csv", "name": "iris"}},
+    )
+
+    url: str = Field(
+        max_length=1100,
+        description="s3://bucket/key of a CSV, Parquet or JSON Lines object, under a "
+        "prefix the operator allows (`SHARDTRAIN_IMPORT_ALLOWED_PREFIXES`).",
+    )
+    name: str | None = Field(
+        default=None, max_length=255, description="A label; defaults to the object's name."
+    )
+
+
 class DatasetOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
@@ -58,6 +76,7 @@ class DatasetOut(BaseModel):
                 "format": "csv",
                 "bytes": 4551,
                 "sha256": "6f1ed002ab5595859014ebf0951522d9d6a6f3e4a6b5c8e3d4b9c2e1f0a1b2c3",
+                "source_url": None,
                 "status": "ready",
                 "rows": 150,
                 "columns": [
@@ -78,7 +97,12 @@ class DatasetOut(BaseModel):
     name: str
     format: str
     bytes: int
-    sha256: str
+    sha256: str | None = Field(
+        description="Of the stored bytes; null while an imported object is being copied."
+    )
+    source_url: str | None = Field(
+        default=None, description="The object an imported dataset was copied from."
+    )
     status: Literal["processing", "ready", "failed"]
     rows: int | None
     columns: list[ColumnSchema] | None

@@ -2,11 +2,14 @@
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+
+from app.datasets.imports import ObjectURL, SourceObject, check_allowed, inspect_source
 
 # The worker's side lives in ingest_run; these names are kept for its callers.
 from app.datasets.ingest_run import ingest_dataset as ingest_dataset
@@ -96,6 +99,46 @@ async def upload_dataset(
         raise
 
 
+def import_dataset(
+    sessions: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    source_client: Callable[[], Any],
+    *,
+    tenant_id: str,
+    url: str,
+    name: str | None,
+    allowed_prefixes: list[str],
+    max_bytes: int,
+    max_stored_bytes: int | None = None,
+    idempotency_key: str | None = None,
+) -> Dataset:
+    """Check an object by URL and record it as a dataset `processing`; the ingest worker
+    copies it in. Nothing is stored before every check has passed, so a refused import
+    leaves no row and no blob."""
+    location = ObjectURL.parse(url)
+    check_allowed(location, allowed_prefixes, tenant_id)
+    earlier, used = _before_stream(sessions, tenant_id, idempotency_key, max_stored_bytes)
+    if earlier is not None:
+        return earlier
+    source = inspect_source(source_client(), location, max_bytes=max_bytes)
+    if max_stored_bytes is not None and used + source.bytes > max_stored_bytes:
+        raise _storage_quota(max_stored_bytes, used, param="url")
+    stored = StoredUpload(
+        filename=location.filename, name=name, format=source.format, bytes=source.bytes
+    )
+    with session_scope(sessions) as session:
+        return _record_upload(
+            session,
+            dispatcher,
+            tenant_id,
+            new_id("ds"),
+            stored,
+            idempotency_key,
+            max_stored_bytes,
+            source=source,
+        )
+
+
 def _before_stream(
     sessions: sessionmaker[Session],
     tenant_id: str,
@@ -116,13 +159,13 @@ def _before_stream(
         return None, stored_bytes(session, tenant_id)
 
 
-def _storage_quota(limit: int, used: int) -> APIError:
+def _storage_quota(limit: int, used: int, param: str = "file") -> APIError:
     return APIError(
         409,
         "quota_exceeded",
-        f"This upload would pass this account's max_stored_bytes of {limit} "
+        f"This dataset would pass this account's max_stored_bytes of {limit} "
         f"({used} already stored); delete datasets to make room.",
-        "file",
+        param,
     )
 
 
@@ -134,6 +177,7 @@ def _record_upload(
     stored: StoredUpload,
     idempotency_key: str | None,
     max_stored_bytes: int | None = None,
+    source: SourceObject | None = None,
 ) -> Dataset:
     if max_stored_bytes is not None:
         # The check before streaming let concurrent uploads each see the same room;
@@ -141,7 +185,7 @@ def _record_upload(
         lock_tenant(session, tenant_id)
         used = stored_bytes(session, tenant_id)
         if used + stored.bytes > max_stored_bytes:
-            raise _storage_quota(max_stored_bytes, used)
+            raise _storage_quota(max_stored_bytes, used, "file" if source is None else "url")
     dataset = DatasetRepository(session, Scope.tenant(tenant_id)).add(
         Dataset(
             id=dataset_id,
@@ -155,6 +199,8 @@ def _record_upload(
             status=DatasetStatus.PROCESSING,
             raw_key=keys.dataset_upload(dataset_id),
             stage_started_at=time.time(),
+            source_url=None if source is None else str(source.url),
+            source_etag=None if source is None else source.etag,
         )
     )
     if idempotency_key is not None:

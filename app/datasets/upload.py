@@ -32,7 +32,8 @@ class StoredUpload:
     name: str | None
     format: str
     bytes: int
-    sha256: str
+    # None for an import: the worker hashes the object as it copies it in.
+    sha256: str | None = None
 
 
 @dataclass

@@ -18,7 +18,12 @@ class Dataset(Base):
     filename: Mapped[str] = mapped_column(String(255))
     format: Mapped[str] = mapped_column(String(16))
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    sha256: Mapped[str] = mapped_column(String(64))
+    # Null until the worker has copied an imported object (its digest is not known before).
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Set for a dataset imported by URL: the object and the ETag the API saw, so the copy
+    # takes those bytes or fails, never a replacement written in between.
+    source_url: Mapped[str | None] = mapped_column(String(1100), nullable=True)
+    source_etag: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=DatasetStatus.PROCESSING)
     rows: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     columns: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)

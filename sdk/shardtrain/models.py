@@ -37,7 +37,9 @@ class Dataset(APIObject):
     name: str
     format: str
     bytes: int
-    sha256: str
+    # None while an imported object is still being copied in.
+    sha256: str | None = None
+    source_url: str | None = None
     status: Literal["processing", "ready", "failed"]
     rows: int | None = None
     columns: list[Column] | None = None

@@ -32,11 +32,17 @@ COMMON: dict[int, set[str]] = {
 # a concurrent request with the same Idempotency-Key, or a worker's change, on a write.
 OPERATION: dict[tuple[str, int], set[str]] = {
     ("datasets-create", 400): {"invalid_body", "truncated_body"},
+    ("datasets-create", 403): {"import_not_allowed", "object_forbidden"},
     ("datasets-create", 408): {"upload_timeout"},
-    ("datasets-create", 409): {"quota_exceeded", "conflict"},
+    ("datasets-create", 409): {"quota_exceeded", "conflict", "object_changed"},
     ("datasets-create", 413): {"file_too_large", "body_too_large"},
     ("datasets-create", 415): {"unsupported_format", "unsupported_media_type"},
-    ("datasets-create", 422): {"invalid_request", "empty_file", "idempotency_key_reused"},
+    ("datasets-create", 422): {
+        "invalid_request", "invalid_json", "empty_file", "idempotency_key_reused",
+        "object_not_found",
+    },
+    ("datasets-create", 502): {"storage_error"},
+    ("datasets-create", 503): {"database_unavailable", "storage_unavailable"},
     ("datasets-create", 429): {"rate_limited", "too_many_uploads"},
     ("datasets-create", 507): {"insufficient_storage"},
     ("datasets-delete", 409): {"dataset_busy", "dataset_in_use", "conflict"},

@@ -1,4 +1,4 @@
-"""`shardtrain datasets upload|list|show|preview|delete`."""
+"""`shardtrain datasets upload|import|list|show|preview|delete`."""
 
 from __future__ import annotations
 
@@ -40,6 +40,29 @@ def upload(
     if wait:
         # On stderr before waiting: a script whose --wait times out still learns the id.
         typer.echo(f"uploaded {dataset.id}", err=True)
+        dataset = client.datasets.wait(dataset.id, timeout=timeout)
+    render.show(output, dataset, *render.dataset_detail(dataset))
+    if dataset.status == "failed":
+        raise typer.Exit(exit_codes.UNSUCCESSFUL)
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="s3://bucket/key, under a prefix the server allows.")],
+    name: Annotated[
+        str | None, typer.Option(help="A label; defaults to the object's name.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until ingest ends.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to --wait at most.")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Import an object the server reads with its own credentials; --wait exits 10 if the
+    copy or the ingest fails."""
+    client = client_of(ctx)
+    dataset = client.datasets.import_url(url, name=name)
+    if wait:
+        typer.echo(f"importing {dataset.id}", err=True)
         dataset = client.datasets.wait(dataset.id, timeout=timeout)
     render.show(output, dataset, *render.dataset_detail(dataset))
     if dataset.status == "failed":

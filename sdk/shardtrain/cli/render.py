@@ -151,7 +151,8 @@ def dataset_detail(d: Dataset) -> list[Table]:
         _fields(
             f"dataset {d.id}",
             [("name", d.name), ("format", d.format), ("status", d.status), ("rows", d.rows),
-             ("bytes", d.bytes), ("sha256", d.sha256), ("error", d.error),
+             ("bytes", d.bytes), ("sha256", d.sha256),
+             *([("source", d.source_url)] if d.source_url else []), ("error", d.error),
              ("created", when(d.created_at))],
         )
     ]  # fmt: skip

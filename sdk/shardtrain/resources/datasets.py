@@ -1,5 +1,5 @@
-"""`client.datasets`: upload (streamed from the file), list every page, read, preview,
-wait for ingest, delete."""
+"""`client.datasets`: upload (streamed from the file) or import from object storage,
+list every page, read, preview, wait for ingest, delete."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def _upload_form(
 
 def _headers(idempotency_key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+
+
+def _import_body(url: str, name: str | None) -> dict[str, Any]:
+    return {"url": url, **({"name": name} if name is not None else {})}
 
 
 def _timed_out(deadline: float | None) -> bool:
@@ -59,6 +63,16 @@ class Datasets:
             body = self._http.json(
                 "POST", PATH, files=files, data=data, headers=_headers(idempotency_key)
             )
+        return Dataset.model_validate(body)
+
+    def import_url(
+        self, url: str, *, name: str | None = None, idempotency_key: str | None = None
+    ) -> Dataset:
+        """Import an object (`s3://bucket/key`) that the server reads with its own
+        credentials, from a prefix its operator allows; `wait()` for `ready`."""
+        body = self._http.json(
+            "POST", PATH, json=_import_body(url, name), headers=_headers(idempotency_key)
+        )
         return Dataset.model_validate(body)
 
     def list_page(self, *, limit: int = 20, after: str | None = None) -> Page[Dataset]:
@@ -115,6 +129,14 @@ class AsyncDatasets:
             body = await self._http.json(
                 "POST", PATH, files=files, data=data, headers=_headers(idempotency_key)
             )
+        return Dataset.model_validate(body)
+
+    async def import_url(
+        self, url: str, *, name: str | None = None, idempotency_key: str | None = None
+    ) -> Dataset:
+        body = await self._http.json(
+            "POST", PATH, json=_import_body(url, name), headers=_headers(idempotency_key)
+        )
         return Dataset.model_validate(body)
 
     async def list_page(self, *, limit: int = 20, after: str | None = None) -> Page[Dataset]:
