@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Each host's copy of the objects it reads from S3 (LRU by bytes).
     cache_dir: Path | None = None
     cache_bytes: int = Field(default=20 * 1024**3, gt=0)
+    # A read from S3 that stalls this long is one failed attempt, retried with backoff
+    # (AWS_MAX_ATTEMPTS, default 5): a wedged connection costs seconds, not the task.
+    s3_read_timeout_s: float = Field(default=60.0, gt=0)
     # The s3://bucket/prefix URLs tenants may import datasets from, comma-separated; a
     # `{tenant}` in one stands for the importing tenant's id. Empty: no imports by URL.
     import_allowed_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)

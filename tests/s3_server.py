@@ -23,8 +23,9 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
-def s3_test_client(endpoint: str) -> Any:
+def s3_test_client(endpoint: str, **options: Any) -> Any:
     return s3_client(
+        **options,
         endpoint_url=endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",

@@ -214,10 +214,10 @@ def copy_source(client: Any, url: str, etag: str, size: int, out: BlobSink) -> N
                 )
             return
         except ClientError as exc:
-            if _code(exc) not in _TRANSIENT:
-                raise IngestError(_copy_failure(exc, url)) from exc
-            if attempt == COPY_ATTEMPTS:
+            # A 5xx here already outlasted botocore's own retries: no second round of them.
+            if _code(exc) in _TRANSIENT:
                 raise IngestError(_gave_up(url, _code(exc))) from exc
+            raise IngestError(_copy_failure(exc, url)) from exc
         except (BotoCoreError, HTTPError) as exc:
             if attempt == COPY_ATTEMPTS:
                 raise IngestError(_gave_up(url, type(exc).__name__)) from exc
@@ -225,8 +225,8 @@ def copy_source(client: Any, url: str, etag: str, size: int, out: BlobSink) -> N
 
 def _gave_up(url: str, why: str) -> str:
     return (
-        f"object storage stopped answering while {url} was copied ({why}, "
-        f"{COPY_ATTEMPTS} attempts); nothing is wrong with the file: import it again"
+        f"object storage stopped answering while {url} was copied ({why}, past its "
+        "retries); nothing is wrong with the file: import it again"
     )
 
 

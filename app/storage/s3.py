@@ -54,9 +54,19 @@ class S3Location:
         return f"{self.prefix}/{key}" if self.prefix else key
 
 
-def s3_client(**overrides: Any) -> Any:
-    """A boto3 client from the standard AWS settings (`AWS_ENDPOINT_URL` included)."""
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5)
+def s3_client(*, read_timeout_s: float = 60.0, **overrides: Any) -> Any:
+    """A boto3 client from the standard AWS settings (`AWS_ENDPOINT_URL` included).
+
+    botocore's standard retry mode retries 5xx answers, throttling and timeouts with
+    jittered backoff; AWS_MAX_ATTEMPTS and AWS_RETRY_MODE change it as they would for
+    any AWS SDK. A read that stalls for `read_timeout_s` counts as one failed attempt."""
+    retries = {
+        "mode": os.environ.get("AWS_RETRY_MODE", "standard"),
+        # The first try included, as AWS_MAX_ATTEMPTS counts (Config's "max_attempts"
+        # would count retries only).
+        "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "5")),
+    }
+    config = Config(retries=retries, connect_timeout=5, read_timeout=read_timeout_s)
     region = os.environ.get("AWS_REGION")
     if region and not os.environ.get("AWS_DEFAULT_REGION"):
         # boto3 reads AWS_DEFAULT_REGION; other SDKs and MinIO's docs say AWS_REGION.
