@@ -2,6 +2,7 @@
 storing through a real S3-protocol server on a local port (moto's server mode), with
 nothing under the local data directory but each host's cache."""
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -64,6 +65,7 @@ def s3_system(
     redis.Redis.from_url(S3_REDIS_URL).flushdb()
     env = {
         "SHARDTRAIN_STORAGE_URL": f"s3://{bucket}/shardtrain",
+        "SHARDTRAIN_IMPORT_ALLOWED_PREFIXES": f"s3://{bucket}/lake/",
         "AWS_ENDPOINT_URL": s3_endpoint,
         "AWS_REGION": "us-east-1",
         **CREDENTIALS,
@@ -228,3 +230,65 @@ def test_two_workers_with_no_shared_disk_train_one_job_and_one_restarts_empty(
     finally:
         second.kill()
         second.wait()
+
+
+def test_an_imported_object_is_copied_by_the_worker_and_trains(
+    s3_system: System, s3_endpoint: str, bucket: str
+) -> None:
+    system = s3_system
+    data = table_to_csv(breast_cancer_table())
+    client(s3_endpoint).put_object(Bucket=bucket, Key="lake/bc.csv", Body=data)
+    url = f"s3://{bucket}/lake/bc.csv"
+    created = system.client.post("/v1/datasets", json={"url": url, "name": "bc"})
+    assert created.status_code == 201, created.text
+    dataset = system.wait_for(f"/v1/datasets/{created.json()['id']}", {"ready", "failed"})
+    assert dataset["status"] == "ready", dataset
+    assert (dataset["source_url"], dataset["rows"]) == (url, breast_cancer_table().num_rows)
+    assert dataset["sha256"] == hashlib.sha256(data).hexdigest()
+    copied = client(s3_endpoint).get_object(
+        Bucket=bucket, Key=f"shardtrain/datasets/{dataset['id']}/raw"
+    )
+    assert copied["Body"].read() == data
+
+    outside = system.client.post("/v1/datasets", json={"url": f"s3://{bucket}/shardtrain/x"})
+    assert outside.status_code == 403, outside.text
+    assert f"s3://{bucket}/shardtrain/x" in outside.json()["error"]["message"]
+    assert system.client.delete(f"/v1/datasets/{dataset['id']}").status_code == 200
+    assert not [key for key in objects(s3_endpoint, bucket) if dataset["id"] in key]
+    assert "lake/bc.csv" in objects(s3_endpoint, bucket)
+
+
+def test_a_shard_object_lost_mid_job_fails_it_with_the_key_and_leaves_nothing(
+    s3_system: System, s3_endpoint: str, bucket: str
+) -> None:
+    system = s3_system
+    upload = system.client.post(
+        "/v1/datasets", files={"file": ("bc.csv", table_to_csv(breast_cancer_table()))}
+    )
+    dataset = system.wait_for(f"/v1/datasets/{upload.json()['id']}", {"ready", "failed"})
+    spec = {
+        "dataset_id": dataset["id"],
+        "target": "diagnosis",
+        "model": {"type": "logistic_regression"},
+        "training": {"rounds": 500, "learning_rate": 0.05, "optimizer": "adam"},
+        "distribution": {"shards": 2},
+    }
+    job_id = system.client.post("/v1/jobs", json=spec).json()["id"]
+    deadline = time.monotonic() + 120
+    while not shard_workers(system, job_id):
+        assert time.monotonic() < deadline, "no round completed"
+        time.sleep(0.2)
+    # Someone empties part of the bucket behind the service's back.
+    shard = f"shardtrain/jobs/{job_id}/shards/0"
+    lost = [key for key in objects(s3_endpoint, bucket) if key.startswith(shard)]
+    assert lost
+    for key in lost:
+        client(s3_endpoint).delete_object(Bucket=bucket, Key=key)
+
+    job = system.wait_for(f"/v1/jobs/{job_id}", {"succeeded", "failed"})
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "shard_failed", job["error"]
+    assert "shards/0" in job["error"]["message"] and "no object" in job["error"]["message"]
+    assert job["model_id"] is None
+    assert system.client.delete(f"/v1/jobs/{job_id}").status_code == 200
+    assert not [key for key in objects(s3_endpoint, bucket) if job_id in key]
