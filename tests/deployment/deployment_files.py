@@ -130,6 +130,33 @@ def service_env(service: dict[str, Any]) -> dict[str, str]:
     return {str(k): "" if v is None else str(v) for k, v in env.items()}
 
 
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+def interpolate(value: str, shell: dict[str, str]) -> str:
+    """A compose value as compose makes it from the shell's (or .env's) variables:
+    `${X}`, `${X:-default}` (also when X is empty), `${X-default}` (only when unset),
+    `${X:?message}` (compose refuses to start)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"] or ""
+        given = shell.get(name)
+        if op == ":-":
+            return given if given else arg
+        if op == "-":
+            return arg if given is None else given
+        if op in (":?", "?") and not given:
+            raise AssertionError(f"compose refuses to start: {name}: {arg}")
+        return given or ""
+
+    return _VARIABLE.sub(substitute, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def resolved_env(service: dict[str, Any], shell: dict[str, str] | None = None) -> dict[str, str]:
+    """A service's environment after compose's interpolation, given the variables."""
+    return {k: interpolate(v, shell or {}) for k, v in service_env(service).items()}
+
+
 def volume_mounts(service: dict[str, Any]) -> dict[str, str]:
     """target path -> source for every volume of a service (short or long syntax)."""
     mounts: dict[str, str] = {}

@@ -21,6 +21,7 @@ from deployment_files import (
     command_words,
     dockerfile_env,
     option_value,
+    resolved_env,
     service_env,
     volume_mounts,
 )
@@ -156,7 +157,7 @@ def test_settings_read_the_compose_environment(
         if name.startswith(ENV_PREFIX):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env file
-    env = service_env(services["worker"])
+    env = resolved_env(services["worker"])
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
@@ -167,6 +168,8 @@ def test_settings_read_the_compose_environment(
     assert settings.redis_url == env["SHARDTRAIN_REDIS_URL"]
     assert settings.broker_url == env["SHARDTRAIN_REDIS_URL"]
     assert settings.data_dir == Path(env["SHARDTRAIN_DATA_DIR"]) == Path("/data")
+    # Without the s3 profile's settings, blobs stay on the shared volume.
+    assert not settings.s3_storage and settings.blob_dir == Path("/data/blobs")
 
 
 def test_deploy_docs_name_only_real_settings() -> None:
