@@ -18,12 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def embedded_system(workdir: Path) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:
+def embedded_system(
+    workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:
     """`python -m app.runner --embedded-redis` in `workdir`: a client holding the dev
     API key, and the runner process (its children are the API, worker and beat)."""
     port = free_local_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDTRAIN_")}
     env.update({"SHARDTRAIN_DATA_DIR": str(workdir / "data"), "SHARDTRAIN_PORT": str(port)})
+    env.update(extra_env or {})
     runner = subprocess.Popen(
         [sys.executable, "-m", "app.runner", "--embedded-redis"],
         cwd=ROOT, env=env, stdout=(workdir / "system.log").open("wb"), stderr=subprocess.STDOUT,

@@ -14,7 +14,9 @@ throttling and timeouts by botocore's standard retry mode):
 import hashlib
 import os
 import tempfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,10 @@ from app.storage.temp_files import sweep_temp_files, temp_prefix
 # S3's smallest part but the last; 8 MiB keeps a writer's memory flat and the parts
 # well under the 10,000 a multipart upload may have for objects up to 80 GB.
 PART_BYTES = 8 * 1024 * 1024
+# Parts on the wire while the next gathers: a store answers each part after a round
+# trip, so several keep a link busy while the writer's caller reads on. 40 MiB at most
+# per writer.
+PARTS_IN_FLIGHT = 4
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -76,12 +82,17 @@ def s3_client(*, read_timeout_s: float = 60.0, **overrides: Any) -> Any:
 
 class S3BlobWriter:
     """Hashes and counts as it goes, like the local writer; sends a part whenever
-    `PART_BYTES` have gathered."""
+    `PART_BYTES` have gathered. Parts go out on background threads, at most
+    `PARTS_IN_FLIGHT` at once, so the writer's caller (an upload reading its body from
+    the client) carries on while a part is on its way; memory stays bounded by those
+    parts plus the one gathering."""
 
     def __init__(self, client: Any, bucket: str, key: str) -> None:
         self._client, self._bucket, self._key = client, bucket, key
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
+        self._pending: deque[Future[dict[str, Any]]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
         self._upload_id: str | None = None
         self.sha256 = hashlib.sha256()
         self.bytes_written = 0
@@ -98,7 +109,15 @@ class S3BlobWriter:
         if self._upload_id is None:
             started = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)
             self._upload_id = started["UploadId"]
-        number = len(self._parts) + 1
+            self._pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        assert self._pool is not None
+        # Waiting for the oldest part bounds memory, and raises its failure here.
+        while self._pending and (self._pending[0].done() or len(self._pending) >= PARTS_IN_FLIGHT):
+            self._parts.append(self._pending.popleft().result())
+        number = len(self._parts) + len(self._pending) + 1
+        self._pending.append(self._pool.submit(self._upload_part, number, body))
+
+    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
         sent = self._client.upload_part(
             Bucket=self._bucket,
             Key=self._key,
@@ -106,7 +125,7 @@ class S3BlobWriter:
             PartNumber=number,
             Body=body,
         )
-        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        return {"PartNumber": number, "ETag": sent["ETag"]}
 
     def commit(self) -> None:
         if self._upload_id is None:
@@ -116,6 +135,9 @@ class S3BlobWriter:
         if self._buffer:
             self._send_part(bytes(self._buffer))
             self._buffer.clear()
+        while self._pending:
+            self._parts.append(self._pending.popleft().result())
+        self._shut_down()
         self._client.complete_multipart_upload(
             Bucket=self._bucket,
             Key=self._key,
@@ -123,7 +145,14 @@ class S3BlobWriter:
             MultipartUpload={"Parts": self._parts},
         )
 
+    def _shut_down(self) -> None:
+        if self._pool is not None:
+            # Parts not yet started are dropped; those on the wire end before the abort.
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
     def abort(self) -> None:
+        self._shut_down()
         if self._upload_id is not None:
             self._client.abort_multipart_upload(
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
