@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from app.datasets.schemas import UPLOAD_FORM_SCHEMA, DatasetImport
 from app.errors import TYPE_BY_STATUS
 from app.registry.schemas import PredictRequest
 
@@ -245,6 +246,9 @@ def install_openapi(app: FastAPI) -> None:
                 tags=app.openapi_tags,
             )
             _add_component(schema, PredictRequest)
+            _add_component(schema, DatasetImport)
+            components = schema["components"]["schemas"]
+            components["DatasetUpload"] = UPLOAD_FORM_SCHEMA
             _restore_examples(schema, _app_models())
             _fill_examples(schema)
             app.openapi_schema = schema

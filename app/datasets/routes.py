@@ -10,7 +10,7 @@ from app.datasets import service
 from app.datasets.imports import source_client
 from app.datasets.schemas import (
     DatasetDeletedOut,
-    DatasetImportIn,
+    DatasetImport,
     DatasetOut,
     DatasetPreviewOut,
 )
@@ -43,30 +43,13 @@ _UPLOAD_BODY = {
         "optional name. Or JSON naming an object to import from object storage, under a "
         "prefix the operator allows; the worker copies it in with the server's credentials.",
         "content": {
-            "application/json": {
-                "example": {"url": "s3://datasets/iris/iris.csv", "name": "iris"},
-                "schema": DatasetImportIn.model_json_schema(),
-            },
             "multipart/form-data": {
                 "example": {"file": "iris.csv", "name": "iris"},
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "CSV (header row), Parquet or JSON Lines.",
-                        },
-                        "name": {
-                            "type": "string",
-                            "maxLength": 255,
-                            "description": "A label; defaults to the file name.",
-                            # Without it Swagger UI pre-fills the field with "string".
-                            "example": "iris",
-                        },
-                    },
-                },
+                "schema": {"$ref": "#/components/schemas/DatasetUpload"},
+            },
+            "application/json": {
+                "example": {"url": "s3://datasets/iris/iris.csv", "name": "iris"},
+                "schema": {"$ref": "#/components/schemas/DatasetImport"},
             },
         },
     }
@@ -195,7 +178,7 @@ async def _import_dataset(
                 413, "body_too_large", f"An import's body is at most {_MAX_IMPORT_BODY} bytes."
             )
     try:
-        body = DatasetImportIn.model_validate_json(bytes(raw))
+        body = DatasetImport.model_validate_json(bytes(raw))
     except ValidationError as exc:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]

@@ -47,7 +47,7 @@ class DatasetDeletedOut(BaseModel):
     deleted: Literal[True] = True
 
 
-class DatasetImportIn(BaseModel):
+class DatasetImport(BaseModel):
     """An object to import, read with the server's credentials."""
 
     model_config = ConfigDict(
@@ -108,3 +108,26 @@ class DatasetOut(BaseModel):
     columns: list[ColumnSchema] | None
     error: str | None
     created_at: int
+
+
+# Components of their own, so generated clients name the two bodies after them
+# (`DatasetUpload`, `DatasetImport`) rather than after the route and content type.
+UPLOAD_FORM_SCHEMA: dict[str, Any] = {
+    "title": "DatasetUpload",
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "CSV (header row), Parquet or JSON Lines.",
+        },
+        "name": {
+            "type": "string",
+            "maxLength": 255,
+            "description": "A label; defaults to the file name.",
+            # Without it Swagger UI pre-fills the field with "string".
+            "example": "iris",
+        },
+    },
+}

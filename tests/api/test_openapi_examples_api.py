@@ -124,7 +124,8 @@ def test_not_found_examples_name_the_object_looked_for(document: dict[str, Any])
 
 def test_the_upload_form_names_the_dataset_as_its_example_does(document: dict[str, Any]) -> None:
     form = document["paths"]["/v1/datasets"]["post"]["requestBody"]["content"]
-    name = form["multipart/form-data"]["schema"]["properties"]["name"]
+    ref = form["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    name = document["components"]["schemas"][ref]["properties"]["name"]
     # Swagger UI pre-fills a form field from the property's own example, else "string".
     assert name["example"] == form["multipart/form-data"]["example"]["name"] == "iris"
 

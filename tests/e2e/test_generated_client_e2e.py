@@ -63,7 +63,7 @@ def test_generated_client_uploads_a_dataset_and_trains_on_it(
     api_key = system.client.headers["Authorization"].removeprefix("Bearer ")
     client = client_module.AuthenticatedClient(base_url=system.base_url, token=api_key)
 
-    upload = models.DatasetsCreateBody(
+    upload = models.DatasetUpload(
         file=types.File(payload=io.BytesIO(table_to_csv(iris_table())), file_name="iris.csv"),
         name="iris from the generated client",
     )

@@ -140,9 +140,9 @@ def test_every_schema_the_sdk_reads_or_writes_has_a_model(openapi: dict[str, Any
     reachable = _reachable(openapi)
     lists = {n for n in reachable if n.startswith("ListResponse_")}
     assert lists, "the list envelopes are read as shardtrain.Page"
-    assert reachable - lists - {"PredictRequest", "BatchPredictionCreate"} <= set(MAPPED), (
-        reachable - set(MAPPED)
-    )
+    # Bodies the SDK builds itself from its arguments, not from a model.
+    built = {"PredictRequest", "BatchPredictionCreate", "DatasetImport", "DatasetUpload"}
+    assert reachable - lists - built <= set(MAPPED), reachable - set(MAPPED)
     page_fields = set(models.Page.model_fields)
     for name in lists:
         assert set(openapi["components"]["schemas"][name]["properties"]) <= page_fields
