@@ -24,6 +24,7 @@ from app.datasets.ingest_error import (
     short,
 )
 from app.datasets.ingest_jsonl import jsonl_batches
+from app.datasets.ingest_writer import BackgroundWriter
 from app.datasets.line_numbers import csv_row_line, jsonl_row_line
 
 __all__ = ["BLOCK_BYTES", "INFER_BYTES", "IngestError", "IngestResult", "ingest_file"]
@@ -89,7 +90,8 @@ def _parquet_batches(path: Path, _sizes: tuple[int, int]) -> Iterator[pa.RecordB
     yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=PARQUET_BATCH_ROWS)
 
 
-_READERS: dict[str, Callable[[Path, tuple[int, int]], Iterator[pa.RecordBatch]]] = {
+Reader = Callable[[Path, tuple[int, int]], Iterator[pa.RecordBatch | pa.Table]]
+_READERS: dict[str, Reader] = {
     "csv": csv_batches,
     "jsonl": jsonl_batches,
     "parquet": _parquet_batches,
@@ -115,7 +117,7 @@ def ingest_file(
     block_bytes: int = BLOCK_BYTES,
 ) -> IngestResult:
     rows = 0
-    writer: pq.ParquetWriter | None = None
+    writer: BackgroundWriter | None = None
     schema: pa.Schema | None = None
     missing: list[int] = []
     locate = _locator(fmt, source)
@@ -126,7 +128,7 @@ def ingest_file(
         for batch in _READERS[fmt](source, (infer_bytes, block_bytes)):
             if schema is None:
                 schema = _storage_schema(batch.schema, fmt)
-                writer = pq.ParquetWriter(destination, schema)
+                writer = BackgroundWriter(destination, schema)
                 missing = [0] * len(schema)
             elif batch.schema.names != schema.names:
                 raise IngestError(
@@ -168,7 +170,10 @@ def ingest_file(
 
 
 def _cast(
-    batch: pa.RecordBatch, schema: pa.Schema, first_row: int, locate: Callable[[int], str]
+    batch: pa.RecordBatch | pa.Table,
+    schema: pa.Schema,
+    first_row: int,
+    locate: Callable[[int], str],
 ) -> pa.Table:
     arrays = []
     for field, column in zip(schema, batch.columns, strict=True):
