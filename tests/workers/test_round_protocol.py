@@ -46,6 +46,7 @@ def fingerprints_file() -> Path:
         return TESTS / "fixtures" / "round_parameters.json"
     return TESTS / "fixtures" / f"round_parameters.{vendor}.json"
 
+
 # The last bits of a float32 training run depend on which SIMD kernels the CPU selects
 # (AVX-512 or AVX2, Intel or AMD code paths in MKL). These pin one code path that every
 # x86-64 CPU runs alike: ATen's baseline kernels, MKL's conditional numerical
