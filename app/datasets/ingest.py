@@ -203,8 +203,11 @@ def _checked_floats(
     Training runs in float32, where either makes the model diverge far from the
     cause; NaN is what pandas and NumPy write for a missing value.
     """
-    too_large = pc.greater(pc.abs(values), FLOAT32_MAX)
-    if pc.any(too_large).as_py():
+    # One pass for the range (min_max passes over NaN and nulls); the row only when
+    # a value is out of it.
+    low, high = (v.as_py() for v in pc.min_max(values).values())
+    if any(v is not None and abs(v) > FLOAT32_MAX for v in (low, high)):
+        too_large = pc.greater(pc.abs(values), FLOAT32_MAX)
         bad = pc.index(too_large, True).as_py()
         value = values[bad].as_py()
         raise IngestError(f"{locate(first_row + bad)}: column {name!r}: {out_of_range(value)}")

@@ -6,7 +6,9 @@ parses the next segment meanwhile; a bounded queue keeps memory to a couple of
 tables. Dictionary encoding is asked for text only (booleans are bit-packed anyway):
 on float columns of measured data it found no repeats worth keeping and cost more
 than the rest of the write (1.5 s against 0.9 s for 800k x 50 floats here, and a
-larger file).
+larger file). Compression is chosen per column on the first table the writer gets:
+a column whose sample snappy shrinks by less than a tenth is stored uncompressed
+(measured floats with five decimals: 7% smaller for 0.34 s more of the write).
 """
 
 from collections import deque
@@ -18,21 +20,49 @@ import pyarrow.parquet as pq
 
 # Tables waiting for the writer thread: the reader stays at most this far ahead.
 QUEUED_TABLES = 2
+CODEC = "snappy"
+SAMPLE_BYTES = 1024 * 1024
+# Stored uncompressed when compression keeps more than this share of the bytes.
+WORTH_COMPRESSING = 0.9
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pa.types.is_string(f.type)]
 
 
+def compression_by_column(table: pa.Table) -> dict[str, str]:
+    """Snappy where it pays on this column's first values, else none. Text is left
+    to snappy: its dictionary pages are what shrink."""
+    chosen: dict[str, str] = {}
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_string(field.type) or column.num_chunks == 0:
+            chosen[field.name] = CODEC
+            continue
+        data = column.chunk(0).buffers()[-1]
+        if data is None or data.size == 0:
+            chosen[field.name] = CODEC
+            continue
+        sample = data.slice(0, min(SAMPLE_BYTES, data.size))
+        ratio = pa.compress(sample, codec=CODEC).size / sample.size
+        chosen[field.name] = CODEC if ratio <= WORTH_COMPRESSING else "none"
+    return chosen
+
+
 class BackgroundWriter:
     def __init__(self, destination: Path, schema: pa.Schema) -> None:
-        self._writer = pq.ParquetWriter(
-            destination, schema, use_dictionary=dictionary_columns(schema)
-        )
+        self._destination, self._schema = destination, schema
+        self._writer: pq.ParquetWriter | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-writer")
         self._queued: deque[Future[None]] = deque()
 
     def write_table(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self._destination,
+                self._schema,
+                use_dictionary=dictionary_columns(self._schema),
+                compression=compression_by_column(table),
+            )
         # The oldest write's error, if any, surfaces here, in the reader's thread.
         while self._queued and (self._queued[0].done() or len(self._queued) >= QUEUED_TABLES):
             self._queued.popleft().result()
@@ -45,4 +75,5 @@ class BackgroundWriter:
                 self._queued.popleft().result()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._writer.close()
+            if self._writer is not None:
+                self._writer.close()

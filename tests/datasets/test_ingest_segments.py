@@ -7,6 +7,7 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -112,3 +113,26 @@ def test_a_failed_write_reaches_the_reader_and_the_file_is_closed(tmp_path: Path
     writer.write_table(pa.table({"b": ["x"]}))
     with pytest.raises(ValueError, match="schema"):
         writer.close()
+
+
+def test_compression_is_kept_only_where_it_pays(tmp_path: Path) -> None:
+    noise = np.random.default_rng(0).random(50_000)
+    table = pa.table(
+        {
+            "noise": noise,
+            "steps": np.repeat(np.arange(50), 1000).astype(np.int64),
+            "name": ["a"] * 50_000,
+        }
+    )
+    assert ingest_writer.compression_by_column(table) == {
+        "noise": "none",
+        "steps": "snappy",
+        "name": "snappy",
+    }
+    writer = ingest_writer.BackgroundWriter(tmp_path / "out.parquet", table.schema)
+    writer.write_table(table)
+    writer.close()
+    row_group = pq.ParquetFile(tmp_path / "out.parquet").metadata.row_group(0)
+    codecs = {row_group.column(i).path_in_schema: row_group.column(i).compression for i in range(3)}
+    assert codecs == {"noise": "UNCOMPRESSED", "steps": "SNAPPY", "name": "SNAPPY"}
+    assert pq.read_table(tmp_path / "out.parquet").equals(table)
