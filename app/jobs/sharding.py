@@ -20,6 +20,7 @@ from app.jobs.capacity import over_limit
 from app.jobs.part_files import PartLayout, write_parts
 from app.jobs.plan import ShardPlan
 from app.jobs.spec import GradientBoostedTreesSpec, JobSpec
+from app.jobs.target_codes import class_counts, class_indices
 from app.jobs.tree_prep import MAX_HISTOGRAM_BYTES, EdgeSample, histogram_bytes
 from app.storage import BlobStore, keys
 from app.training.networks import NetworkConfig
@@ -47,6 +48,17 @@ def _target_values(batch: pa.RecordBatch, name: str, task: str) -> np.ndarray:
     return np.array(column.to_pylist(), dtype=object)
 
 
+def _encoded_target(
+    preprocessor: Preprocessor, batch: pa.RecordBatch, name: str, task: str
+) -> np.ndarray:
+    if task == "classification":
+        assert preprocessor.target.classes is not None
+        found = class_indices(batch.column(name), preprocessor.target.classes)
+        if found is not None:
+            return found
+    return preprocessor.encode_target(_target_values(batch, name, task))
+
+
 def _check_float32_range(column: pa.Array, name: str, role: str, first_row: int) -> None:
     """Refuse infinities and values float32 cannot hold; NaN is a missing value."""
     if pa.types.is_integer(column.type) or pa.types.is_boolean(column.type):
@@ -64,6 +76,26 @@ def _check_float32_range(column: pa.Array, name: str, role: str, first_row: int)
         f"beyond float32's range (±{FLOAT32_MAX:.4g}) that training uses; "
         f"fix or remove such values and upload the dataset again"
     )
+
+
+def _unproven_range(path: str, names: list[str]) -> list[str]:
+    """The columns whose values the file's own statistics do not show inside float32's
+    range. Ingest records each row group's min and max (and refuses values beyond
+    float32), so this is usually none, and no value is read to check it; a file
+    written otherwise, or a column without statistics, is checked value by value."""
+    metadata = pq.ParquetFile(path).metadata
+    index = {metadata.schema.column(i).name: i for i in range(metadata.num_columns)}
+    unproven = []
+    for name in names:
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(index[name]).statistics
+            if stats is None or not stats.has_min_max:
+                unproven.append(name)
+                break
+            if not all(abs(float(v)) <= FLOAT32_MAX for v in (stats.min, stats.max)):
+                unproven.append(name)
+                break
+    return unproven
 
 
 def _batches(path: str, names: list[str]) -> Iterator[pa.RecordBatch]:
@@ -115,7 +147,7 @@ def build_shards(
     sample = None if trees is None else EdgeSample(n_rows, len(dtypes), spec.training.seed)
     names = [*feature_names, spec.target]
     offset = 0
-    numeric = [n for n, d in dtypes.items() if d != "string"]
+    numeric = _unproven_range(path, [n for n, d in dtypes.items() if d != "string"])
     for batch in _batches(path, names):
         rows = assignment[offset : offset + batch.num_rows]
         # Every row, holdout and validation included: all of them are written as float32.
@@ -125,14 +157,19 @@ def build_shards(
         valid = batch.column(spec.target).is_valid().to_numpy(zero_copy_only=False)
         if task == "regression":
             _check_float32_range(batch.column(spec.target), spec.target, "target", offset)
-            valid &= ~np.isnan(_target_values(batch, spec.target, task))
+            target = pc.cast(batch.column(spec.target), pa.float64())
+            valid &= ~np.isnan(target.to_numpy(zero_copy_only=False))
         assignment[offset : offset + batch.num_rows] = np.where(valid, rows, np.int16(-3))
         train = np.nonzero(valid & (rows >= 0))[0]
         if len(train):
-            picked = batch.take(pa.array(train))
-            fitter.update(
-                feature_columns(picked, dtypes), _target_values(picked, spec.target, task)
-            )
+            picked = batch if len(train) == batch.num_rows else batch.take(pa.array(train))
+            if task == "classification":
+                counts = class_counts(picked.column(spec.target))
+                fitter.update(feature_columns(picked, dtypes), None, class_counts=counts)
+            else:
+                fitter.update(
+                    feature_columns(picked, dtypes), _target_values(picked, spec.target, task)
+                )
             if sample is not None:
                 sampled = sample.rows_of(offset, train)
                 sample.add(feature_columns(batch.take(pa.array(sampled)), dtypes))
@@ -249,7 +286,7 @@ def _write_parts(
             for batch in _batches(path, names):
                 rows = assignment[offset : offset + batch.num_rows]
                 features = preprocessor.transform(feature_columns(batch, dtypes))
-                targets = preprocessor.encode_target(_target_values(batch, spec.target, task))
+                targets = _encoded_target(preprocessor, batch, spec.target, task)
                 if edges is None:
                     block = np.empty((batch.num_rows, width + 1), dtype="<f4")
                     block[:, :-1] = features

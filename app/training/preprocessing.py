@@ -212,14 +212,26 @@ class PreprocessingFitter:
         self._target_numeric = _NumericStats()
         self._classes: Counter[Any] = Counter()
 
-    def update(self, columns: Mapping[str, np.ndarray], target: np.ndarray) -> None:
+    def update(
+        self,
+        columns: Mapping[str, np.ndarray],
+        target: np.ndarray | None,
+        class_counts: Mapping[Any, int] | None = None,
+    ) -> None:
+        """A batch of training rows. For classification, `class_counts` may stand for
+        `target`: how often each class occurs in the batch, counted by the caller."""
         for name, stats in self._numeric.items():
             stats.update(np.asarray(columns[name], dtype=np.float64), self._rng)
         for name, counter in self._categories.items():
             counter.update(v for v in columns[name] if v is not None)
         if self._task == "classification":
-            self._classes.update(target.tolist())
+            if class_counts is not None:
+                self._classes.update(class_counts)
+            else:
+                assert target is not None
+                self._classes.update(target.tolist())
         else:
+            assert target is not None
             self._target_numeric.update(np.asarray(target, dtype=np.float64), self._rng)
 
     def finish(self) -> Preprocessor:
