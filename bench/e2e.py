@@ -128,7 +128,10 @@ class Stages:
 
     @property
     def total(self) -> float:
-        return sum(self.seconds.values())
+        """Every stage, counting only the faster of the ways to predict."""
+        predict = [v for k, v in self.seconds.items() if k.startswith("predict")]
+        rest = sum(v for k, v in self.seconds.items() if not k.startswith("predict"))
+        return rest + (min(predict) if predict else 0.0)
 
 
 def run_sklearn(train: Path, test: Path, target: str) -> Stages:
@@ -180,6 +183,32 @@ def _upload(client: httpx.Client, path: Path) -> str:
     return str(response.json()["id"])
 
 
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+PREDICT_ROWS = 10_000  # SHARDTRAIN_MAX_PREDICT_ROWS' default
+
+
+def predict_arrow(client: httpx.Client, model_id: str, test: Path, target: str) -> list[object]:
+    """The test file read here, its rows sent as Arrow IPC streams of the request
+    limit, the answers read as Arrow: online predict, no upload, no ingest."""
+    table = pacsv.read_csv(test)
+    table = table.drop_columns([target])
+    predicted: list[object] = []
+    for start in range(0, table.num_rows, PREDICT_ROWS):
+        sink = pa.BufferOutputStream()
+        part = table.slice(start, PREDICT_ROWS)
+        with pa.ipc.new_stream(sink, part.schema) as writer:
+            writer.write_table(part)
+        answer = client.post(
+            f"/v1/models/{model_id}/predict",
+            content=sink.getvalue().to_pybytes(),
+            headers={"content-type": ARROW_STREAM, "accept": ARROW_STREAM},
+        )
+        answer.raise_for_status()
+        result = pa.ipc.open_stream(answer.content).read_all()
+        predicted += result.column("prediction").to_pylist()
+    return predicted
+
+
 def run_shardtrain(client: httpx.Client, train: Path, test: Path, target: str) -> Stages:
     stages = Stages()
     with stages.timed("upload"):
@@ -197,7 +226,9 @@ def run_shardtrain(client: httpx.Client, train: Path, test: Path, target: str) -
         job = _wait(client, job_path, {"succeeded", "failed"})
     if job["status"] != "succeeded":
         raise RuntimeError(f"job failed: {job['error']}")
-    with stages.timed("predict"):
+    with stages.timed("predict (online Arrow)"):
+        online = predict_arrow(client, job["model_id"], test, target)
+    with stages.timed("predict (batch)"):
         test_id = _upload(client, test)
         test_dataset = _wait(client, f"/v1/datasets/{test_id}", {"ready", "failed"})
         if test_dataset["status"] != "ready":
@@ -216,6 +247,7 @@ def run_shardtrain(client: httpx.Client, train: Path, test: Path, target: str) -
     labels = pacsv.read_csv(test).column(target).to_pylist()
     hits = [str(p) == str(t) for p, t in zip(predicted, labels, strict=True)]
     stages.accuracy = float(np.mean(hits))
+    assert [str(p) for p in online] == [str(p) for p in predicted], "online != batch"
     for path in (job_path, f"/v1/datasets/{dataset_id}", f"/v1/datasets/{test_id}"):
         client.delete(path)
     client.delete(f"/v1/models/{job['model_id']}")
@@ -239,11 +271,13 @@ def floors(train: Path, test: Path, target: str, workdir: Path) -> dict[str, flo
 
     started = time.perf_counter()
     read = pq.read_table(workdir / "floor.parquet")
+    names = [n for n in read.column_names if n != target]
     y = read.column(target).to_numpy()
-    x = np.column_stack(
-        [read.column(n).to_numpy() for n in read.column_names if n != target]
-    ).astype(np.float32)
-    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    x = np.empty((read.num_rows, len(names)), dtype=np.float32)
+    for i, name in enumerate(names):
+        x[:, i] = read.column(name).to_numpy()
+    x -= x.mean(axis=0)
+    x /= x.std(axis=0)
     half = len(x) // 2
     np.save(workdir / "a.npy", x[:half])
     np.save(workdir / "b.npy", x[half:])
@@ -301,14 +335,16 @@ def report(
         describe,
         "",
         f"Median of {repeats} interleaved runs. Shardtrain end to end: upload the training "
-        "file, ingest, job (sharding, then training), predictions for the test file "
-        "(upload, ingest, batch prediction, download).",
+        "file, ingest, job (sharding, then training), predictions for the test file, by "
+        "the faster of two ways: online predict with the rows as Arrow IPC streams of "
+        "10,000, or a batch prediction (upload, ingest, batch, download). Both give the "
+        "same predictions (checked).",
         "",
         "| stage | Shardtrain s | floor s | ratio to floor | within 2x |",
         "|---|---:|---:|---:|---|",
     ]
     for name, seconds in ours.seconds.items():
-        base = floor.get(name)
+        base = floor.get(name.split(" (")[0])
         if base:
             within = "yes" if seconds <= STAGE_FLOOR_RATIO * base else "no"
             lines.append(

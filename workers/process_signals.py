@@ -1,5 +1,6 @@
 """A worker process's life: one torch thread per pool process, the fleet heartbeat,
-the start-up sweep of what killed processes left, and the goodbye on shutdown."""
+the start-up sweep of what killed processes left, memory handed back after each task
+(`workers.memory`), and the goodbye on shutdown."""
 
 import contextlib
 import logging
@@ -14,6 +15,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from app.config import get_settings
 from app.datasets.orphans import sweep_in_background
 from app.fleet import HEARTBEAT_S, WorkerRegistry, count_cuda_devices
+from workers import memory  # noqa: F401  (registers the after-task release)
 from workers.resources import store
 
 logger = logging.getLogger(__name__)
