@@ -30,7 +30,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from harness import ROOT, embedded_system, write_section
+from harness import ROOT, PeakRss, embedded_system, system_processes, write_section
 
 MB = 1024 * 1024
 TARGET_RATIO = 1.3
@@ -76,43 +75,6 @@ def _schema(features: int) -> pa.Schema:
     return pa.schema(
         [pa.field(f"x{i}", pa.float64()) for i in range(features)] + [pa.field("label", pa.int64())]
     )
-
-
-class PeakRss:
-    """Samples the RSS of a set of processes every 20 ms until stopped."""
-
-    def __init__(self, processes: dict[str, psutil.Process]) -> None:
-        self.processes = processes
-        self.peak = {name: 0 for name in processes}
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            for name, process in self.processes.items():
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    self.peak[name] = max(self.peak[name], process.memory_info().rss)
-            time.sleep(0.02)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-
-def system_processes(runner: psutil.Process) -> dict[str, psutil.Process]:
-    found: dict[str, psutil.Process] = {}
-    for child in runner.children(recursive=True):
-        command = " ".join(child.cmdline())
-        if "uvicorn" in command:
-            found["api"] = child
-        elif "celery" in command and " beat" not in command:
-            role = "worker (parent)" if child.ppid() == runner.pid else f"worker pool {child.pid}"
-            found[role] = child
-    return found
 
 
 @dataclass

@@ -1,16 +1,19 @@
 """What the end-to-end benchmarks share: the embedded system to measure against, and
 the section of docs/benchmarks.md each one rewrites."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 
 from app.runner import free_local_port
 
@@ -71,3 +74,46 @@ def write_section(path: Path, title: str, body: str) -> None:
         end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
     path.write_text(text)
+
+
+class PeakRss:
+    """Samples the RSS of a set of processes every 20 ms while the block runs: `peak`
+    in bytes, and `growth_mb()` over what each held when it began."""
+
+    def __init__(self, processes: dict[str, psutil.Process]) -> None:
+        self.processes = processes
+        self.baseline = {name: p.memory_info().rss for name, p in processes.items()}
+        self.peak = dict(self.baseline)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            for name, process in self.processes.items():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    self.peak[name] = max(self.peak[name], process.memory_info().rss)
+            time.sleep(0.02)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def growth_mb(self) -> dict[str, float]:
+        return {name: (self.peak[name] - self.baseline[name]) / 2**20 for name in self.processes}
+
+
+def system_processes(runner: psutil.Process) -> dict[str, psutil.Process]:
+    """The embedded system's API and worker processes (beat left out), by role."""
+    found: dict[str, psutil.Process] = {}
+    for child in runner.children(recursive=True):
+        command = " ".join(child.cmdline())
+        if "uvicorn" in command:
+            found["api"] = child
+        elif "celery" in command and " beat" not in command:
+            role = "worker (parent)" if child.ppid() == runner.pid else f"worker pool {child.pid}"
+            found[role] = child
+    return found

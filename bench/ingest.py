@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from harness import ROOT, embedded_system, write_section
+from harness import ROOT, PeakRss, embedded_system, system_processes, write_section
 
 from app.runner import free_local_port
 
@@ -78,35 +77,6 @@ def _schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-class PeakRss:
-    """Samples the RSS of the system's processes every 20 ms during a phase."""
-
-    def __init__(self, processes: dict[str, psutil.Process]) -> None:
-        self.processes = processes
-        self.baseline = {name: p.memory_info().rss for name, p in processes.items()}
-        self.peak = dict(self.baseline)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            for name, process in self.processes.items():
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    self.peak[name] = max(self.peak[name], process.memory_info().rss)
-            time.sleep(0.02)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def growth_mb(self) -> dict[str, float]:
-        return {name: (self.peak[name] - self.baseline[name]) / MB for name in self.processes}
-
-
 def multipart(path: Path, boundary: str) -> Iterator[bytes]:
     yield (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
@@ -116,18 +86,6 @@ def multipart(path: Path, boundary: str) -> Iterator[bytes]:
         while chunk := handle.read(MB):
             yield chunk
     yield f"\r\n--{boundary}--\r\n".encode()
-
-
-def system_processes(runner: psutil.Process) -> dict[str, psutil.Process]:
-    found: dict[str, psutil.Process] = {}
-    for child in runner.children(recursive=True):
-        command = " ".join(child.cmdline())
-        if "uvicorn" in command:
-            found["api"] = child
-        elif "celery" in command:
-            role = "worker (parent)" if child.ppid() == runner.pid else f"worker pool {child.pid}"
-            found[role] = child
-    return found
 
 
 def wait_for(client: httpx.Client, path: str, statuses: set[str], timeout: float) -> dict:
