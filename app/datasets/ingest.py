@@ -1,6 +1,8 @@
 """Convert an uploaded file to Parquet batch by batch, inferring the column schema.
 
-Memory stays bounded by one record batch whatever the file size. Every error names
+Memory stays bounded whatever the file size: a CSV segment (`ingest_csv`) or a
+record batch, and the couple of tables the writer thread has queued
+(`ingest_writer`). Every error names
 what a person can fix: the file's line (CSV, JSON Lines) or row (Parquet) and the
 column.
 """

@@ -43,9 +43,7 @@ def csv_batches(path: Path, sizes: tuple[int, int]) -> Iterator[pa.RecordBatch |
             rows += batch.num_rows
             yield batch
         return
-    except _LeaveToStreaming:
-        pass
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except (_LeaveToStreaming, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         # The streaming reader below reads on from the same row, and says which line
         # and column are at fault in the words every reader of this module uses.
         pass

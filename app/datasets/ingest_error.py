@@ -5,9 +5,10 @@ from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 
-# Types are inferred from the first 4 MiB, then the file streams in 1 MiB blocks: the
-# reader's peak memory grows with its block size (about 16 blocks in flight), and
-# these two keep a worker's growth near 100 MB whatever the file size.
+# Types are inferred from the first 4 MiB. A CSV is then parsed in segments
+# (`ingest_csv.SEGMENT_BYTES`); JSON Lines, and a CSV whose segment failed, stream in
+# 1 MiB blocks: the reader's peak memory grows with its block size (about 16 blocks in
+# flight), and these keep a worker's growth near 100 MB whatever the file size.
 INFER_BYTES = 4 * 1024 * 1024
 BLOCK_BYTES = 1024 * 1024
 # A record must fit in one block, so a file with a longer one is read again with

@@ -11,12 +11,12 @@ a column whose sample snappy shrinks by less than a tenth is stored uncompressed
 (measured floats with five decimals: 7% smaller for 0.34 s more of the write).
 """
 
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from app.storage.in_flight import InFlight
 
 # Tables waiting for the writer thread: the reader stays at most this far ahead.
 QUEUED_TABLES = 2
@@ -52,8 +52,9 @@ class BackgroundWriter:
     def __init__(self, destination: Path, schema: pa.Schema) -> None:
         self._destination, self._schema = destination, schema
         self._writer: pq.ParquetWriter | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-writer")
-        self._queued: deque[Future[None]] = deque()
+        self._writing: InFlight[None] = InFlight(
+            threads=1, limit=QUEUED_TABLES, name="parquet-writer"
+        )
 
     def write_table(self, table: pa.Table) -> None:
         if self._writer is None:
@@ -64,16 +65,13 @@ class BackgroundWriter:
                 compression=compression_by_column(table),
             )
         # The oldest write's error, if any, surfaces here, in the reader's thread.
-        while self._queued and (self._queued[0].done() or len(self._queued) >= QUEUED_TABLES):
-            self._queued.popleft().result()
-        self._queued.append(self._pool.submit(self._writer.write_table, table))
+        self._writing.submit(self._writer.write_table, table)
 
     def close(self) -> None:
         """Finish every queued write, then the file; raises the first write's error."""
         try:
-            while self._queued:
-                self._queued.popleft().result()
+            self._writing.drain()
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._writing.close()
             if self._writer is not None:
                 self._writer.close()

@@ -117,12 +117,11 @@ def import_dataset(
     leaves no row and no blob."""
     location = ObjectURL.parse(url)
     check_allowed(location, allowed_prefixes, tenant_id)
-    earlier, used = _before_stream(sessions, tenant_id, idempotency_key, max_stored_bytes)
+    earlier, _ = _before_stream(sessions, tenant_id, idempotency_key, None)
     if earlier is not None:
         return earlier
     source = inspect_source(source_client(), location, max_bytes=max_bytes)
-    if max_stored_bytes is not None and used + source.bytes > max_stored_bytes:
-        raise _storage_quota(max_stored_bytes, used, param="url")
+    # The quota is counted once, under the tenant's lock, as the row is recorded.
     stored = StoredUpload(
         filename=location.filename, name=name, format=source.format, bytes=source.bytes
     )

@@ -157,8 +157,7 @@ def build_shards(
         valid = batch.column(spec.target).is_valid().to_numpy(zero_copy_only=False)
         if task == "regression":
             _check_float32_range(batch.column(spec.target), spec.target, "target", offset)
-            target = pc.cast(batch.column(spec.target), pa.float64())
-            valid &= ~np.isnan(target.to_numpy(zero_copy_only=False))
+            valid &= ~np.isnan(_target_values(batch, spec.target, task))
         assignment[offset : offset + batch.num_rows] = np.where(valid, rows, np.int16(-3))
         train = np.nonzero(valid & (rows >= 0))[0]
         if len(train):

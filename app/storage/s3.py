@@ -14,9 +14,7 @@ throttling and timeouts by botocore's standard retry mode):
 import hashlib
 import os
 import tempfile
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from app.storage.cache import LocalCache
+from app.storage.in_flight import InFlight
 from app.storage.temp_files import sweep_temp_files, temp_prefix
 
 # S3's smallest part but the last; 8 MiB keeps a writer's memory flat and the parts
@@ -91,8 +90,7 @@ class S3BlobWriter:
         self._client, self._bucket, self._key = client, bucket, key
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
-        self._pending: deque[Future[dict[str, Any]]] = deque()
-        self._pool: ThreadPoolExecutor | None = None
+        self._sending: InFlight[dict[str, Any]] | None = None
         self._upload_id: str | None = None
         self.sha256 = hashlib.sha256()
         self.bytes_written = 0
@@ -109,13 +107,11 @@ class S3BlobWriter:
         if self._upload_id is None:
             started = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)
             self._upload_id = started["UploadId"]
-            self._pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
-        assert self._pool is not None
+            self._sending = InFlight(threads=PARTS_IN_FLIGHT, limit=PARTS_IN_FLIGHT, name="s3-part")
+        assert self._sending is not None
+        number = len(self._parts) + len(self._sending) + 1
         # Waiting for the oldest part bounds memory, and raises its failure here.
-        while self._pending and (self._pending[0].done() or len(self._pending) >= PARTS_IN_FLIGHT):
-            self._parts.append(self._pending.popleft().result())
-        number = len(self._parts) + len(self._pending) + 1
-        self._pending.append(self._pool.submit(self._upload_part, number, body))
+        self._parts += self._sending.submit(self._upload_part, number, body)
 
     def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
         sent = self._client.upload_part(
@@ -135,8 +131,8 @@ class S3BlobWriter:
         if self._buffer:
             self._send_part(bytes(self._buffer))
             self._buffer.clear()
-        while self._pending:
-            self._parts.append(self._pending.popleft().result())
+        assert self._sending is not None
+        self._parts += self._sending.drain()
         self._shut_down()
         self._client.complete_multipart_upload(
             Bucket=self._bucket,
@@ -146,10 +142,10 @@ class S3BlobWriter:
         )
 
     def _shut_down(self) -> None:
-        if self._pool is not None:
+        if self._sending is not None:
             # Parts not yet started are dropped; those on the wire end before the abort.
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+            self._sending.close()
+            self._sending = None
 
     def abort(self) -> None:
         self._shut_down()
