@@ -6,6 +6,10 @@ written under a temporary name of its own (a re-sent prepare running alongside n
 shares one; named after its writer, a killed prepare's files go at the next start-up)
 and renamed into place only when every part has all its rows.
 
+The appends run on a thread of their own (a write releases the GIL), so the next
+batch is read and transformed while the last one is written; a bounded queue keeps
+memory to a few blocks.
+
 A dense part (networks) is one float32 file, features then the encoded target in the
 last column. A binned part (trees) is a folder of three: `bins` (uint8), `target`
 (float32) and `rows` (int64, each row's index in the dataset, for row sampling).
@@ -20,20 +24,34 @@ from typing import BinaryIO
 import numpy as np
 
 from app.storage import BlobStore, keys
+from app.storage.in_flight import InFlight
 
+# Blocks handed to the writer thread and not yet written.
+QUEUED_BLOCKS = 8
 BINNED_ARRAYS = {"bins": "|u1", "target": "<f4", "rows": "<i8"}
 
 
 class _Stream:
-    def __init__(self, stack: ExitStack, tmp: Path, descr: str, shape: tuple[int, ...]):
+    def __init__(
+        self,
+        stack: ExitStack,
+        tmp: Path,
+        descr: str,
+        shape: tuple[int, ...],
+        writing: InFlight[int | None],
+    ):
         self.descr = descr
         self.handle: BinaryIO = stack.enter_context(tmp.open("wb"))
         header = {"descr": descr, "fortran_order": False, "shape": shape}
         np.lib.format.write_array_header_1_0(self.handle, header)
         self.rows, self.expected = 0, shape[0]
+        self._writing = writing
 
     def append(self, block: np.ndarray) -> None:
-        self.handle.write(np.ascontiguousarray(block, dtype=self.descr).tobytes())
+        # The array itself is written (no bytes copy); the caller never changes it after.
+        data = np.ascontiguousarray(block, dtype=self.descr)
+        if data.size:
+            self._writing.submit(self.handle.write, data)
         self.rows += len(block)
 
 
@@ -84,13 +102,20 @@ def write_parts(
             for name, (key, _descr, _shape) in layout.files.items()
         }
         streams: dict[int, dict[str, _Stream]] = {}
+        # One thread: each file's blocks are written in the order they were appended.
+        writing: InFlight[int | None] = InFlight(threads=1, limit=QUEUED_BLOCKS, name="parts")
         with ExitStack() as handles:
             for group, layout in layouts.items():
                 streams[group] = {
-                    name: _Stream(handles, temporary[group, name], descr, (counts[group], *shape))
+                    name: _Stream(
+                        handles, temporary[group, name], descr, (counts[group], *shape), writing
+                    )
                     for name, (_key, descr, shape) in layout.files.items()
                 }
+            # Registered after the files, so it runs before they close, on failure too.
+            handles.callback(writing.close)
             yield PartWriter(streams)
+            writing.drain()  # the first failed write, if any, raises here
         for group, parts in streams.items():
             for stream in parts.values():
                 if stream.rows != stream.expected:

@@ -284,16 +284,15 @@ def _write_parts(
             offset = 0
             for batch in _batches(path, names):
                 rows = assignment[offset : offset + batch.num_rows]
-                features = preprocessor.transform(feature_columns(batch, dtypes))
                 targets = _encoded_target(preprocessor, batch, spec.target, task)
                 if edges is None:
                     block = np.empty((batch.num_rows, width + 1), dtype="<f4")
-                    block[:, :-1] = features
+                    preprocessor.transform(feature_columns(batch, dtypes), out=block[:, :-1])
                     block[:, -1] = targets
                     for group in part_keys:
                         parts.append(group, data=block[rows == group])
                 else:
-                    bins = bin_matrix(features, edges)
+                    bins = bin_matrix(preprocessor.transform(feature_columns(batch, dtypes)), edges)
                     index = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
                     for group in part_keys:
                         mine = rows == group

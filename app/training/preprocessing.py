@@ -68,20 +68,33 @@ class Preprocessor:
         by_name.update({f.name: f.dtype for f in self.categorical})
         return [{"name": name, "dtype": by_name[name]} for name in self.columns]
 
-    def transform(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    def transform(
+        self, columns: Mapping[str, np.ndarray], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """`out`, when given, is a float32 (rows, n_features) array to fill, such as the
+        feature columns of a part's block, which saves a copy of every batch."""
         if self.encoding == ORDINAL:
             return self._ordinal(columns)
         n_rows = len(next(iter(columns.values()))) if columns else 0
-        out = np.zeros((n_rows, self.n_features), dtype=np.float32)
+        if out is None:
+            out = np.empty((n_rows, self.n_features), dtype=np.float32)
+        if self.categorical:
+            out[:] = 0.0  # one-hot blocks set only their ones
         position = 0
         numeric = {f.name: f for f in self.numeric}
         categorical = {f.name: f for f in self.categorical}
+        scaled = np.empty(n_rows, dtype=np.float64)
         for name in self.columns:
             if name in numeric:
                 spec = numeric[name]
                 values = np.asarray(columns[name], dtype=np.float64)
-                values = np.where(np.isnan(values), spec.fill, values)
-                out[:, position] = (values - spec.mean) / spec.std
+                # In float64 and then rounded once to float32, as (value - mean) / std.
+                np.subtract(values, spec.mean, out=scaled)
+                np.divide(scaled, spec.std, out=scaled)
+                missing = np.isnan(values)
+                if missing.any():
+                    scaled[missing] = (spec.fill - spec.mean) / spec.std
+                out[:, position] = scaled
                 position += 1
             else:
                 cat = categorical[name]

@@ -344,3 +344,33 @@ def test_categorical_fill_does_not_depend_on_batch_order() -> None:
         f.update({"c": strings(*order)}, np.array([0, 1, 0, 1]))
         fills.append(f.finish().categorical[0].fill)
     assert fills == ["a", "a"]
+
+
+def test_transform_into_a_part_block_equals_the_float64_formula() -> None:
+    """Filling the feature columns of a wider block (as sharding does) gives what the
+    formula gives in float64, rounded once, with missing values imputed and one-hot
+    zeros written over whatever the block held."""
+    f = fitter((("x", "float64"), ("c", "string"), ("z", "float64")))
+    rng = np.random.default_rng(3)
+    x, z = rng.normal(5.0, 2.0, 50), rng.normal(-1.0, 0.1, 50)
+    c = strings(*rng.choice(["a", "b", "c"], 50))
+    f.update({"x": x, "c": c, "z": z}, np.zeros(50))
+    pre = f.finish()
+    x_new = np.array([1.0, np.nan, 7.5])
+    columns = {"x": x_new, "c": strings("b", None, "zzz"), "z": np.array([np.nan, 0.0, 2.0])}
+    block = np.full((3, pre.n_features + 1), 9.0, dtype="<f4")
+    pre.transform(columns, out=block[:, :-1])
+    np.testing.assert_array_equal(block[:, :-1], pre.transform(columns))
+    numeric = {n.name: n for n in pre.numeric}
+    expected_x = (np.where(np.isnan(x_new), numeric["x"].fill, x_new) - numeric["x"].mean) / (
+        numeric["x"].std
+    )
+    np.testing.assert_array_equal(block[:, 0], expected_x.astype(np.float32))
+    categories = pre.categorical[0].categories
+    assert categories == ["a", "b", "c"]
+    one_hot = np.zeros((3, 3), dtype=np.float32)
+    one_hot[0, 1] = 1.0  # "b"
+    one_hot[1, categories.index(pre.categorical[0].fill)] = 1.0  # missing: the fill
+    # "zzz" was never seen: its row stays all zero, not the 9.0 the block held
+    np.testing.assert_array_equal(block[:, 1:4], one_hot)
+    assert (block[:, -1] == 9.0).all()  # the target column is left alone
