@@ -215,7 +215,17 @@ def table_to_features(table: pa.Table, dtypes: dict[str, str]) -> pa.RecordBatch
 
 
 def _refuse_non_finite_column(column: pa.ChunkedArray, name: str) -> None:
-    """NaN and Infinity refused as in JSON records; a null is a missing value."""
-    row = pc.index(pc.is_finite(column), False).as_py()
-    if row >= 0:
-        _refuse_non_finite(float(column[row].as_py()), name, row)
+    """NaN and Infinity refused as in JSON records; a null is a missing value. In numpy
+    on each chunk's own buffer: Arrow's is_finite and index cost a tenth of a
+    millisecond a call in overhead, most of a prediction's time at 50 columns."""
+    offset = 0
+    for chunk in column.chunks:
+        # Zero-copy without nulls; with nulls, a copy in which each null reads as NaN.
+        values = chunk.to_numpy(zero_copy_only=False)
+        bad = ~np.isfinite(values)
+        if chunk.null_count:
+            bad &= chunk.is_valid().to_numpy(zero_copy_only=False)
+        if bad.any():
+            row = int(np.argmax(bad))
+            _refuse_non_finite(float(values[row]), name, offset + row)
+        offset += len(chunk)
