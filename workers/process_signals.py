@@ -1,4 +1,5 @@
-"""A worker process's life: one torch thread per pool process, the fleet heartbeat,
+"""A worker process's life: torch's optimizer stack imported before the pool forks
+(`workers.preload`), one torch thread per pool process, the fleet heartbeat,
 the start-up sweep of what killed processes left, memory handed back after each task
 (`workers.memory`), and the goodbye on shutdown."""
 
@@ -10,15 +11,22 @@ import time
 
 import redis
 import torch
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from app.config import get_settings
 from app.datasets.orphans import sweep_in_background
 from app.fleet import HEARTBEAT_S, WorkerRegistry, count_cuda_devices
 from workers import memory  # noqa: F401  (registers the after-task release)
+from workers.preload import preload_optimizer_stack
 from workers.resources import store
 
 logger = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _preload(**_: object) -> None:
+    # In the parent, before the pool forks: each pool process starts with it loaded.
+    preload_optimizer_stack()
 
 
 @worker_process_init.connect
