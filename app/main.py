@@ -27,6 +27,7 @@ from app.jobs.chart_routes import router as job_charts_router
 from app.jobs.live import EventNotifier
 from app.jobs.routes import router as jobs_router
 from app.messaging import create_celery
+from app.model_names.routes import router as model_names_router
 from app.observability.beat_heartbeat import STALE_AFTER_INTERVALS, BeatMonitor
 from app.observability.exposition import install_metrics
 from app.observability.logging import configure_logging
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(job_charts_router)
     app.include_router(models_router)
+    app.include_router(model_names_router)
     install_openapi(app)
     install_docs(app)
 

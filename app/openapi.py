@@ -31,6 +31,11 @@ TAGS: list[dict[str, Any]] = [
         "description": "Models that jobs produced: the deploy gate's decision, artifacts "
         "(safetensors, ONNX), online and batch predictions.",
     },
+    {
+        "name": "model-names",
+        "description": "Named models: every succeeded job whose spec has `model_name` adds "
+        "the next version of that name.",
+    },
     {"name": "health", "description": "Liveness and readiness probes; no API key needed."},
 ]
 
@@ -202,6 +207,12 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
         "More than 6000 predict requests this minute (this account's predict_per_minute); "
         "retry in 12 s.",
         None,
+    ),
+    ("model-names-get", 404): ("not_found", "No model named 'churn'.", "name"),
+    ("model-names-get", 422): (
+        "invalid_request",
+        "name: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]*$'",
+        "name",
     ),
     ("models-batch-predictions-create", 404): _NO_MODEL,
     ("models-batch-predictions-create", 409): (

@@ -179,6 +179,11 @@ class DeployGate(_Strict):
         return None
 
 
+MODEL_NAME_MAX = 64
+# URL-safe as a path segment, never `.` or `..` alone.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
 class JobSpec(_Strict):
     model_config = ConfigDict(
         extra="forbid",
@@ -220,6 +225,15 @@ class JobSpec(_Strict):
     distribution: DistributionSpec = Field(default_factory=DistributionSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     deploy_if: DeployGate | None = None
+    model_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MODEL_NAME_MAX,
+        pattern=MODEL_NAME_PATTERN,
+        description="Add the trained model as the next version (1, 2, ...) of this name: "
+        "letters, digits, `.`, `_` and `-`, starting with a letter or digit. "
+        "`GET /v1/model-names/{name}` lists its versions.",
+    )
 
     @property
     def is_trees(self) -> bool:

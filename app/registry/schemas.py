@@ -77,6 +77,12 @@ class ModelOut(BaseModel):
         description="Tree models: every feature's total split gain and split count, "
         "highest gain first; null for networks.",
     )
+    model_name: str | None = Field(
+        default=None, description="The job spec's `model_name`: the name this is a version of."
+    )
+    version: int | None = Field(
+        default=None, description="Its version under `model_name` (1, 2, ...); null without one."
+    )
     created_at: int
 
 

@@ -12,6 +12,7 @@ from app.db import enqueue_after_commit, session_scope
 from app.errors import APIError, DatabaseUnavailable, NotFound
 from app.jobs.events import record_event
 from app.jobs.repository import JobRepository
+from app.model_names.service import add_version
 from app.registry.artifact import read_artifact
 from app.registry.inputs import InputError, table_to_features
 from app.registry.known_models import DeployedModel, KnownModels
@@ -40,10 +41,13 @@ def register_model(
     metrics: dict[str, float],
     gate: dict[str, Any] | None,
     feature_importance: list[dict[str, Any]] | None = None,
+    model_name: str | None = None,
 ) -> RegisteredModel:
     """Register a job's trained model: deployed, or rejected when its gate said why
     not (`gate["reason"]`), which is recorded as an event of the job. The artifact is
-    already written; finalize calls this in the session that ends the job."""
+    already written; finalize calls this in the session that ends the job. With a
+    `model_name`, it becomes that name's next version, whatever its gate said: a
+    rejected version is kept and listed, only not served."""
     rejection = gate["reason"] if gate is not None else None
     model = ModelRepository(session, Scope.tenant(tenant_id)).add(
         RegisteredModel(
@@ -62,6 +66,8 @@ def register_model(
             feature_importance=feature_importance,
         )
     )
+    if model_name is not None:
+        add_version(session, model, model_name)
     if rejection is not None:
         record_event(
             session,

@@ -1,6 +1,6 @@
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.tables.base import Base, new_id, now_s
@@ -8,6 +8,7 @@ from app.tables.base import Base, new_id, now_s
 
 class RegisteredModel(Base):
     __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("tenant_id", "model_name", "version"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id("mdl"))
@@ -25,4 +26,7 @@ class RegisteredModel(Base):
     # Trees: [{feature, gain, split}] over the raw columns, by gain; None for networks.
     feature_importance: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     artifact_key: Mapped[str] = mapped_column(String(255))
+    # Set when the job's spec named the model: its version under that name (1, 2, ...).
+    model_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)

@@ -12,7 +12,16 @@ import httpx
 
 from shardtrain._http import DEFAULT_TIMEOUT, AsyncHTTP, RetryPolicy, SyncHTTP
 from shardtrain.errors import ShardtrainError
-from shardtrain.resources import AsyncDatasets, AsyncJobs, AsyncModels, Datasets, Jobs, Models
+from shardtrain.resources import (
+    AsyncDatasets,
+    AsyncJobs,
+    AsyncModelNames,
+    AsyncModels,
+    Datasets,
+    Jobs,
+    ModelNames,
+    Models,
+)
 
 
 def _dev_key_file() -> Path:
@@ -85,6 +94,7 @@ class Client:
         self.datasets = Datasets(self._http)
         self.jobs = Jobs(self._http)
         self.models = Models(self._http)
+        self.model_names = ModelNames(self._http)
 
     def close(self) -> None:
         self._http.close()
@@ -125,6 +135,7 @@ class AsyncClient:
         self.datasets = AsyncDatasets(self._http)
         self.jobs = AsyncJobs(self._http)
         self.models = AsyncModels(self._http)
+        self.model_names = AsyncModelNames(self._http)
 
     async def close(self) -> None:
         await self._http.close()

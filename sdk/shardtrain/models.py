@@ -174,7 +174,35 @@ class Model(APIObject):
     classes: list[Any] | None = None
     # Tree models: by gain, highest first; None for networks and older servers.
     feature_importance: list[FeatureImportance] | None = None
+    # Set when the job's spec had `model_name`; None otherwise and on older servers.
+    model_name: str | None = None
+    version: int | None = None
     created_at: int
+
+
+class ModelVersion(APIObject):
+    version: int
+    model_id: str
+    job_id: str
+    status: Literal["deployed", "rejected", "undeployed"]
+    metrics: dict[str, float]
+    gate: Gate | None = None
+    created_at: int
+
+
+class ModelNameSummary(APIObject):
+    id: str
+    object: Literal["model_name"] = "model_name"
+    name: str
+    latest_version: int
+    created_at: int
+    updated_at: int
+
+
+class ModelName(ModelNameSummary):
+    """A named model: every version its jobs added, oldest first."""
+
+    versions: list[ModelVersion]
 
 
 class Prediction(APIObject):

@@ -139,6 +139,10 @@ class JobSpec(_Strict):
     distribution: DistributionSpec = Field(default_factory=DistributionSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     deploy_if: DeployGate | None = None
+    # The next version of this name; `client.model_names.get(name)` lists them.
+    model_name: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    )
 
     def to_request(self) -> dict[str, Any]:
         """The JSON body: only what was set, so unset fields take the server's defaults."""

@@ -117,6 +117,8 @@ def test_not_found_examples_name_the_object_looked_for(document: dict[str, Any])
             assert error["param"] == "dataset_id" and "No dataset with id" in error["message"]
         elif "{batch_id}" in path:
             assert "No batch prediction with id" in error["message"], operation_id
+        elif operation_id.startswith("model-names-"):
+            assert error["param"] == "name" and error["message"].startswith("No model named ")
         else:
             kind = NOT_FOUND_KIND[operation_id.split("-")[0]]
             assert error["message"].startswith(f"No {kind} with id"), operation_id

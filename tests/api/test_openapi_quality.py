@@ -14,6 +14,7 @@ from app.errors import ErrorResponse
 from app.jobs.schemas import EventOut, JobOut, RoundMetricsOut
 from app.jobs.spec import JobSpec
 from app.main import create_app
+from app.model_names.schemas import ModelNameOut, ModelNameSummaryOut
 from app.registry.schemas import (
     BatchPredictionCreate,
     BatchPredictionOut,
@@ -34,7 +35,7 @@ MODELS: dict[str, type[BaseModel]] = {
     for m in (
         DatasetOut, DatasetPreviewOut, DatasetDeletedOut, JobSpec, JobOut, EventOut,
         RoundMetricsOut, ModelOut, PredictRequest, PredictionOut, BatchPredictionCreate,
-        BatchPredictionOut, ErrorResponse,
+        BatchPredictionOut, ErrorResponse, ModelNameOut, ModelNameSummaryOut,
     )
 }  # fmt: skip
 

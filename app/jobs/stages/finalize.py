@@ -180,6 +180,7 @@ def record_model(session: Session, scored: Scored) -> bool:
         metrics=metrics,
         gate=gate,
         feature_importance=scored.feature_importance,
+        model_name=work.spec.model_name,
     )
     job.model_id = model_id
     if scored.unscored is not None:

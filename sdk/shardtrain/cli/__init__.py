@@ -15,7 +15,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from shardtrain._version import __version__
-from shardtrain.cli import batch_predictions, datasets, exit_codes, jobs, models
+from shardtrain.cli import batch_predictions, datasets, exit_codes, jobs, model_names, models
 from shardtrain.cli.context import Settings
 from shardtrain.errors import ShardtrainError
 from shardtrain.spec import field_path
@@ -59,6 +59,7 @@ app = typer.Typer(
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
+app.add_typer(model_names.app, name="model-names")
 app.add_typer(batch_predictions.app, name="batch-predictions")
 
 

@@ -100,7 +100,7 @@ def _fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
     return table
 
 
-def _list_table(*columns: str, wraps: str = "") -> Table:
+def list_table(*columns: str, wraps: str = "") -> Table:
     """Every cell on one line, ids and timestamps above all (ids are what a user copies);
     only the `wraps` column (free text) folds when the terminal is narrow."""
     table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
@@ -132,7 +132,7 @@ def pinned(table: Table) -> Table:
 
 def dataset_table(datasets: Iterable[Dataset], width: int | None = None) -> Table:
     if _width(width) >= DATASETS_WIDE:
-        table = _list_table(
+        table = list_table(
             "id", "name", "format", "status", "rows", "bytes", "created", wraps="name"
         )
         for d in datasets:
@@ -140,7 +140,7 @@ def dataset_table(datasets: Iterable[Dataset], width: int | None = None) -> Tabl
                 d.id, d.name, d.format, d.status, number(d.rows), str(d.bytes), when(d.created_at)
             )
         return pinned(table)
-    table = _list_table("id", "name", "status", "rows", "created", wraps="name")
+    table = list_table("id", "name", "status", "rows", "created", wraps="name")
     for d in datasets:
         table.add_row(d.id, d.name, d.status, number(d.rows), when(d.created_at, seconds=False))
     return pinned(table)
@@ -183,7 +183,7 @@ def job_table(jobs: Iterable[Job], width: int | None = None) -> Table:
     wide = _width(width) >= JOBS_WIDE
     # Narrow: the model id is left to `jobs show` and `models list --job`.
     names = ("id", "status", "target", "rounds", "model id", "created")
-    table = _list_table(*(n for n in names if wide or n != "model id"), wraps="target")
+    table = list_table(*(n for n in names if wide or n != "model id"), wraps="target")
     for j in jobs:
         rounds = f"{j.progress.round}/{j.progress.rounds}"
         created = when(j.created_at, seconds=wide)
@@ -216,7 +216,7 @@ def event_line(e: Event) -> str:
 
 
 def event_table() -> Table:
-    return _list_table("time", "type", "level", "message", wraps="message")
+    return list_table("time", "type", "level", "message", wraps="message")
 
 
 def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
@@ -225,7 +225,7 @@ def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
     for r in rounds:
         names.extend(k for k in r.val_metrics if k not in names)
     # Borderless like the lists: with a box, eight columns no longer fit 80 columns.
-    table = _list_table("round", "train loss", "val loss", *names, "shards", "seconds")
+    table = list_table("round", "train loss", "val loss", *names, "shards", "seconds")
     for r in rounds:
         table.add_row(
             str(r.round), number(r.train_loss), number(r.val_loss),
@@ -249,11 +249,11 @@ def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
 def model_table(models: Iterable[Model], width: int | None = None) -> Table:
     wide = _width(width) >= MODELS_WIDE
     if wide:
-        table = _list_table("id", "status", "type", "target", "metrics", "created", wraps="metrics")
+        table = list_table("id", "status", "type", "target", "metrics", "created", wraps="metrics")
     else:
         # Narrow: the type and target are left to `models show`; one metric a line, so
         # none is split.
-        table = _list_table("id", "status", "metrics", "created", wraps="metrics")
+        table = list_table("id", "status", "metrics", "created", wraps="metrics")
     longest = 0
     for m in models:
         pairs = [f"{k}={number(v, 3)}" for k, v in m.metrics.items()]

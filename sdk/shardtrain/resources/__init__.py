@@ -2,6 +2,16 @@
 
 from shardtrain.resources.datasets import AsyncDatasets, Datasets
 from shardtrain.resources.jobs import AsyncJobs, Jobs
+from shardtrain.resources.model_names import AsyncModelNames, ModelNames
 from shardtrain.resources.models import AsyncModels, Models
 
-__all__ = ["AsyncDatasets", "AsyncJobs", "AsyncModels", "Datasets", "Jobs", "Models"]
+__all__ = [
+    "AsyncDatasets",
+    "AsyncJobs",
+    "AsyncModelNames",
+    "AsyncModels",
+    "Datasets",
+    "Jobs",
+    "ModelNames",
+    "Models",
+]

@@ -1,0 +1,47 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from app.deps import SessionDep, TenantDep
+from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
+from app.jobs.spec import MODEL_NAME_MAX, MODEL_NAME_PATTERN
+from app.model_names import service
+from app.model_names.schemas import ModelNameOut, ModelNameSummaryOut
+from app.schemas import ListResponse
+
+router = APIRouter(prefix="/v1/model-names", tags=["model-names"], responses=COMMON_ERROR_RESPONSES)
+
+NameParam = Annotated[
+    str, Path(min_length=1, max_length=MODEL_NAME_MAX, pattern=MODEL_NAME_PATTERN)
+]
+
+
+@router.get(
+    "",
+    operation_id="model-names-list",
+    summary="List model names",
+    response_model=ListResponse[ModelNameSummaryOut],
+)
+def list_model_names(
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> ListResponse[ModelNameSummaryOut]:
+    """The tenant's model names, newest first; pass the last one's `id` as `after` for
+    the next page."""
+    rows, has_more = service.list_model_names(session, limit=limit, after=after, tenant_id=tenant)
+    return ListResponse[ModelNameSummaryOut](data=rows, has_more=has_more)
+
+
+@router.get(
+    "/{name}",
+    operation_id="model-names-get",
+    summary="Read a model name and its versions",
+    response_model=ModelNameOut,
+    responses={404: {"model": ErrorResponse, "description": "No model of that name."}},
+)
+def get_model_name(session: SessionDep, tenant: TenantDep, name: NameParam) -> ModelNameOut:
+    """Every version that jobs with this `model_name` added, oldest first, each with
+    its model, status, holdout metrics and gate decision."""
+    return service.get_model_name(session, name, tenant)
