@@ -15,7 +15,29 @@ class ModelVersionOut(BaseModel):
     created_at: int
 
 
-class ModelNameOut(BaseModel):
+class ModelNameSummaryOut(BaseModel):
+    model_config = {
+        "json_schema_extra": {
+            "example": {
+                "id": "mnm_2c3d4e5f6a7b8c9d0e1f2a3b",
+                "object": "model_name",
+                "name": "churn",
+                "latest_version": 2,
+                "created_at": 1767225700,
+                "updated_at": 1767312100,
+            }
+        }
+    }
+
+    id: str
+    object: Literal["model_name"] = "model_name"
+    name: str
+    latest_version: int = Field(description="The number the newest version got.")
+    created_at: int
+    updated_at: int = Field(description="When the last version was added.")
+
+
+class ModelNameOut(ModelNameSummaryOut):
     model_config = {
         "json_schema_extra": {
             "example": {
@@ -49,35 +71,7 @@ class ModelNameOut(BaseModel):
         }
     }
 
-    id: str
-    object: Literal["model_name"] = "model_name"
-    name: str
-    latest_version: int = Field(description="The number the newest version got.")
     versions: list[ModelVersionOut] = Field(description="Every version, oldest first.")
-    created_at: int
-    updated_at: int = Field(description="When the last version was added.")
-
-
-class ModelNameSummaryOut(BaseModel):
-    model_config = {
-        "json_schema_extra": {
-            "example": {
-                "id": "mnm_2c3d4e5f6a7b8c9d0e1f2a3b",
-                "object": "model_name",
-                "name": "churn",
-                "latest_version": 2,
-                "created_at": 1767225700,
-                "updated_at": 1767312100,
-            }
-        }
-    }
-
-    id: str
-    object: Literal["model_name"] = "model_name"
-    name: str
-    latest_version: int
-    created_at: int
-    updated_at: int
 
 
 def version_out(model: Any) -> ModelVersionOut:
