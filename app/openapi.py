@@ -214,6 +214,11 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
         "name: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]*$'",
         "name",
     ),
+    ("model-names-predict-version", 404): (
+        "not_found",
+        "Model 'churn' has no version 3.",
+        "version",
+    ),
     ("models-batch-predictions-create", 404): _NO_MODEL,
     ("models-batch-predictions-create", 409): (
         "dataset_not_ready",
@@ -242,6 +247,14 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
     ),
     ("health-ready", 503): ("not_ready", "Not ready: redis unreachable.", None),
 }
+# A named model's version predicts as its model does: the same errors.
+_OPERATION_ERROR_EXAMPLES.update(
+    {
+        ("model-names-predict-version", status): example
+        for (operation_id, status), example in list(_OPERATION_ERROR_EXAMPLES.items())
+        if operation_id == "models-predict" and status != 404
+    }
+)
 
 PREDICT_BODY_REF = "#/components/schemas/PredictRequest"
 

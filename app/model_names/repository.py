@@ -39,3 +39,12 @@ class ModelNameRepository(ScopedRepository[ModelName]):
             select(RegisteredModel).where(RegisteredModel.model_name == name), RegisteredModel
         )
         return list(self.session.scalars(statement.order_by(RegisteredModel.version)))
+
+    def version_id(self, name: str, version: int) -> str | None:
+        statement = self.scope.where(
+            select(RegisteredModel.id).where(
+                RegisteredModel.model_name == name, RegisteredModel.version == version
+            ),
+            RegisteredModel,
+        )
+        return self.session.scalars(statement).one_or_none()

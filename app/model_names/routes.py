@@ -1,12 +1,26 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 
-from app.deps import SessionDep, TenantDep
+from app.deps import (
+    DatabaseHealthDep,
+    KnownModelsDep,
+    PredictorsDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+    rate_limit,
+)
 from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
 from app.jobs.spec import MODEL_NAME_MAX, MODEL_NAME_PATTERN
 from app.model_names import service
 from app.model_names.schemas import ModelNameOut, ModelNameSummaryOut
+from app.registry import service as registry
+from app.registry.known_models import DeployedModel
+from app.registry.schemas import PredictionOut
+from app.registry.serving import PREDICT_BODY, PREDICT_RESPONSES, serve_predict
 from app.schemas import ListResponse
 
 router = APIRouter(prefix="/v1/model-names", tags=["model-names"], responses=COMMON_ERROR_RESPONSES)
@@ -45,3 +59,45 @@ def get_model_name(session: SessionDep, tenant: TenantDep, name: NameParam) -> M
     """Every version that jobs with this `model_name` added, oldest first, each with
     its model, status, holdout metrics and gate decision."""
     return service.get_model_name(session, name, tenant)
+
+
+@router.post(
+    "/{name}/versions/{version}/predict",
+    operation_id="model-names-predict-version",
+    summary="Predict with a version of a named model",
+    response_model=PredictionOut,
+    responses={
+        **PREDICT_RESPONSES,
+        404: {"model": ErrorResponse, "description": "No such name, or no such version."},
+    },
+    dependencies=[Depends(rate_limit("predict"))],
+    openapi_extra=PREDICT_BODY,
+)
+async def predict_version(
+    http_request: Request,
+    tenant: TenantDep,
+    store: StoreDep,
+    predictors: PredictorsDep,
+    known: KnownModelsDep,
+    health: DatabaseHealthDep,
+    settings: SettingsDep,
+    name: NameParam,
+    version: Annotated[int, Path(ge=1)],
+) -> Response:
+    """As `POST /v1/models/{model_id}/predict`, with the model that is `version` of
+    `name`; the answer's `model_id` says which. The version must be deployed."""
+    sessions = http_request.app.state.session_factory
+
+    def deployed(rows: int) -> DeployedModel:
+        model_id = service.version_model_id(sessions, health, name, version, tenant)
+        return registry.deployed_model(
+            sessions,
+            health,
+            known,
+            model_id,
+            rows=rows,
+            max_rows=settings.max_predict_rows,
+            tenant_id=tenant,
+        )
+
+    return await serve_predict(http_request, deployed, store, predictors)

@@ -1,9 +1,12 @@
 """Named models: each succeeded job whose spec carries `model_name` adds the next
 version of that name; the name lists its versions."""
 
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import APIError
+from app.database_health import DatabaseHealth, is_unavailable
+from app.db import session_scope
+from app.errors import APIError, DatabaseUnavailable
 from app.jobs.events import record_event
 from app.model_names.repository import ModelNameRepository
 from app.model_names.schemas import ModelNameOut, ModelNameSummaryOut, version_out
@@ -57,3 +60,28 @@ def list_model_names(
         limit=limit, after=after
     )
     return [ModelNameSummaryOut.model_validate(r, from_attributes=True) for r in rows], has_more
+
+
+def version_model_id(
+    sessions: sessionmaker[Session],
+    health: DatabaseHealth,
+    name: str,
+    version: int,
+    tenant_id: str,
+) -> str:
+    """The model that is `version` of `name`, read in a short session of its own."""
+    try:
+        with session_scope(sessions) as session:
+            repository = ModelNameRepository(session, Scope.tenant(tenant_id))
+            model_id = repository.version_id(name, version)
+            if model_id is not None:
+                return model_id
+            known = repository.by_name(name) is not None
+    except SQLAlchemyError as exc:
+        if not is_unavailable(exc):
+            raise
+        health.failed(exc)
+        raise DatabaseUnavailable() from None
+    if not known:
+        raise APIError(404, "not_found", f"No model named {name!r}.", "name")
+    raise APIError(404, "not_found", f"Model {name!r} has no version {version}.", "version")

@@ -1,12 +1,7 @@
 from typing import Annotated, Literal
 
-import pyarrow as pa
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
-from pydantic import ValidationError
-from pydantic_core import to_json
 
 from app.deps import (
     DatabaseHealthDep,
@@ -21,9 +16,7 @@ from app.deps import (
 )
 from app.errors import COMMON_ERROR_RESPONSES, APIError, ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
-from app.openapi import PREDICT_BODY_REF
 from app.registry import batch, service
-from app.registry.inputs import ARROW_STREAM, InputError, read_arrow_stream
 from app.registry.known_models import DeployedModel
 from app.registry.schemas import (
     BatchPredictionCreate,
@@ -31,8 +24,8 @@ from app.registry.schemas import (
     ModelDeletedOut,
     ModelOut,
     PredictionOut,
-    PredictRequest,
 )
+from app.registry.serving import PREDICT_BODY, PREDICT_RESPONSES, serve_predict
 from app.schemas import ListResponse
 from app.storage import BlobStore
 from app.tables.statuses import BatchStatus
@@ -74,43 +67,14 @@ def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut
     return service.model_out(session, service.get_model(session, model_id, tenant))
 
 
-# The body is read and validated by pydantic-core straight from bytes, and the answer
-# serialised the same way: FastAPI's own JSON decode, model validation and
-# jsonable_encoder cost about 8x the model itself on a 10,000-row request.
-_PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "Raw records as column: value objects, or (with `Content-Type: "
-        f"{ARROW_STREAM}`) an Arrow IPC stream of the raw columns; at most "
-        "`SHARDTRAIN_MAX_PREDICT_ROWS` (10,000 by default) rows per request.",
-        "content": {
-            "application/json": {"schema": {"$ref": PREDICT_BODY_REF}},
-            ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
-
-
 @router.post(
     "/{model_id}/predict",
     operation_id="models-predict",
     summary="Predict from raw records",
     response_model=PredictionOut,
-    responses={
-        200: {
-            "description": "Predictions: JSON for a JSON body; for an Arrow body, an Arrow "
-            "IPC stream with `row_id`, `prediction` and a `probability_<class>` column per "
-            "class (a batch prediction's columns).",
-            "content": {ARROW_STREAM: {}},
-        },
-        **_NOT_FOUND,
-        409: {"model": ErrorResponse, "description": "The model is not deployed."},
-        413: {"model": ErrorResponse, "description": "Too many rows in one request."},
-        422: {"model": ErrorResponse, "description": "A record is missing a column or mistyped."},
-        429: {"model": ErrorResponse, "description": "Over the predict rate limit."},
-    },
+    responses={**PREDICT_RESPONSES, **_NOT_FOUND},
     dependencies=[Depends(rate_limit("predict"))],
-    openapi_extra=_PREDICT_BODY,
+    openapi_extra=PREDICT_BODY,
 )
 async def predict(
     http_request: Request,
@@ -125,7 +89,6 @@ async def predict(
     """Apply the model's saved preprocessing to raw records and predict. Classification
     returns original label values and per-class probabilities. While the database is
     unreachable, a model this API process has already served goes on answering."""
-    raw = await http_request.body()
 
     def deployed(rows: int) -> DeployedModel:
         return service.deployed_model(
@@ -138,48 +101,7 @@ async def predict(
             tenant_id=tenant,
         )
 
-    media_type = http_request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type == ARROW_STREAM:
-        # Columns in, columns out: no per-row Python objects on either side.
-        def run_arrow() -> bytes:
-            try:
-                table = read_arrow_stream(raw)
-            except InputError as exc:
-                raise APIError(422, "invalid_arrow", exc.message, None) from None
-            result = service.predict_table(store, predictors, deployed(table.num_rows), table)
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, result.schema) as writer:
-                writer.write_table(result)
-            return bytes(sink.getvalue().to_pybytes())
-
-        return Response(content=await run_in_threadpool(run_arrow), media_type=ARROW_STREAM)
-
-    # Parsing, the lookup, the model and the answer's encoding in one trip to the
-    # thread pool: each hop between the event loop and a worker thread shows in the
-    # latency, and a large body parsed on the event loop would stall every other request.
-    def run() -> bytes:
-        try:
-            request = PredictRequest.model_validate_json(raw)
-        except ValidationError as exc:
-            raise RequestValidationError(
-                [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
-            ) from None
-        model = deployed(len(request.inputs))
-        result = service.predict(store, predictors, model, request.inputs)
-        # The outputs were checked finite (a non-finite row is a 422 naming it); "null"
-        # is the last guard, as to_json's default writes NaN and Infinity, which are
-        # not JSON.
-        return to_json(
-            {
-                "object": "prediction",
-                "model_id": model_id,
-                "predictions": result.predictions,
-                "probabilities": result.probabilities,
-            },
-            inf_nan_mode="null",
-        )
-
-    return Response(content=await run_in_threadpool(run), media_type="application/json")
+    return await serve_predict(http_request, deployed, store, predictors)
 
 
 @router.post(

@@ -5,6 +5,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from dbsetup import issue_key
 from fastapi.testclient import TestClient
@@ -147,3 +148,60 @@ def test_racing_jobs_get_consecutive_versions(
         assert named is not None and named.latest_version == 2
     listed = client.get("/v1/model-names/raced").json()["versions"]
     assert [v["model_id"] for v in listed] == model_ids
+
+
+ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
+
+
+def _records(n: int) -> list[dict[str, float]]:
+    table = iris_table().drop_columns(["species"]).slice(0, n)
+    return table.to_pylist()
+
+
+def _arrow_body(records: list[dict[str, float]]) -> bytes:
+    table = pa.Table.from_pylist(records)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def test_predict_with_a_version_answers_as_its_model(
+    client: TestClient, settings: Settings, train_job: Callable[..., dict[str, Any]]
+) -> None:
+    first = _train(train_job, model_name="served")
+    second = _train(train_job, model_name="served", training={"rounds": 5, "seed": 3})
+    records = {"inputs": _records(5)}
+    for version, job in ((1, first), (2, second)):
+        answer = client.post(f"/v1/model-names/served/versions/{version}/predict", json=records)
+        assert answer.status_code == 200, answer.text
+        direct = client.post(f"/v1/models/{job['model_id']}/predict", json=records).json()
+        assert answer.json() == direct and answer.json()["model_id"] == job["model_id"]
+
+    arrow = client.post(
+        "/v1/model-names/served/versions/2/predict", content=_arrow_body(_records(3)), headers=ARROW
+    )
+    assert arrow.status_code == 200, arrow.text
+    table = pa.ipc.open_stream(arrow.content).read_all()
+    direct = client.post(f"/v1/models/{second['model_id']}/predict", json={"inputs": _records(3)})
+    assert table.column("prediction").to_pylist() == direct.json()["predictions"]
+
+    no_version = client.post("/v1/model-names/served/versions/3/predict", json=records)
+    assert no_version.status_code == 404
+    assert no_version.json()["error"]["param"] == "version"
+    no_name = client.post("/v1/model-names/unknown/versions/1/predict", json=records)
+    assert (no_name.status_code, no_name.json()["error"]["param"]) == (404, "name")
+    zero = client.post("/v1/model-names/served/versions/0/predict", json=records)
+    assert zero.status_code == 422
+    other = {"Authorization": f"Bearer {issue_key(settings.database_url, 'outsiders')}"}
+    hidden = client.post("/v1/model-names/served/versions/1/predict", json=records, headers=other)
+    assert hidden.status_code == 404
+
+
+def test_a_rejected_version_does_not_serve(
+    client: TestClient, train_job: Callable[..., dict[str, Any]]
+) -> None:
+    _train(train_job, model_name="strict", deploy_if={"metric": "accuracy", "min": 1.0001})
+    refused = client.post("/v1/model-names/strict/versions/1/predict", json={"inputs": _records(1)})
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "model_not_deployed"

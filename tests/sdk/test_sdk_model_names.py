@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 from sample_data import SEED_EXAMPLE_CSV
 from sdk_harness import FAST, Served
@@ -43,6 +44,16 @@ def test_versions_read_through_the_sdk(served: Served, train_job: TrainJob) -> N
         served.sdk.model_names.get("other")
     assert missing.value.param == "name"
 
+    records = [{"x1": 2, "x2": 3}, {"x1": -1, "x2": -2}]
+    by_version = served.sdk.model_names.predict("seed", 1, records)
+    assert by_version == served.sdk.models.predict(jobs[0]["model_id"], records)
+    table = served.sdk.model_names.predict_table("seed", 2, pa.Table.from_pylist(records))
+    direct = served.sdk.models.predict(jobs[1]["model_id"], records)
+    assert table.column("prediction").to_pylist() == direct.predictions
+    with pytest.raises(NotFoundError) as no_version:
+        served.sdk.model_names.predict("seed", 9, records)
+    assert no_version.value.param == "version"
+
 
 def test_the_sdk_spec_refuses_a_bad_name_before_any_request() -> None:
     with pytest.raises(ValueError, match="model_name"):
@@ -56,15 +67,21 @@ def test_the_sdk_spec_refuses_a_bad_name_before_any_request() -> None:
 def test_async_model_names(settings: Settings, api_key: str, train_job: TrainJob) -> None:
     job = train_job("seed.csv", SEED_EXAMPLE_CSV, **SPEC, model_name="seed-async")
 
-    async def scenario() -> tuple[list[int], list[str]]:
+    records = [{"x1": 2, "x2": 3}]
+
+    async def scenario() -> tuple[list[int], list[str], str, int]:
         transport = httpx.ASGITransport(app=create_app(settings))
         async with httpx.AsyncClient(transport=transport) as http:
             client = AsyncClient(api_key, "http://sdk.test", http_client=http, retry=FAST)
             named = await client.model_names.get("seed-async")
             names = [n.name async for n in client.model_names.list()]
-            return [v.version for v in named.versions], names
+            answer = await client.model_names.predict("seed-async", 1, records)
+            table = await client.model_names.predict_table(
+                "seed-async", 1, pa.Table.from_pylist(records)
+            )
+            return [v.version for v in named.versions], names, answer.model_id, table.num_rows
 
-    assert asyncio.run(scenario()) == ([1], ["seed-async"])
+    assert asyncio.run(scenario()) == ([1], ["seed-async"], job["model_id"], 1)
     assert job["status"] == "succeeded"
 
 

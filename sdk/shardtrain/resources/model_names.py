@@ -3,12 +3,17 @@ spec), each with its versions."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from shardtrain import _arrow as arrow
 from shardtrain._http import AsyncHTTP, SyncHTTP
-from shardtrain.models import ModelName, ModelNameSummary, Page
+from shardtrain.models import ModelName, ModelNameSummary, Page, Prediction
 from shardtrain.pagination import aiterate_pages, iterate_pages
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PATH = "/v1/model-names"
 
@@ -19,6 +24,17 @@ def _params(limit: int, after: str | None) -> dict[str, str | int]:
 
 def _path(name: str) -> str:
     return f"{PATH}/{quote(name, safe='')}"
+
+
+def _predict_path(name: str, version: int) -> str:
+    return f"{_path(name)}/versions/{version}/predict"
+
+
+def _records(inputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"inputs": [dict(r) for r in inputs]}
+
+
+_ARROW = {"content-type": arrow.ARROW_STREAM}
 
 
 class ModelNames:
@@ -36,6 +52,18 @@ class ModelNames:
         """The name with every version, oldest first."""
         return ModelName.model_validate(self._http.json("GET", _path(name)))
 
+    def predict(self, name: str, version: int, inputs: Sequence[Mapping[str, Any]]) -> Prediction:
+        """As `models.predict`, with the model that is `version` of `name`."""
+        body = self._http.json("POST", _predict_path(name, version), json=_records(inputs))
+        return Prediction.model_validate(body)
+
+    def predict_table(self, name: str, version: int, table: pa.Table) -> pa.Table:
+        """As `models.predict_table`, with the model that is `version` of `name`."""
+        response = self._http.request(
+            "POST", _predict_path(name, version), content=arrow.encode(table), headers=_ARROW
+        )
+        return arrow.decode(response.content)
+
 
 class AsyncModelNames:
     def __init__(self, http: AsyncHTTP) -> None:
@@ -52,3 +80,15 @@ class AsyncModelNames:
 
     async def get(self, name: str) -> ModelName:
         return ModelName.model_validate(await self._http.json("GET", _path(name)))
+
+    async def predict(
+        self, name: str, version: int, inputs: Sequence[Mapping[str, Any]]
+    ) -> Prediction:
+        body = await self._http.json("POST", _predict_path(name, version), json=_records(inputs))
+        return Prediction.model_validate(body)
+
+    async def predict_table(self, name: str, version: int, table: pa.Table) -> pa.Table:
+        response = await self._http.request(
+            "POST", _predict_path(name, version), content=arrow.encode(table), headers=_ARROW
+        )
+        return arrow.decode(response.content)
