@@ -1,30 +1,22 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
-from app.deps import (
-    DatabaseHealthDep,
-    KnownModelsDep,
-    PredictorsDep,
-    SessionDep,
-    SettingsDep,
-    StoreDep,
-    TenantDep,
-    rate_limit,
-)
+from app.deps import SessionDep, TenantDep, rate_limit
 from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
 from app.jobs.spec import MODEL_NAME_MAX, MODEL_NAME_PATTERN
 from app.model_names import service
 from app.model_names.schemas import ModelNameOut, ModelNameSummaryOut
-from app.registry import service as registry
 from app.registry.known_models import DeployedModel
 from app.registry.schemas import PredictionOut
-from app.registry.serving import PREDICT_BODY, PREDICT_RESPONSES, serve_predict
+from app.registry.serving import PREDICT_BODY, PREDICT_RESPONSES, ServingDep, serve_predict
 from app.schemas import ListResponse
 
 router = APIRouter(prefix="/v1/model-names", tags=["model-names"], responses=COMMON_ERROR_RESPONSES)
 
+# SQL's INTEGER: a larger number is no version, and must not reach the database.
+MAX_VERSION = 2**31 - 1
 NameParam = Annotated[
     str, Path(min_length=1, max_length=MODEL_NAME_MAX, pattern=MODEL_NAME_PATTERN)
 ]
@@ -74,30 +66,17 @@ def get_model_name(session: SessionDep, tenant: TenantDep, name: NameParam) -> M
     openapi_extra=PREDICT_BODY,
 )
 async def predict_version(
-    http_request: Request,
-    tenant: TenantDep,
-    store: StoreDep,
-    predictors: PredictorsDep,
-    known: KnownModelsDep,
-    health: DatabaseHealthDep,
-    settings: SettingsDep,
+    serving: ServingDep,
     name: NameParam,
-    version: Annotated[int, Path(ge=1)],
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
 ) -> Response:
     """As `POST /v1/models/{model_id}/predict`, with the model that is `version` of
     `name`; the answer's `model_id` says which. The version must be deployed."""
-    sessions = http_request.app.state.session_factory
 
     def deployed(rows: int) -> DeployedModel:
-        model_id = service.version_model_id(sessions, health, name, version, tenant)
-        return registry.deployed_model(
-            sessions,
-            health,
-            known,
-            model_id,
-            rows=rows,
-            max_rows=settings.max_predict_rows,
-            tenant_id=tenant,
+        model_id = service.version_model_id(
+            serving.sessions, serving.health, name, version, serving.tenant
         )
+        return serving.deployed(model_id, rows)
 
-    return await serve_predict(http_request, deployed, store, predictors)
+    return await serve_predict(serving, deployed)

@@ -1,15 +1,11 @@
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from app.deps import (
-    DatabaseHealthDep,
     DispatcherDep,
-    KnownModelsDep,
-    PredictorsDep,
     SessionDep,
-    SettingsDep,
     StoreDep,
     TenantDep,
     rate_limit,
@@ -17,7 +13,6 @@ from app.deps import (
 from app.errors import COMMON_ERROR_RESPONSES, APIError, ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
 from app.registry import batch, service
-from app.registry.known_models import DeployedModel
 from app.registry.schemas import (
     BatchPredictionCreate,
     BatchPredictionOut,
@@ -25,7 +20,7 @@ from app.registry.schemas import (
     ModelOut,
     PredictionOut,
 )
-from app.registry.serving import PREDICT_BODY, PREDICT_RESPONSES, serve_predict
+from app.registry.serving import PREDICT_BODY, PREDICT_RESPONSES, ServingDep, serve_predict
 from app.schemas import ListResponse
 from app.storage import BlobStore
 from app.tables.statuses import BatchStatus
@@ -76,32 +71,11 @@ def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> ModelOut
     dependencies=[Depends(rate_limit("predict"))],
     openapi_extra=PREDICT_BODY,
 )
-async def predict(
-    http_request: Request,
-    tenant: TenantDep,
-    store: StoreDep,
-    predictors: PredictorsDep,
-    known: KnownModelsDep,
-    health: DatabaseHealthDep,
-    settings: SettingsDep,
-    model_id: str,
-) -> Response:
+async def predict(serving: ServingDep, model_id: str) -> Response:
     """Apply the model's saved preprocessing to raw records and predict. Classification
     returns original label values and per-class probabilities. While the database is
     unreachable, a model this API process has already served goes on answering."""
-
-    def deployed(rows: int) -> DeployedModel:
-        return service.deployed_model(
-            http_request.app.state.session_factory,
-            health,
-            known,
-            model_id,
-            rows=rows,
-            max_rows=settings.max_predict_rows,
-            tenant_id=tenant,
-        )
-
-    return await serve_predict(http_request, deployed, store, predictors)
+    return await serve_predict(serving, lambda rows: serving.deployed(model_id, rows))
 
 
 @router.post(

@@ -7,20 +7,31 @@ serialised the same way: FastAPI's own JSON decode, model validation and
 jsonable_encoder cost about 8x the model itself on a 10,000-row request."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import pyarrow as pa
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from app.database_health import DatabaseHealth
+from app.deps import (
+    DatabaseHealthDep,
+    KnownModelsDep,
+    PredictorsDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+)
 from app.errors import APIError, ErrorResponse
 from app.openapi import PREDICT_BODY_REF
 from app.registry import service
 from app.registry.inputs import ARROW_STREAM, InputError, read_arrow_stream
-from app.registry.known_models import DeployedModel
+from app.registry.known_models import DeployedModel, KnownModels
 from app.registry.predictor import PredictorCache
 from app.registry.schemas import PredictRequest
 from app.storage import BlobStore
@@ -51,13 +62,53 @@ PREDICT_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-async def serve_predict(
-    http_request: Request,
-    deployed: Callable[[int], DeployedModel],
-    store: BlobStore,
-    predictors: PredictorCache,
-) -> Response:
+@dataclass(frozen=True)
+class Serving:
+    """What every predict route needs, whichever way it names the model."""
+
+    request: Request
+    tenant: str
+    store: BlobStore
+    predictors: PredictorCache
+    known: KnownModels
+    health: DatabaseHealth
+    max_rows: int
+
+    @property
+    def sessions(self) -> Any:
+        return self.request.app.state.session_factory
+
+    def deployed(self, model_id: str, rows: int) -> DeployedModel:
+        """The deployed model to answer `rows` rows with (see `service.deployed_model`)."""
+        return service.deployed_model(
+            self.sessions,
+            self.health,
+            self.known,
+            model_id,
+            rows=rows,
+            max_rows=self.max_rows,
+            tenant_id=self.tenant,
+        )
+
+
+def _serving(
+    request: Request,
+    tenant: TenantDep,
+    store: StoreDep,
+    predictors: PredictorsDep,
+    known: KnownModelsDep,
+    health: DatabaseHealthDep,
+    settings: SettingsDep,
+) -> Serving:
+    return Serving(request, tenant, store, predictors, known, health, settings.max_predict_rows)
+
+
+ServingDep = Annotated[Serving, Depends(_serving)]
+
+
+async def serve_predict(serving: Serving, deployed: Callable[[int], DeployedModel]) -> Response:
     """`deployed(rows)` names the model to predict with, or raises the API's error."""
+    http_request, store, predictors = serving.request, serving.store, serving.predictors
     raw = await http_request.body()
     media_type = http_request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == ARROW_STREAM:

@@ -191,8 +191,11 @@ def test_predict_with_a_version_answers_as_its_model(
     assert no_version.json()["error"]["param"] == "version"
     no_name = client.post("/v1/model-names/unknown/versions/1/predict", json=records)
     assert (no_name.status_code, no_name.json()["error"]["param"]) == (404, "name")
-    zero = client.post("/v1/model-names/served/versions/0/predict", json=records)
-    assert zero.status_code == 422
+    # Below 1, or past SQL's INTEGER (which must not reach the database as a 500).
+    for bad in ("0", str(2**31), "1248814288847305688962039808"):
+        refused = client.post(f"/v1/model-names/served/versions/{bad}/predict", json=records)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["error"]["param"] == "version"
     other = {"Authorization": f"Bearer {issue_key(settings.database_url, 'outsiders')}"}
     hidden = client.post("/v1/model-names/served/versions/1/predict", json=records, headers=other)
     assert hidden.status_code == 404
