@@ -75,7 +75,10 @@ def test_a_running_job_survives_a_redis_restart(
     outage_system: System, own_redis: OwnRedis, redis_back: None
 ) -> None:
     client = outage_system.client
-    upload = client.post("/v1/datasets", files={"file": ("s.csv", synthetic_csv(8_000))}).json()
+    # About a second of training per shard: the kill must land while one runs (8,000
+    # rows trained in 0.2 s once workers preload torch's optimizer stack, and the
+    # shard was over before Redis went down).
+    upload = client.post("/v1/datasets", files={"file": ("s.csv", synthetic_csv(40_000))}).json()
     assert (
         outage_system.wait_for(f"/v1/datasets/{upload['id']}", {"ready", "failed"})["status"]
         == "ready"
