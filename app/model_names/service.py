@@ -25,7 +25,6 @@ def add_version(session: Session, model: RegisteredModel, name: str) -> int:
     named.latest_version += 1
     named.updated_at = now_s()
     model.model_name, model.version = name, named.latest_version
-    session.flush()
     record_event(
         session,
         model.job_id,

@@ -8,7 +8,7 @@ jsonable_encoder cost about 8x the model itself on a 10,000-row request."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import pyarrow as pa
 from fastapi import Depends, Request
@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from pydantic_core import to_json
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.database_health import DatabaseHealth
 from app.deps import (
@@ -75,8 +76,9 @@ class Serving:
     max_rows: int
 
     @property
-    def sessions(self) -> Any:
-        return self.request.app.state.session_factory
+    def sessions(self) -> sessionmaker[Session]:
+        factory: sessionmaker[Session] = self.request.app.state.session_factory
+        return factory
 
     def deployed(self, model_id: str, rows: int) -> DeployedModel:
         """The deployed model to answer `rows` rows with (see `service.deployed_model`)."""
