@@ -28,6 +28,7 @@ from app.jobs.live import EventNotifier
 from app.jobs.routes import router as jobs_router
 from app.messaging import create_celery
 from app.model_names.routes import router as model_names_router
+from app.nul_url_middleware import NulCharacterMiddleware
 from app.observability.beat_heartbeat import STALE_AFTER_INTERVALS, BeatMonitor
 from app.observability.exposition import install_metrics
 from app.observability.logging import configure_logging
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added first, so innermost: the body limit and the metrics see its 500 like any answer.
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_body_bytes)
+    app.add_middleware(NulCharacterMiddleware)
     # Added last, so outermost: it times and labels even the requests refused above.
     install_metrics(app, app.state.session_factory, shared_redis)
     app.include_router(datasets_router)

@@ -1,6 +1,8 @@
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.nul_characters import refuse_nul_field
 
 
 class ColumnSchema(BaseModel):
@@ -63,6 +65,8 @@ class DatasetImport(BaseModel):
     name: str | None = Field(
         default=None, max_length=255, description="A label; defaults to the object's name."
     )
+
+    _no_nul_characters = field_validator("*")(refuse_nul_field)
 
 
 class DatasetOut(BaseModel):

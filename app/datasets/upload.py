@@ -17,6 +17,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.datasets.formats import UnsupportedFormat, detect_format
 from app.errors import APIError
+from app.nul_characters import MESSAGE, NUL
 from app.storage import BlobSink, BlobStore
 
 # A full disk, or the data directory's quota: the server's condition, not the client's.
@@ -82,6 +83,8 @@ class _UploadSink:
                 raise APIError(422, "invalid_request", "Send exactly one `file` part.", "file")
             raw_name = options.get(b"filename", b"")
             self.filename = raw_name.decode("utf-8", "replace")
+            if NUL in self.filename:
+                raise APIError(422, "invalid_request", f"file: its filename {MESSAGE}", "file")
         elif self._part.form_field == "name":
             self.name = bytearray()
 
@@ -89,6 +92,8 @@ class _UploadSink:
         chunk = data[start:end]
         if self._part.form_field == "name" and self.name is not None:
             self.name += chunk
+            if NUL.encode() in chunk:
+                raise APIError(422, "invalid_request", f"name: {MESSAGE}", "name")
             if len(self.name) > MAX_NAME_BYTES:
                 raise APIError(
                     422, "invalid_request", f"name: at most {MAX_NAME_BYTES} bytes", "name"

@@ -11,10 +11,12 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     Tag,
     ValidationInfo,
+    field_validator,
     model_serializer,
     model_validator,
 )
 
+from app.nul_characters import refuse_nul_field
 from app.training.metrics import HIGHER_IS_BETTER
 from app.training.trees import MODEL_TYPE
 
@@ -28,6 +30,8 @@ class _Strict(BaseModel):
     # are refused as such rather than by a bound they happen to fail. Strict types: "4"
     # is not a shard count and `true` is not a learning rate (an int still fills a float).
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+    _no_nul_characters = field_validator("*")(refuse_nul_field)
 
 
 class ModelSpec(_Strict):
