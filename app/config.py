@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Every body but an upload's: 10,000 predict rows of wide records fit well inside.
     max_json_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     model_cache_size: int = Field(default=8, gt=0)
+    # The longest an API process trusts a remembered alias whose move it was not told
+    # of (a generation bump lost to a Redis outage); every told move counts at once.
+    alias_cache_s: float = Field(default=30.0, ge=0)
     # `json`: one JSON object per log line (python-json-logger), for log collectors.
     # Seconds between keep-alive comments on an idle event stream, so proxies do not
     # close it while a long round trains.

@@ -18,11 +18,12 @@ from app.db import session_scope
 from app.dispatch import Dispatcher
 from app.errors import APIError, DatabaseUnavailable
 from app.fleet import WorkerRegistry
+from app.model_names.resolution import NameResolver
 from app.registry.known_models import KnownModels
 from app.registry.predictor import PredictorCache
 from app.storage import BlobStore
 from app.tenancy.limits import Limits, limits_for
-from app.tenancy.service import digest, tenant_for_key
+from app.tenancy.service import digest, key_for_secret
 
 
 # The plain lookups on app.state are coroutines so FastAPI calls them in the event
@@ -56,6 +57,10 @@ async def _known_models(request: Request) -> KnownModels:
     return request.app.state.known_models
 
 
+async def _name_resolver(request: Request) -> NameResolver:
+    return request.app.state.name_resolver
+
+
 async def _database_health(request: Request) -> DatabaseHealth:
     return request.app.state.database_health
 
@@ -75,6 +80,8 @@ _bearer = HTTPBearer(
 class Caller:
     tenant_id: str
     limits: Limits
+    # The key's id (`key_…`, never the secret): who did what, in audit trails.
+    key_id: str
 
 
 # Operations that can answer from this process's memory while SQL is unreachable (predict
@@ -117,10 +124,11 @@ class KnownKeys:
 
 def _lookup_caller(request: Request, secret: str) -> Caller | None:
     with request.app.state.session_factory() as session:
-        tenant_id = tenant_for_key(session, secret)
-        if tenant_id is None:
+        key = key_for_secret(session, secret)
+        if key is None:
             return None
-        return Caller(tenant_id, limits_for(session, request.app.state.settings, tenant_id))
+        settings = request.app.state.settings
+        return Caller(key.tenant_id, limits_for(session, settings, key.tenant_id), key.id)
 
 
 def _caller(
@@ -198,4 +206,5 @@ DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 PredictorsDep = Annotated[PredictorCache, Depends(_predictors)]
 FleetDep = Annotated[WorkerRegistry, Depends(_fleet)]
 KnownModelsDep = Annotated[KnownModels, Depends(_known_models)]
+NameResolverDep = Annotated[NameResolver, Depends(_name_resolver)]
 DatabaseHealthDep = Annotated[DatabaseHealth, Depends(_database_health)]

@@ -27,6 +27,7 @@ from app.jobs.chart_routes import router as job_charts_router
 from app.jobs.live import EventNotifier
 from app.jobs.routes import router as jobs_router
 from app.messaging import create_celery
+from app.model_names.resolution import AliasGenerations, NameResolver
 from app.model_names.routes import router as model_names_router
 from app.nul_url_middleware import NulCharacterMiddleware
 from app.observability.beat_heartbeat import STALE_AFTER_INTERVALS, BeatMonitor
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         shared_redis, STALE_AFTER_INTERVALS * settings.watchdog_interval_s
     )
     app.state.rate_limiter = RateLimiter(shared_redis)
+    app.state.name_resolver = NameResolver(AliasGenerations(shared_redis), settings.alias_cache_s)
     app.state.upload_slots = UploadSlots(
         shared_redis, lease_seconds(settings.upload_idle_timeout_s)
     )

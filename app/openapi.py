@@ -34,7 +34,8 @@ TAGS: list[dict[str, Any]] = [
     {
         "name": "model-names",
         "description": "Named models: every succeeded job whose spec has `model_name` adds "
-        "the next version of that name.",
+        "the next version of that name; aliases (`champion`, moved by the champion gate, "
+        "and your own) name versions to predict with.",
     },
     {"name": "health", "description": "Liveness and readiness probes; no API key needed."},
 ]
@@ -219,6 +220,34 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
         "Model 'churn' has no version 3.",
         "version",
     ),
+    ("model-names-predict-alias", 404): (
+        "not_found",
+        "Model 'churn' has no alias 'staging'.",
+        "alias",
+    ),
+    ("model-names-set-alias", 404): ("not_found", "Model 'churn' has no version 3.", "version"),
+    ("model-names-set-alias", 409): (
+        "version_not_deployed",
+        "Version 3 of 'churn' is rejected; only a deployed version can be champion "
+        "(POST /v1/models/{model_id}/deploy deploys it).",
+        "version",
+    ),
+    ("model-names-set-alias", 422): (
+        "invalid_request",
+        "reason: say why the champion is moved by hand; it is kept with the move.",
+        "reason",
+    ),
+    ("model-names-delete-alias", 404): (
+        "not_found",
+        "Model 'churn' has no alias 'staging'.",
+        "alias",
+    ),
+    ("model-names-delete-alias", 422): (
+        "invalid_request",
+        "reason: say why the champion is removed by hand; it is kept with the change.",
+        "reason",
+    ),
+    ("model-names-alias-changes", 404): ("not_found", "No model named 'churn'.", "name"),
     ("models-batch-predictions-create", 404): _NO_MODEL,
     ("models-batch-predictions-create", 409): (
         "dataset_not_ready",
@@ -247,12 +276,13 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
     ),
     ("health-ready", 503): ("not_ready", "Not ready: redis unreachable.", None),
 }
-# A named model's version predicts as its model does: the same errors.
+# A named model's version or alias predicts as its model does: the same errors.
 _OPERATION_ERROR_EXAMPLES.update(
     {
-        ("model-names-predict-version", status): example
+        (named, status): example
         for (operation_id, status), example in list(_OPERATION_ERROR_EXAMPLES.items())
         if operation_id == "models-predict" and status != 404
+        for named in ("model-names-predict-version", "model-names-predict-alias")
     }
 )
 

@@ -24,6 +24,23 @@ class GateOut(BaseModel):
     )
 
 
+class ComparisonOut(BaseModel):
+    """The champion gate's head-to-head: candidate and champion scored on the same rows,
+    the candidate's holdout, each through its own preprocessing."""
+
+    metric: str
+    by: float = Field(description="The margin the candidate had to win by.")
+    rows: int = Field(description="Holdout rows both models were scored on.")
+    candidate: float | None = Field(description="The candidate's score on those rows.")
+    champion: float | None = Field(
+        description="The champion's score on the same rows; null with no champion yet."
+    )
+    champion_version: int | None
+    champion_model_id: str | None
+    passed: bool = Field(description="Whether the candidate was promoted to champion.")
+    reason: str
+
+
 class FeatureImportanceOut(BaseModel):
     feature: str = Field(description="A column of the dataset.")
     gain: float = Field(description="Loss reduction summed over the splits on this column.")
@@ -69,6 +86,11 @@ class ModelOut(BaseModel):
     )
     metrics: dict[str, float] = Field(description="Scores on the holdout rows.")
     gate: GateOut | None = Field(description="The deploy_if decision, when the job had one.")
+    comparison: ComparisonOut | None = Field(
+        default=None,
+        description='With `deploy_if: {beats: "champion"}`: the head-to-head against the '
+        "name's champion that decided this model's promotion.",
+    )
     features: list[FeatureOut]
     target: str
     classes: list[Any] | None

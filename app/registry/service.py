@@ -12,6 +12,7 @@ from app.db import enqueue_after_commit, session_scope
 from app.errors import APIError, DatabaseUnavailable, NotFound
 from app.jobs.events import record_event
 from app.jobs.repository import JobRepository
+from app.model_names.aliases import check_unaliased
 from app.model_names.service import add_version
 from app.registry.artifact import read_artifact
 from app.registry.inputs import InputError, table_to_features
@@ -149,6 +150,7 @@ def delete_model(
     model = ModelRepository(session, Scope.tenant(tenant_id)).get(model_id, for_update=True)
     if model is None:
         raise NotFound("model", model_id)
+    check_unaliased(session, model)
     batches = BatchPredictionRepository(session, Scope.tenant(tenant_id)).of_model_all(model_id)
     active = [b.id for b in batches if b.status in BATCH_ACTIVE]
     if active:

@@ -8,6 +8,7 @@ from app.tables.idempotency_key import IdempotencyKey
 from app.tables.job import Job
 from app.tables.job_event import JobEvent
 from app.tables.job_round import JobRound
+from app.tables.model_alias import ModelAlias, ModelAliasChange
 from app.tables.model_name import ModelName
 from app.tables.outbox_message import OutboxMessage
 from app.tables.registered_model import RegisteredModel
@@ -22,6 +23,8 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobRound",
+    "ModelAlias",
+    "ModelAliasChange",
     "ModelName",
     "OutboxMessage",
     "RegisteredModel",

@@ -20,6 +20,9 @@ class RegisteredModel(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The gate's decision: {metric, min, max, value, passed}.
     gate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The champion gate's head-to-head: {metric, by, rows, candidate, champion,
+    # champion_version, champion_model_id, passed}; null for every other gate.
+    comparison: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     features: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     target: Mapped[str] = mapped_column(String(255))
     classes: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)

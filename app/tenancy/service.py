@@ -79,7 +79,12 @@ def set_limit(session: Session, tenant_name: str, name: str, value: int) -> Tena
     return tenant
 
 
+def key_for_secret(session: Session, secret: str) -> ApiKey | None:
+    """The live key whose secret this is, or None."""
+    return TenantRepository(session).key_by_hash(digest(secret))
+
+
 def tenant_for_key(session: Session, secret: str) -> str | None:
     """The tenant id a live key belongs to, or None."""
-    key = TenantRepository(session).key_by_hash(digest(secret))
+    key = key_for_secret(session, secret)
     return key.tenant_id if key is not None else None

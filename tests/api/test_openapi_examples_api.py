@@ -63,15 +63,17 @@ OPERATION: dict[tuple[str, int], set[str]] = {
     ("models-predict", 413): {"too_many_rows", "body_too_large"},
     ("models-predict", 422): {"invalid_request", "invalid_json", "invalid_input", "invalid_arrow"},
     ("models-predict", 429): {"rate_limited"},
-    ("model-names-predict-version", 409): {"model_not_deployed"},
-    ("model-names-predict-version", 413): {"too_many_rows", "body_too_large"},
-    ("model-names-predict-version", 422): {
-        "invalid_request",
-        "invalid_json",
-        "invalid_input",
-        "invalid_arrow",
+    **{
+        (operation_id, status): codes
+        for operation_id in ("model-names-predict-version", "model-names-predict-alias")
+        for status, codes in (
+            (409, {"model_not_deployed"}),
+            (413, {"too_many_rows", "body_too_large"}),
+            (422, {"invalid_request", "invalid_json", "invalid_input", "invalid_arrow"}),
+            (429, {"rate_limited"}),
+        )
     },
-    ("model-names-predict-version", 429): {"rate_limited"},
+    ("model-names-set-alias", 409): {"version_not_deployed"},
     ("models-batch-predictions-create", 409): {
         "model_not_deployed", "dataset_not_ready", "conflict",
     },
@@ -126,8 +128,10 @@ def test_not_found_examples_name_the_object_looked_for(document: dict[str, Any])
             assert error["param"] == "dataset_id" and "No dataset with id" in error["message"]
         elif "{batch_id}" in path:
             assert "No batch prediction with id" in error["message"], operation_id
-        elif operation_id == "model-names-predict-version":
+        elif operation_id in ("model-names-predict-version", "model-names-set-alias"):
             assert error["param"] == "version" and " has no version " in error["message"]
+        elif operation_id in ("model-names-predict-alias", "model-names-delete-alias"):
+            assert error["param"] == "alias" and " has no alias " in error["message"]
         elif operation_id.startswith("model-names-"):
             assert error["param"] == "name" and error["message"].startswith("No model named ")
         else:

@@ -14,7 +14,13 @@ from app.errors import ErrorResponse
 from app.jobs.schemas import EventOut, JobOut, RoundMetricsOut
 from app.jobs.spec import JobSpec
 from app.main import create_app
-from app.model_names.schemas import ModelNameOut, ModelNameSummaryOut
+from app.model_names.schemas import (
+    ModelAliasChangeOut,
+    ModelAliasOut,
+    ModelNameOut,
+    ModelNameSummaryOut,
+    SetAliasRequest,
+)
 from app.registry.schemas import (
     BatchPredictionCreate,
     BatchPredictionOut,
@@ -35,7 +41,8 @@ MODELS: dict[str, type[BaseModel]] = {
     for m in (
         DatasetOut, DatasetPreviewOut, DatasetDeletedOut, JobSpec, JobOut, EventOut,
         RoundMetricsOut, ModelOut, PredictRequest, PredictionOut, BatchPredictionCreate,
-        BatchPredictionOut, ErrorResponse, ModelNameOut, ModelNameSummaryOut,
+        BatchPredictionOut, ErrorResponse, ModelNameOut, ModelNameSummaryOut, ModelAliasOut,
+        ModelAliasChangeOut, SetAliasRequest,
     )
 }  # fmt: skip
 
