@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.jobs.stages import finalize, merge, next_step, prepare, train
+from app.model_names.resolution import AliasGenerations
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 
@@ -51,16 +52,27 @@ class InProcessDispatcher:
         self._follow(job_id, step)
 
     def finalize(self, job_id: str) -> None:
-        with session_scope(self._sessions) as session:
-            finalize.finalize_job(session, self._store, job_id)
+        # The worker's own steps, and its Redis for the alias generations.
+        finalize.finalize_in_steps(
+            lambda: session_scope(self._sessions),
+            self._store,
+            job_id,
+            AliasGenerations(self._params.redis),
+        )
 
 
 def run_job(
-    sessions: sessionmaker[Session], store: BlobStore, params: ParamStore, job_id: str
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    params: ParamStore,
+    job_id: str,
+    *,
+    stop_before: str | None = None,
 ) -> list[str]:
-    """Run the job's messages until none is left; the kinds sent, in order."""
+    """Run the job's messages until none is left, or until the first of kind
+    `stop_before`, which is left unsent; the kinds sent, in order."""
     dispatcher = InProcessDispatcher(sessions, store, params)
     dispatcher.sent.append(("prepare", {"job_id": job_id}))
-    while dispatcher.sent:
+    while dispatcher.sent and dispatcher.sent[0][0] != stop_before:
         dispatcher.send(*dispatcher.sent.popleft())
     return dispatcher.log

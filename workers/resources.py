@@ -1,5 +1,6 @@
 """What every task of one worker process shares: the blob store, the parameter store,
-the metrics recorder and the dispatcher, each made once per process."""
+the alias generations, the metrics recorder and the dispatcher, each made once per
+process."""
 
 from functools import cache
 
@@ -7,6 +8,7 @@ import redis
 
 from app.config import get_settings
 from app.dispatch import Dispatcher
+from app.model_names.resolution import AliasGenerations
 from app.observability.worker_metrics import WorkerMetrics
 from app.paramstore import ParamStore
 from app.storage import BlobStore, open_store
@@ -26,6 +28,14 @@ def params() -> ParamStore:
         chunk_bytes=settings.param_chunk_bytes,
         ttl_s=settings.param_ttl_s,
     )
+
+
+@cache
+def alias_generations() -> AliasGenerations:
+    # Short timeouts: the bump follows a committed champion move, and a Redis that
+    # drops packets must not hold finalize (the API's entries age out regardless).
+    client = redis.Redis.from_url(get_settings().broker_url, socket_timeout=5)
+    return AliasGenerations(client)
 
 
 @cache

@@ -34,6 +34,7 @@ from workers.resilience import (
     retry_if_stale,
     riding_out,
 )
+from workers.resources import alias_generations as _alias_generations
 from workers.resources import dispatcher as _dispatcher
 from workers.resources import metrics as _metrics
 from workers.resources import params as _params
@@ -272,15 +273,15 @@ def finalize_job(self: Task, job_id: str) -> None:
     with log_ids(job_id=job_id):
 
         def finish() -> None:
-            with session_scope() as session:
-                work = finalize.read_finalize_input(session, job_id)
-            if work is None:
-                return
-            # Scoring and the artifact's write hold no transaction open.
-            scored = finalize.score_and_write(_store(), work)
-            with session_scope() as session:
-                if finalize.record_model(session, scored):
-                    enqueue_after_commit(session, lambda: params.delete_job(job_id))
+            finalize.finalize_in_steps(
+                session_scope,
+                _store(),
+                job_id,
+                _alias_generations(),
+                on_recorded=lambda session: enqueue_after_commit(
+                    session, lambda: params.delete_job(job_id)
+                ),
+            )
 
         try:
             riding_out("finalize", finish)

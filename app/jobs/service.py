@@ -99,6 +99,24 @@ def check_applicable(spec: JobSpec) -> None:
             + (f"; set {instead} instead" if instead else "; leave it out"),
             field,
         )
+    gate = spec.deploy_if
+    if gate is not None and gate.beats is not None:
+        if spec.model_name is None:
+            raise APIError(
+                422,
+                "invalid_spec",
+                "deploy_if.beats compares the model with the champion of its model_name; "
+                "set model_name",
+                "deploy_if.beats",
+            )
+        if spec.validation.holdout_fraction == 0:
+            raise APIError(
+                422,
+                "invalid_spec",
+                "deploy_if.beats scores both models on this job's holdout rows; "
+                "validation.holdout_fraction must be above 0",
+                "validation.holdout_fraction",
+            )
     if spec.is_trees and spec.distribution.device == "cuda":
         raise APIError(
             422,

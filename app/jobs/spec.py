@@ -149,11 +149,26 @@ class DeployGate(_Strict):
     metric: MetricName
     min: float | None = None
     max: float | None = None
+    beats: Literal["champion"] | None = Field(
+        default=None,
+        description="Deploy only a model that beats the `model_name`'s champion by `by` on "
+        "this job's holdout rows, both models scored through their own preprocessing; "
+        "the winner becomes champion. With no champion yet, `min`/`max` alone decide.",
+    )
+    by: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1e6,
+        description="With `beats`: the least improvement of `metric` that promotes "
+        "(default 0: any improvement).",
+    )
 
     @model_validator(mode="after")
     def _has_bound(self, info: ValidationInfo) -> Self:
-        if self.min is None and self.max is None:
-            raise ValueError("deploy_if needs `min` or `max`")
+        if self.min is None and self.max is None and self.beats is None:
+            raise ValueError("deploy_if needs `min`, `max` or `beats`")
+        if self.by is not None and self.beats is None:
+            raise ValueError('deploy_if.by is the margin of `beats`; set beats: "champion"')
         # A stored spec passed the rules of its day; one accepted before this check
         # existed must still read, or its job's every read would fail.
         stored = bool(info.context and info.context.get(_STORED))
@@ -163,6 +178,32 @@ class DeployGate(_Strict):
                 "no value could pass"
             )
         return self
+
+    # No return annotation: see JobSpec._without_unused.
+    @model_serializer(mode="wrap")
+    def _plain_without_beats(self, handler: SerializerFunctionWrapHandler):
+        """A plain gate dumps, stores and compares (idempotency keys) as it did before
+        `beats` existed."""
+        body = handler(self)
+        if self.beats is None:
+            body.pop("beats", None)
+            body.pop("by", None)
+        return body
+
+    @property
+    def margin(self) -> float:
+        return self.by or 0.0
+
+    @property
+    def has_bound(self) -> bool:
+        return self.min is not None or self.max is not None
+
+    def stored_decision(self) -> dict[str, object]:
+        """The gate's settings as recorded with its decision; a plain gate's as before
+        `beats` existed."""
+        if self.beats is None:
+            return self.model_dump()
+        return {**self.model_dump(), "by": self.margin}
 
     def passes(self, value: float | None) -> bool:
         return self.rejection(value) is None

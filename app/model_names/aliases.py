@@ -73,14 +73,16 @@ def set_alias(
 
 def move_alias(
     session: Session,
-    generations: AliasGenerations,
+    generations: AliasGenerations | None,
     current: ModelAlias | None,
     model: RegisteredModel,
     alias: str,
     set_by: str,
     reason: str | None,
 ) -> ModelAlias:
-    """Point `alias` (now `current`, or none) at `model`; the caller holds the name's lock."""
+    """Point `alias` (now `current`, or none) at `model`; the caller holds the name's lock.
+    Without `generations` (a caller with no Redis), API processes see the move once
+    their remembered alias ages out (`SHARDTRAIN_ALIAS_CACHE_S`)."""
     assert model.model_name is not None and model.version is not None
     scope = Scope.tenant(model.tenant_id)
     _record_change(
@@ -109,7 +111,8 @@ def move_alias(
     else:
         current.version, current.model_id = model.version, model.id
         current.set_by, current.reason, current.updated_at = set_by, reason, now_s()
-    enqueue_after_commit(session, partial(generations.bump, model.tenant_id))
+    if generations is not None:
+        enqueue_after_commit(session, partial(generations.bump, model.tenant_id))
     return current
 
 

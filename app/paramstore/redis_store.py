@@ -25,6 +25,11 @@ class ParamStore:
         self._chunk_bytes = chunk_bytes
         self._ttl_s = ttl_s
 
+    @property
+    def redis(self) -> redis.Redis:
+        """The client, for callers that share this Redis (the in-process test harness)."""
+        return self._redis
+
     def _put_blob(self, key: str, data: bytes, meta: dict[str, float | int | str]) -> None:
         chunks = [data[i : i + self._chunk_bytes] for i in range(0, len(data), self._chunk_bytes)]
         mapping: dict[str, bytes | str] = {"meta": json.dumps(meta), "chunks": str(len(chunks))}

@@ -12,6 +12,10 @@ class GateOut(BaseModel):
     metric: str
     min: float | None = None
     max: float | None = None
+    beats: str | None = Field(
+        default=None, description="`champion` for the champion gate (see `comparison`)."
+    )
+    by: float | None = Field(default=None, description="The champion gate's margin.")
     value: float | None = None
     passed: bool
     reason: str | None = Field(

@@ -41,6 +41,7 @@ def register_model(
     artifact_key: str,
     metrics: dict[str, float],
     gate: dict[str, Any] | None,
+    comparison: dict[str, Any] | None = None,
     feature_importance: list[dict[str, Any]] | None = None,
     model_name: str | None = None,
 ) -> RegisteredModel:
@@ -60,6 +61,7 @@ def register_model(
             status=ModelStatus.DEPLOYED if rejection is None else ModelStatus.REJECTED,
             metrics=metrics,
             gate=gate,
+            comparison=comparison,
             features=preprocessor.feature_schema,
             target=preprocessor.target.name,
             classes=preprocessor.target.classes,
