@@ -33,6 +33,7 @@ class JobOut(BaseModel):
                     "accuracy": 0.93,
                 },
                 "model_id": None,
+                "init_model_id": None,
                 "error": None,
                 "created_at": 1767225600,
                 "started_at": 1767225601,
@@ -49,6 +50,11 @@ class JobOut(BaseModel):
     progress: Progress
     metrics: dict[str, Any] | None = Field(description="Latest validation (then holdout) metrics.")
     model_id: str | None
+    init_model_id: str | None = Field(
+        default=None,
+        description="With `init_from`: the model the job starts from, as resolved when it "
+        "was created (an alias's version then, not now).",
+    )
     error: JobError | None
     created_at: int
     started_at: int | None

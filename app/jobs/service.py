@@ -21,6 +21,7 @@ from app.jobs.plan import ShardPlan
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobDeletedOut, JobError, JobOut, Progress, RoundMetricsOut
 from app.jobs.spec import TREES_INSTEAD, JobSpec, metric_fits_task, resolve_task
+from app.jobs.warm_start import WarmStartError, check_warm_start, init_spec, resolve_init_model
 from app.outbox import send_after_commit
 from app.paramstore import ParamStore
 from app.registry.repository import ModelRepository
@@ -117,6 +118,14 @@ def check_applicable(spec: JobSpec) -> None:
                 "validation.holdout_fraction must be above 0",
                 "validation.holdout_fraction",
             )
+    if spec.init_from is not None and spec.is_trees:
+        raise APIError(
+            422,
+            "invalid_spec",
+            "init_from does not start gradient_boosted_trees yet: warm starts work for "
+            "logistic_regression, linear_regression and mlp",
+            "init_from",
+        )
     if spec.is_trees and spec.distribution.device == "cuda":
         raise APIError(
             422,
@@ -180,6 +189,17 @@ def create_job(
             task = check_spec(spec, dataset.columns or [], dataset.rows or 0)
         except SpecError as exc:
             raise APIError(422, "invalid_spec", exc.message, exc.param) from exc
+    init_model_id = reference = None
+    if spec.init_from is not None:
+        reference = spec.init_from.model
+        init = resolve_init_model(session, tenant_id, reference)
+        if task is not None:
+            dtypes = {c["name"]: c["dtype"] for c in dataset.columns or []}
+            try:
+                check_warm_start(spec, init, init_spec(session, init), dtypes, task)
+            except WarmStartError as exc:
+                raise APIError(422, "invalid_spec", exc.message, exc.param) from exc
+        init_model_id = init.id
     job = JobRepository(session, Scope.tenant(tenant_id)).add(
         Job(
             tenant_id=tenant_id,
@@ -190,10 +210,19 @@ def create_job(
             status=JobStatus.QUEUED,
             stage="prepare",
             stage_started_at=time.time(),
+            init_model_id=init_model_id,
         )
     )
     job_id = job.id
     record_event(session, job_id, "job.created", f"job queued on dataset {dataset.id}")
+    if init_model_id is not None:
+        record_event(
+            session,
+            job_id,
+            "job.warm_start",
+            f"the job starts from model {init_model_id} ({reference})",
+            model_id=init_model_id,
+        )
     if idempotency_key is not None:
         IdempotencyRepository(session, tenant_id).remember(
             "jobs.create", idempotency_key, job_id, fingerprint(body)
@@ -337,6 +366,7 @@ def job_out(job: Job) -> JobOut:
         progress=Progress(round=job.current_round, rounds=job.rounds),
         metrics=job.metrics,
         model_id=job.model_id,
+        init_model_id=job.init_model_id,
         error=error,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -78,6 +78,21 @@ def _check_float32_range(column: pa.Array, name: str, role: str, first_row: int)
     )
 
 
+def _check_known_classes(
+    column: pa.Array | pa.ChunkedArray, preprocessor: Preprocessor, target: str
+) -> None:
+    """A warm start predicts the classes its model knows: a new one cannot be learnt."""
+    known = set(preprocessor.target.classes or [])
+    unseen = [value for value in class_counts(column) if value not in known]
+    if unseen:
+        raise ShardingError(
+            f"init_from: target {target!r} holds class {unseen[0]!r}, which the model the "
+            f"job starts from does not predict (it knows {sorted(map(str, known))}); "
+            "train this data from scratch",
+            code="invalid_spec",
+        )
+
+
 def _unproven_range(path: str, names: list[str]) -> list[str]:
     """The columns whose values the file's own statistics do not show inside float32's
     range. Ingest records each row group's min and max (and refuses values beyond
@@ -115,9 +130,11 @@ def build_shards(
     columns: list[dict[str, Any]],
     task: str,
     max_parameters: int | None = None,
+    preprocessor: Preprocessor | None = None,
 ) -> ShardPlan:
     """Raises ShardingError (whose `code` is the job's error code) for data or a model
-    that cannot be trained; nothing is written before the checks pass."""
+    that cannot be trained; nothing is written before the checks pass. A warm start
+    passes its model's `preprocessor`, which is used as it is instead of being fitted."""
     all_dtypes = {c["name"]: c["dtype"] for c in columns}
     feature_names = spec.features or [n for n in all_dtypes if n != spec.target]
     dtypes = {n: all_dtypes[n] for n in feature_names}
@@ -160,7 +177,11 @@ def build_shards(
             valid &= ~np.isnan(_target_values(batch, spec.target, task))
         assignment[offset : offset + batch.num_rows] = np.where(valid, rows, np.int16(-3))
         train = np.nonzero(valid & (rows >= 0))[0]
-        if len(train):
+        if len(train) and preprocessor is not None:
+            if task == "classification":
+                picked = batch if len(train) == batch.num_rows else batch.take(pa.array(train))
+                _check_known_classes(picked.column(spec.target), preprocessor, spec.target)
+        elif len(train):
             picked = batch if len(train) == batch.num_rows else batch.take(pa.array(train))
             if task == "classification":
                 counts = class_counts(picked.column(spec.target))
@@ -173,7 +194,8 @@ def build_shards(
                 sampled = sample.rows_of(offset, train)
                 sample.add(feature_columns(batch.take(pa.array(sampled)), dtypes))
         offset += batch.num_rows
-    preprocessor = fitter.finish()
+    if preprocessor is None:
+        preprocessor = fitter.finish()
     if task == "classification" and len(preprocessor.target.classes or []) < 2:
         raise ShardingError(
             f"target {spec.target!r} has fewer than two classes in the training rows"

@@ -227,6 +227,22 @@ class DeployGate(_Strict):
 MODEL_NAME_MAX = 64
 # URL-safe as a path segment, never `.` or `..` alone.
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# A model id, or a named model's alias or version: `churn@champion`, `churn@3`.
+INIT_FROM_PATTERN = (
+    r"^(mdl_[0-9a-f]{1,36}"
+    r"|[A-Za-z0-9][A-Za-z0-9._-]{0,63}@([A-Za-z][A-Za-z0-9_-]{0,63}|[1-9][0-9]{0,9}))$"
+)
+
+
+class InitFrom(_Strict):
+    model: str = Field(
+        max_length=140,
+        pattern=INIT_FROM_PATTERN,
+        description="The model to start from: its id (`mdl_…`), or `name@alias` "
+        "(`churn@champion`) or `name@version` (`churn@3`), resolved when the job is "
+        "created. Its features, target, task, preprocessing and shape must be this "
+        "job's; its fitted preprocessing is reused, not fitted again.",
+    )
 
 
 class JobSpec(_Strict):
@@ -270,6 +286,9 @@ class JobSpec(_Strict):
     distribution: DistributionSpec = Field(default_factory=DistributionSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     deploy_if: DeployGate | None = None
+    init_from: InitFrom | None = Field(
+        default=None, description="Warm start: train on from another model's parameters."
+    )
     model_name: str | None = Field(
         default=None,
         min_length=1,

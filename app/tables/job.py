@@ -25,6 +25,8 @@ class Job(Base):
     best_val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     model_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The spec's init_from, resolved when the job was created: the model it starts from.
+    init_model_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)

@@ -17,8 +17,12 @@ from app.jobs.service import SpecError, check_spec
 from app.jobs.sharding import ShardingError, ShardPlan, build_shards
 from app.jobs.spec import JobSpec
 from app.jobs.stages.next_step import NextStep, await_round
+from app.jobs.warm_start import WarmStartError, check_warm_start, init_spec
 from app.paramstore import ParamStore
+from app.registry.artifact import read_artifact
+from app.registry.repository import ModelRepository
 from app.storage import BlobStore
+from app.tables import Dataset
 from app.tables.statuses import DatasetStatus, JobStatus
 from app.tenancy.limits import limits_for
 from app.tenancy.scope import SYSTEM, Scope
@@ -57,12 +61,40 @@ def begin_prepare(
     except SpecError as exc:
         fail(job, "invalid_spec", f"{exc.param}: {exc.message}")
         return "failed"
+    if job.init_model_id is not None:
+        why = _warm_start_problem(
+            session, job.tenant_id, job.init_model_id, spec, dataset, job.task
+        )
+        if why is not None:
+            fail(job, *why)
+            return "failed"
     if job.status == JobStatus.QUEUED:
         transition(job, JobStatus.PREPARING)
         # The watchdog's clock for this stage starts now, not when the job was queued:
         # time spent waiting for an ingest is not a stalled prepare.
         job.stage_started_at = time.time()
     return "build"
+
+
+def _warm_start_problem(
+    session: Session,
+    tenant_id: str,
+    model_id: str,
+    spec: JobSpec,
+    dataset: Dataset,
+    task: str,
+) -> tuple[str, str] | None:
+    """Checked again here: the dataset may have had no columns when the job was created,
+    and the model may have been deleted since."""
+    model = ModelRepository(session, Scope.tenant(tenant_id)).get(model_id)
+    if model is None:
+        return "init_model_missing", f"init_from: model {model_id} was deleted"
+    dtypes = {c["name"]: c["dtype"] for c in dataset.columns or []}
+    try:
+        check_warm_start(spec, model, init_spec(session, model), dtypes, task)
+    except WarmStartError as exc:
+        return "invalid_spec", f"{exc.param}: {exc.message}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,6 +108,8 @@ class BuildInput:
     columns: list[dict[str, Any]]
     task: str
     max_parameters: int
+    # A warm start's model artifact: its preprocessing and parameters are round 0's.
+    init_artifact_key: str | None = None
 
 
 def read_build_input(session: Session, job_id: str) -> BuildInput | None:
@@ -84,6 +118,11 @@ def read_build_input(session: Session, job_id: str) -> BuildInput | None:
         return None
     dataset = DatasetRepository(session, Scope.tenant(job.tenant_id)).get(job.dataset_id)
     assert dataset is not None and dataset.data_key is not None and job.task is not None
+    init = (
+        ModelRepository(session, SYSTEM).get(job.init_model_id)
+        if job.init_model_id is not None
+        else None
+    )
     return BuildInput(
         job_id=job.id,
         data_key=dataset.data_key,
@@ -91,6 +130,7 @@ def read_build_input(session: Session, job_id: str) -> BuildInput | None:
         columns=dataset.columns or [],
         task=job.task,
         max_parameters=limits_for(session, get_settings(), job.tenant_id).max_parameters,
+        init_artifact_key=init.artifact_key if init is not None else None,
     )
 
 
@@ -99,6 +139,11 @@ def write_shards(
 ) -> ShardPlan | ShardingError:
     """The shards and round 0's parameters, written by key (a second run writes the same
     files); a ShardingError comes back, for `record_shards` to fail the job with."""
+    init = (
+        read_artifact(store.path(work.init_artifact_key))
+        if work.init_artifact_key is not None
+        else None
+    )
     try:
         plan = build_shards(
             store,
@@ -108,10 +153,14 @@ def write_shards(
             columns=work.columns,
             task=work.task,
             max_parameters=work.max_parameters,
+            preprocessor=init.preprocessor if init is not None else None,
         )
     except ShardingError as exc:
         return exc
-    state = policy_for(work.spec, work.task, plan).initial_state()
+    if init is not None:
+        state = dict(init.state)
+    else:
+        state = policy_for(work.spec, work.task, plan).initial_state()
     save_checkpoint(store, work.job_id, 0, state)
     params.put_global(work.job_id, 0, state)
     return plan

@@ -1,0 +1,27 @@
+"""jobs.init_model_id: the model a warm-started job (`init_from`) starts from,
+resolved when the job is created.
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-07 11:20:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0014"
+down_revision: str | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("init_model_id", sa.String(length=40), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("init_model_id")
