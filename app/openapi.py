@@ -170,6 +170,19 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
         f"Job {_JOB_ID} is running; cancel it, or wait for it to finish, first.",
         "id",
     ),
+    ("jobs-resume", 404): _NO_JOB,
+    ("jobs-resume", 429): (
+        "quota_exceeded",
+        "This account already has 8 unfinished jobs, its max_running_jobs; wait for one "
+        "to end or cancel one.",
+        None,
+    ),
+    ("jobs-resume", 409): (
+        "job_not_resumable",
+        f"Job {_JOB_ID} cannot be resumed: it is succeeded; only a failed or cancelled job "
+        "resumes.",
+        "id",
+    ),
     ("jobs-cancel", 404): _NO_JOB,
     ("jobs-cancel", 409): (
         "job_finished",

@@ -68,11 +68,18 @@ def run_job(
     job_id: str,
     *,
     stop_before: str | None = None,
+    stop_before_round: int | None = None,
+    first: tuple[str, dict[str, Any]] | None = None,
 ) -> list[str]:
-    """Run the job's messages until none is left, or until the first of kind
-    `stop_before`, which is left unsent; the kinds sent, in order."""
+    """Run the job's messages, from `first` (default: its prepare), until none is left,
+    or until the first of kind `stop_before` or the round `stop_before_round`, which is
+    left unsent; the kinds sent, in order."""
     dispatcher = InProcessDispatcher(sessions, store, params)
-    dispatcher.sent.append(("prepare", {"job_id": job_id}))
-    while dispatcher.sent and dispatcher.sent[0][0] != stop_before:
+    dispatcher.sent.append(first or ("prepare", {"job_id": job_id}))
+
+    def stop(kind: str, args: dict[str, Any]) -> bool:
+        return kind == stop_before or (kind == "round" and args["round_"] == stop_before_round)
+
+    while dispatcher.sent and not stop(*dispatcher.sent[0]):
         dispatcher.send(*dispatcher.sent.popleft())
     return dispatcher.log

@@ -47,3 +47,26 @@ def fail(job: Job, code: str, message: str) -> None:
         return
     job.error_code, job.error_message = code, message[:2000]
     transition(job, JobStatus.FAILED, reason=f"failed ({code}): {message[:500]}")
+
+
+RESUMABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def resume(job: Job, reason: str) -> None:
+    """A failed or cancelled job running again from its last checkpoint: the one way
+    out of those two ends, and only `resume_job` takes it."""
+    if job.status not in RESUMABLE:
+        raise IllegalTransition(f"job {job.id}: {job.status} cannot be resumed")
+    previous, job.status = job.status, JobStatus.RUNNING
+    job.error_code = job.error_message = None
+    job.finished_at = None
+    session = object_session(job)
+    if session is not None:
+        record_event(
+            session,
+            job.id,
+            "job.status",
+            reason,
+            previous=previous,
+            status=JobStatus.RUNNING,
+        )

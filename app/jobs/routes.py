@@ -16,7 +16,7 @@ from app.deps import (
 )
 from app.errors import COMMON_ERROR_RESPONSES, ErrorResponse
 from app.idempotency import IdempotencyKeyHeader
-from app.jobs import service
+from app.jobs import resume, service
 from app.jobs.live import stream_events
 from app.jobs.schemas import EventOut, JobDeletedOut, JobOut, RoundMetricsOut
 from app.jobs.spec import JobSpec
@@ -134,6 +134,38 @@ def rerun_job(
         session, dispatcher, fleet, job_id, tenant, limits, idempotency_key=idempotency_key
     )
     return service.job_out(rerun)
+
+
+@router.post(
+    "/{job_id}/resume",
+    operation_id="jobs-resume",
+    summary="Resume a failed or cancelled job from its last checkpoint",
+    response_model=JobOut,
+    responses={
+        **_NOT_FOUND,
+        409: {
+            "model": ErrorResponse,
+            "description": "The job is not failed or cancelled, stopped before its shards "
+            "were written, or its checkpoint or shards are gone (`job_not_resumable`).",
+        },
+        422: {"model": ErrorResponse, "description": "Over a quota of this account."},
+        429: {"model": ErrorResponse, "description": "Too many unfinished jobs (quota)."},
+    },
+)
+def resume_job(
+    session: SessionDep,
+    tenant: TenantDep,
+    limits: LimitsDep,
+    dispatcher: DispatcherDep,
+    store: StoreDep,
+    job_id: str,
+) -> JobOut:
+    """The same job, running again from the checkpoint of its last merged round with
+    the same shards and seeds (or finalizing again, if it stopped there). After a
+    transient failure, the model it ends with is the one an uninterrupted run would
+    have trained, bit for bit. Unlike `rerun`, no new job and no new version: the job
+    id, its rounds and its events carry on."""
+    return service.job_out(resume.resume_job(session, dispatcher, store, job_id, tenant, limits))
 
 
 @router.post(

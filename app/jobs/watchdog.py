@@ -44,11 +44,13 @@ def sweep(
         if _waiting_for_ingest(session, job):
             continue
         attempt = job.stage_attempts + 1
-        if attempt >= max_attempts:
+        # Counted from the last resume, which sends its stage with new task ids.
+        tried = attempt - (job.attempt_base or 0)
+        if tried >= max_attempts:
             fail(
                 job,
                 "worker_lost",
-                f"no progress on stage {job.stage!r} after {attempt} attempt(s) "
+                f"no progress on stage {job.stage!r} after {tried} attempt(s) "
                 f"of {deadline_s:.0f} s each",
             )
             continue
@@ -58,7 +60,7 @@ def sweep(
             job.id,
             "watchdog.resent",
             f"stage {job.stage!r} made no progress in {waited:.0f} s; sending it again "
-            f"(attempt {attempt + 1} of {max_attempts})",
+            f"(attempt {tried + 1} of {max_attempts})",
             level="warning",
             stage=job.stage,
             attempt=attempt,

@@ -27,6 +27,9 @@ class Job(Base):
     model_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     # The spec's init_from, resolved when the job was created: the model it starts from.
     init_model_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The stage's first attempt number since the job was last resumed: a resumed stage
+    # is sent with new task ids (cancel revoked the old ones) and a full retry budget.
+    attempt_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)

@@ -1,5 +1,6 @@
 """jobs.init_model_id: the model a warm-started job (`init_from`) starts from,
-resolved when the job is created.
+resolved when the job is created; jobs.attempt_base: where a resumed stage's attempts
+start (`POST /v1/jobs/{id}/resume`).
 
 Revision ID: 0014
 Revises: 0013
@@ -20,8 +21,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("init_model_id", sa.String(length=40), nullable=True))
+        batch_op.add_column(
+            sa.Column("attempt_base", sa.Integer(), server_default="0", nullable=False)
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("attempt_base")
         batch_op.drop_column("init_model_id")

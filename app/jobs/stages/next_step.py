@@ -72,3 +72,6 @@ def await_finalize(job: Job, attempt: int = 0) -> NextStep:
 
 def _await_stage(job: Job, stage: str, attempt: int) -> None:
     job.stage, job.stage_started_at, job.stage_attempts = stage, time.time(), attempt
+    if attempt < (job.attempt_base or 0):
+        # A new stage after a resumed one: its attempts count from 0 again.
+        job.attempt_base = 0
