@@ -118,14 +118,6 @@ def check_applicable(spec: JobSpec) -> None:
                 "validation.holdout_fraction must be above 0",
                 "validation.holdout_fraction",
             )
-    if spec.init_from is not None and spec.is_trees:
-        raise APIError(
-            422,
-            "invalid_spec",
-            "init_from does not start gradient_boosted_trees yet: warm starts work for "
-            "logistic_regression, linear_regression and mlp",
-            "init_from",
-        )
     if spec.is_trees and spec.distribution.device == "cuda":
         raise APIError(
             422,

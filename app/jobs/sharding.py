@@ -8,6 +8,7 @@ its part's files. Memory is one record batch plus the split's two bytes per row.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,16 @@ BATCH_ROWS = 65_536
 # Parts are float32: a value past this would be written as infinity, and training on
 # it diverges instead of saying which column holds it.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class Reused:
+    """What a warm start takes from its model instead of fitting it: the preprocessing,
+    and for trees the bin edges and the base score its trees were grown from."""
+
+    preprocessor: Preprocessor
+    edges: list[np.ndarray] | None = None
+    base_score: list[float] | None = None
 
 
 class ShardingError(ValueError):
@@ -130,11 +141,12 @@ def build_shards(
     columns: list[dict[str, Any]],
     task: str,
     max_parameters: int | None = None,
-    preprocessor: Preprocessor | None = None,
+    reused: Reused | None = None,
 ) -> ShardPlan:
     """Raises ShardingError (whose `code` is the job's error code) for data or a model
     that cannot be trained; nothing is written before the checks pass. A warm start
-    passes its model's `preprocessor`, which is used as it is instead of being fitted."""
+    passes what it reuses of its model, which is not fitted again."""
+    preprocessor = reused.preprocessor if reused is not None else None
     all_dtypes = {c["name"]: c["dtype"] for c in columns}
     feature_names = spec.features or [n for n in all_dtypes if n != spec.target]
     dtypes = {n: all_dtypes[n] for n in feature_names}
@@ -161,7 +173,11 @@ def build_shards(
         seed=spec.training.seed,
         encoding=DENSE if trees is None else ORDINAL,
     )
-    sample = None if trees is None else EdgeSample(n_rows, len(dtypes), spec.training.seed)
+    sample = (
+        None
+        if trees is None or reused is not None
+        else EdgeSample(n_rows, len(dtypes), spec.training.seed)
+    )
     names = [*feature_names, spec.target]
     offset = 0
     numeric = _unproven_range(path, [n for n, d in dtypes.items() if d != "string"])
@@ -228,8 +244,12 @@ def build_shards(
             raise ShardingError(too_big, code="quota_exceeded")
         part_keys = _dense_keys(job_id, spec.distribution.shards)
     else:
-        assert sample is not None
-        edges = sample.edges(preprocessor, trees.max_bins)
+        if reused is not None:
+            assert reused.edges is not None and reused.base_score is not None
+            edges = list(reused.edges)
+        else:
+            assert sample is not None
+            edges = sample.edges(preprocessor, trees.max_bins)
         objective = objective_for(task, n_outputs)
         size = histogram_bytes(trees, edges, objective.outputs)
         if size > MAX_HISTOGRAM_BYTES:
@@ -240,7 +260,11 @@ def build_shards(
                 "max_depth or max_bins, or train on fewer features",
                 code="quota_exceeded",
             )
-        learner = {"base_score": objective.constant_score(*fitter.target_summary()).tolist()}
+        learner = {
+            "base_score": list(reused.base_score)
+            if reused is not None and reused.base_score is not None
+            else objective.constant_score(*fitter.target_summary()).tolist()
+        }
         part_keys = _binned_keys(job_id, spec.distribution.shards)
     groups = [HOLDOUT, VALIDATION, *range(spec.distribution.shards)]
     counts = {g: int(np.count_nonzero(assignment == g)) for g in groups}

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import APIError
 from app.jobs.repository import JobRepository
-from app.jobs.spec import JobSpec
+from app.jobs.spec import TREES, JobSpec
 from app.model_names.repository import ModelAliasRepository, ModelNameRepository
 from app.registry.repository import ModelRepository
 from app.tables import RegisteredModel
@@ -95,6 +95,12 @@ def check_warm_start(
                 f"{_named(model)}",
             )
     if trained_with is None:
+        if model.type == TREES:
+            raise WarmStartError(
+                PARAM,
+                f"{_named(model)}: the job that trained it was deleted, and with it the "
+                "bin edges its trees split on",
+            )
         return
     for section in ("preprocessing", "model"):
         difference = _first_difference(

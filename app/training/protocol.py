@@ -123,6 +123,11 @@ class RoundPolicy(ABC):
     def initial_state(self) -> StateDict:
         """Round 0's global state, which round 1's shards start from."""
 
+    def warm_state(self, model_state: StateDict) -> StateDict:
+        """Round 0's global state for a warm start from a model's `model_state` (what
+        `model_state` returned when it was trained): for parameters, the parameters."""
+        return dict(model_state)
+
     @abstractmethod
     def train_shard(
         self,

@@ -178,7 +178,7 @@ def test_unknown_models_and_bad_references_are_named(
     refused = client.post(
         "/v1/jobs", json={**trees, "dataset_id": dataset_id, "init_from": {"model": "cancer@1"}}
     )
-    assert (refused.status_code, refused.json()["error"]["param"]) == (422, "init_from")
+    assert (refused.status_code, refused.json()["error"]["param"]) == (422, "model.type")
 
 
 def test_a_class_the_init_model_never_saw_fails_the_job_naming_it(
@@ -192,3 +192,40 @@ def test_a_class_the_init_model_never_saw_fails_the_job_naming_it(
     assert warm["status"] == "failed", warm
     assert warm["error"]["code"] == "invalid_spec"
     assert "'virginica'" in warm["error"]["message"]
+
+
+TREES = {
+    "target": "diagnosis",
+    "distribution": {"shards": 2},
+    "model": {"type": "gradient_boosted_trees", "n_trees": 4, "max_depth": 3},
+    "training": {"seed": 5},
+}
+
+
+def test_boosting_goes_on_from_the_models_trees(
+    client: TestClient,
+    train_job: Callable[..., dict[str, Any]],
+    ready_dataset: Callable[[str, bytes], str],
+    store: BlobStore,
+) -> None:
+    base = _succeeded(train_job("cancer.csv", FULL, **TREES))
+    more = {**TREES, "model": {**TREES["model"], "n_trees": 3, "learning_rate": 0.05}}
+    warm = _succeeded(train_job("cancer.csv", FULL, **more, init_from={"model": base["model_id"]}))
+    before, after = (_state(store, client, j["model_id"]) for j in (base, warm))
+    kept = before["feature"].shape[0]
+    assert (kept, after["feature"].shape[0]) == (4, 7)
+    for name, tensor in before.items():
+        if name == "base_score":
+            assert torch.equal(after[name], tensor)
+        else:
+            assert torch.equal(after[name][:kept], tensor), name
+    accuracy = [
+        client.get(f"/v1/models/{j['model_id']}").json()["metrics"]["accuracy"]
+        for j in (base, warm)
+    ]
+    assert accuracy[1] >= accuracy[0] - 0.02, accuracy
+
+    dataset_id = ready_dataset("cancer.csv", FULL)
+    deeper = {**TREES, "model": {**TREES["model"], "max_depth": 4}, "dataset_id": dataset_id}
+    response = client.post("/v1/jobs", json={**deeper, "init_from": {"model": base["model_id"]}})
+    assert (response.status_code, response.json()["error"]["param"]) == (422, "model.max_depth")

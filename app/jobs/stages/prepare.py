@@ -9,23 +9,25 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.datasets.repository import DatasetRepository
-from app.jobs.checkpoints import save_checkpoint
+from app.jobs.checkpoints import load_checkpoint, save_checkpoint
 from app.jobs.learners import policy_for
 from app.jobs.lifecycle import fail, transition
 from app.jobs.repository import JobRepository
 from app.jobs.service import SpecError, check_spec
-from app.jobs.sharding import ShardingError, ShardPlan, build_shards
-from app.jobs.spec import JobSpec
+from app.jobs.sharding import Reused, ShardingError, ShardPlan, build_shards
+from app.jobs.spec import TREES, JobSpec
 from app.jobs.stages.next_step import NextStep, await_round
 from app.jobs.warm_start import WarmStartError, check_warm_start, init_spec
 from app.paramstore import ParamStore
-from app.registry.artifact import read_artifact
+from app.registry.artifact import Artifact, read_artifact
 from app.registry.repository import ModelRepository
 from app.storage import BlobStore
 from app.tables import Dataset
 from app.tables.statuses import DatasetStatus, JobStatus
 from app.tenancy.limits import limits_for
 from app.tenancy.scope import SYSTEM, Scope
+from app.training.trees.ensemble import TreeEnsemble
+from app.training.trees.policy import edges_of
 
 PrepareStep = Literal["skip", "wait", "failed", "build"]
 
@@ -108,8 +110,10 @@ class BuildInput:
     columns: list[dict[str, Any]]
     task: str
     max_parameters: int
-    # A warm start's model artifact: its preprocessing and parameters are round 0's.
+    # A warm start's model artifact (its preprocessing and parameters are round 0's),
+    # and the job that trained it (whose round 0 holds a tree model's bin edges).
     init_artifact_key: str | None = None
+    init_job_id: str | None = None
 
 
 def read_build_input(session: Session, job_id: str) -> BuildInput | None:
@@ -131,6 +135,7 @@ def read_build_input(session: Session, job_id: str) -> BuildInput | None:
         task=job.task,
         max_parameters=limits_for(session, get_settings(), job.tenant_id).max_parameters,
         init_artifact_key=init.artifact_key if init is not None else None,
+        init_job_id=init.job_id if init is not None else None,
     )
 
 
@@ -145,6 +150,7 @@ def write_shards(
         else None
     )
     try:
+        reused = _reused(store, work, init) if init is not None else None
         plan = build_shards(
             store,
             job_id=work.job_id,
@@ -153,17 +159,30 @@ def write_shards(
             columns=work.columns,
             task=work.task,
             max_parameters=work.max_parameters,
-            preprocessor=init.preprocessor if init is not None else None,
+            reused=reused,
         )
     except ShardingError as exc:
         return exc
-    if init is not None:
-        state = dict(init.state)
-    else:
-        state = policy_for(work.spec, work.task, plan).initial_state()
+    policy = policy_for(work.spec, work.task, plan)
+    state = policy.warm_state(init.state) if init is not None else policy.initial_state()
     save_checkpoint(store, work.job_id, 0, state)
     params.put_global(work.job_id, 0, state)
     return plan
+
+
+def _reused(store: BlobStore, work: BuildInput, init: Artifact) -> Reused:
+    if init.network.type != TREES:
+        return Reused(init.preprocessor)
+    assert work.init_job_id is not None
+    first = load_checkpoint(store, work.init_job_id, 0)
+    if first is None:
+        raise ShardingError(
+            f"init_from: the bin edges the model's trees split on were kept with its job "
+            f"{work.init_job_id}, whose files are gone; train from scratch",
+            code="invalid_spec",
+        )
+    base_score = TreeEnsemble.from_state(init.state).base_score
+    return Reused(init.preprocessor, edges=edges_of(first), base_score=base_score.tolist())
 
 
 def record_shards(session: Session, work: BuildInput, built: ShardPlan | ShardingError) -> NextStep:

@@ -88,6 +88,15 @@ class BoostedTreesPolicy(RoundPolicy):
             state.update(edges_state(self.edges))
         return state
 
+    def warm_state(self, model_state: StateDict) -> StateDict:
+        """Boosting goes on from the model's trees: they score every row first, and
+        this job's trees are added after them (its edges must be the model's)."""
+        ensemble = TreeEnsemble.from_state(model_state)
+        state = {**_prefixed(TREES, ensemble.to_state()), **self._fresh_iteration()}
+        if self.edges is not None:
+            state.update(edges_state(self.edges))
+        return state
+
     def _fresh_iteration(self) -> StateDict:
         trees = [GrownTree.empty(self.max_depth) for _ in range(self.objective.outputs)]
         roots = [output * self._capacity for output in range(self.objective.outputs)]
