@@ -182,3 +182,31 @@ def test_every_worker_killed_then_one_started_after_the_deadline(  # type: ignor
     assert job["status"] == "succeeded", job
     assert same(parameters(system, job), undisturbed)
     assert "watchdog.resent" in event_types(system, job_id)
+
+
+def test_a_job_stopped_by_a_lost_worker_resumes_to_the_undisturbed_model(  # type: ignore[no-untyped-def]
+    system: System, dataset_id: str, undisturbed
+) -> None:
+    """Every worker killed mid-round and the job cancelled while none runs; then a worker
+    back and `POST /v1/jobs/{id}/resume`: the same job ends with the model an
+    uninterrupted run trains, bit for bit, its lost round trained again on new task ids."""
+    from e2e_system import wait_for_worker
+
+    job_id = start(system, dataset_id)
+    wait_until(lambda: system.client.get(f"/v1/jobs/{job_id}").json()["progress"]["round"] >= 1)
+    system.processes.kill_worker()
+    cancelled = system.client.post(f"/v1/jobs/{job_id}/cancel").json()
+    assert cancelled["status"] == "cancelled", cancelled
+    system.processes.start_worker()
+    assert system.processes.worker is not None
+    wait_for_worker(system.redis_url, system.processes.worker, system.worker_log)
+
+    resumed = system.client.post(f"/v1/jobs/{job_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["status"] == "running"
+    job = system.wait_for(f"/v1/jobs/{job_id}", {"succeeded", "failed", "cancelled"})
+    assert job["status"] == "succeeded", job
+    assert same(parameters(system, job), undisturbed)
+    rounds = system.client.get(f"/v1/jobs/{job_id}/metrics").json()["data"]
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4]
+    assert "job.resumed" in event_types(system, job_id)
