@@ -86,7 +86,9 @@ class Caller:
 
 # Operations that can answer from this process's memory while SQL is unreachable (predict
 # on a model already served); only they may authenticate from KnownKeys then.
-SERVED_DURING_DATABASE_OUTAGE = frozenset({"models-predict"})
+SERVED_DURING_DATABASE_OUTAGE = frozenset(
+    {"models-predict", "model-names-predict-version", "model-names-predict-alias"}
+)
 # A key lookup is a read: when it fails on a connection that dies under it (a restart
 # mid-query) it is simply done again, on a fresh connection, for this long.
 _READ_RETRY_S = 2.0

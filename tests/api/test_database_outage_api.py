@@ -37,6 +37,7 @@ from app.tenancy.service import revoke_key
 
 SEED_SPEC = {
     "target": "label",
+    "model_name": "seed",
     "distribution": {"shards": 1},
     "validation": {"holdout_fraction": 0.0, "validation_fraction": 0.0},
     "training": {"rounds": 5, "learning_rate": 0.1},
@@ -235,6 +236,30 @@ def test_database_outage_answers_503_serves_loaded_models_and_logs_once(
     assert [r for r in caplog.records if r.exc_info] == []
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.name for r in errors] == ["app.database_health"], caplog.text
+
+
+def test_named_versions_and_aliases_served_before_go_on_serving(outage: Outage) -> None:
+    """Their resolution is remembered (a version's for good, an alias's while Redis says
+    it has not moved), and the model with it: both answer while SQL is down."""
+    with _client(outage) as http:
+        put = http.put("/v1/model-names/seed/aliases/live", json={"version": 1})
+        assert put.status_code == 200, put.text
+        paths = [
+            "/v1/model-names/seed/versions/1/predict",
+            "/v1/model-names/seed/aliases/live/predict",
+        ]
+        before = [http.post(path, json=ROW) for path in paths]
+        assert [r.status_code for r in before] == [200, 200], [r.text for r in before]
+        outage.pg.stop()
+        try:
+            during = [http.post(path, json=ROW) for path in paths]
+            assert [r.json() for r in during] == [r.json() for r in before]
+            assert during[1].json()["model_id"] == outage.model_id
+            _assert_unavailable(http.post("/v1/model-names/seed/aliases/other/predict", json=ROW))
+            _assert_unavailable(http.post("/v1/model-names/seed/versions/2/predict", json=ROW))
+        finally:
+            outage.pg.start()
+        assert http.get("/v1/model-names/seed").status_code == 200
 
 
 def test_a_restart_shorter_than_the_connect_retry_does_not_surface(
