@@ -9,6 +9,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
@@ -147,10 +148,29 @@ class Gate(APIObject):
     metric: str
     min: float | None = None
     max: float | None = None
+    # The champion gate: `beats="champion"` and its margin `by` (see Model.comparison).
+    beats: str | None = None
+    by: float | None = None
     value: float | None = None
     passed: bool
     reason: str | None = None
     overridden_at: int | None = None
+
+
+class Comparison(APIObject):
+    """The champion gate's head-to-head: the candidate and the name's champion scored on
+    the same rows (the candidate's holdout), each through its own preprocessing."""
+
+    metric: str
+    by: float  # the margin the candidate had to win by
+    rows: int
+    candidate: float | None = None
+    # None while the name has no champion yet (then min/max alone decided).
+    champion: float | None = None
+    champion_version: int | None = None
+    champion_model_id: str | None = None
+    passed: bool  # whether the candidate was promoted to champion
+    reason: str
 
 
 class FeatureImportance(APIObject):
@@ -169,6 +189,8 @@ class Model(APIObject):
     status: Literal["deployed", "rejected", "undeployed"]
     metrics: dict[str, float]
     gate: Gate | None = None
+    # With `deploy_if.beats`: the comparison that decided its promotion; else None.
+    comparison: Comparison | None = None
     features: list[Feature]
     target: str
     classes: list[Any] | None = None
@@ -187,6 +209,37 @@ class ModelVersion(APIObject):
     status: Literal["deployed", "rejected", "undeployed"]
     metrics: dict[str, float]
     gate: Gate | None = None
+    comparison: Comparison | None = None
+    # The aliases naming this version (`champion`, `staging`); empty on older servers.
+    aliases: list[str] = Field(default_factory=list)
+    created_at: int
+
+
+class ModelAlias(APIObject):
+    """An alias of a named model (`champion`, or one of the caller's own) and the version
+    it names now."""
+
+    alias: str
+    version: int
+    model_id: str
+    # Who moved it last: an API key's id (`key_…`), or the job (`job_…`) whose champion
+    # gate promoted the version.
+    set_by: str
+    reason: str | None = None
+    updated_at: int
+
+
+class ModelAliasChange(APIObject):
+    """One move of an alias: `from_version` is None for a new alias, `to_version` None
+    for a deleted one."""
+
+    id: str
+    object: Literal["model_alias_change"] = "model_alias_change"
+    alias: str
+    from_version: int | None = None
+    to_version: int | None = None
+    set_by: str
+    reason: str | None = None
     created_at: int
 
 
@@ -200,9 +253,11 @@ class ModelNameSummary(APIObject):
 
 
 class ModelName(ModelNameSummary):
-    """A named model: every version its jobs added, oldest first."""
+    """A named model: every version its jobs added, oldest first, and its aliases."""
 
     versions: list[ModelVersion]
+    # By alias name; empty on servers before aliases.
+    aliases: list[ModelAlias] = Field(default_factory=list)
 
 
 class Prediction(APIObject):

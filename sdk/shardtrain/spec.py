@@ -108,14 +108,24 @@ class ValidationSpec(_Strict):
 
 
 class DeployGate(_Strict):
+    """Deploy the model only if `metric` is within `min`/`max`, and, with
+    `beats="champion"`, only if it beats the `model_name`'s champion by `by` on this job's
+    holdout rows (the winner becomes champion; with no champion yet, `min`/`max` alone
+    decide). The server also wants `model_name` and a holdout for `beats`."""
+
     metric: MetricName
     min: float | None = None
     max: float | None = None
+    beats: Literal["champion"] | None = None
+    # The least improvement of `metric` that promotes; the server's default is 0.
+    by: float | None = Field(default=None, ge=0.0, le=1e6)
 
     @model_validator(mode="after")
     def _has_bound(self) -> Self:
-        if self.min is None and self.max is None:
-            raise ValueError("deploy_if needs `min` or `max`")
+        if self.min is None and self.max is None and self.beats is None:
+            raise ValueError("deploy_if needs `min`, `max` or `beats`")
+        if self.by is not None and self.beats is None:
+            raise ValueError('deploy_if.by is the margin of `beats`; set beats: "champion"')
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(
                 f"deploy_if.min ({self.min:g}) is above deploy_if.max ({self.max:g}): "

@@ -78,6 +78,9 @@ def test_retrains_are_promoted_only_when_they_beat_the_champion(system: System) 
 
     cold = _train(system, all_rows, {**WEAK, "learning_rate": 0.01})
     warm = _train(
-        system, all_rows, {**WEAK, "learning_rate": 0.01}, init_from={"model": "cancer-e2e@champion"}
+        system,
+        all_rows,
+        {**WEAK, "learning_rate": 0.01},
+        init_from={"model": "cancer-e2e@champion"},
     )
     assert warm["metrics"]["accuracy"] > cold["metrics"]["accuracy"], (warm, cold)

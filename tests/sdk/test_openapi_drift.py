@@ -27,9 +27,15 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "ModelOut": models.Model,
     "FeatureOut": models.Feature,
     "GateOut": models.Gate,
+    "ComparisonOut": models.Comparison,
     "FeatureImportanceOut": models.FeatureImportance,
     "PredictionOut": models.Prediction,
     "BatchPredictionOut": models.BatchPrediction,
+    "ModelNameSummaryOut": models.ModelNameSummary,
+    "ModelNameOut": models.ModelName,
+    "ModelVersionOut": models.ModelVersion,
+    "ModelAliasOut": models.ModelAlias,
+    "ModelAliasChangeOut": models.ModelAliasChange,
 }
 SPEC: dict[str, type[BaseModel]] = {
     "JobSpec": spec.JobSpec,
@@ -49,7 +55,9 @@ SDK_OPERATIONS = {
     "jobs-create", "jobs-list", "jobs-get", "jobs-metrics", "jobs-rerun", "jobs-cancel",
     "jobs-events", "jobs-delete", "models-list", "models-get", "models-predict", "models-deploy",
     "models-undeploy", "models-delete", "models-artifact", "models-batch-predictions-create",
-    "models-batch-predictions-get", "models-batch-predictions-output",
+    "models-batch-predictions-get", "models-batch-predictions-output", "model-names-list",
+    "model-names-get", "model-names-predict-version", "model-names-predict-alias",
+    "model-names-set-alias", "model-names-delete-alias", "model-names-alias-changes",
 }  # fmt: skip
 CONSTRAINTS = (
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
@@ -141,7 +149,10 @@ def test_every_schema_the_sdk_reads_or_writes_has_a_model(openapi: dict[str, Any
     lists = {n for n in reachable if n.startswith("ListResponse_")}
     assert lists, "the list envelopes are read as shardtrain.Page"
     # Bodies the SDK builds itself from its arguments, not from a model.
-    built = {"PredictRequest", "BatchPredictionCreate", "DatasetImport", "DatasetUpload"}
+    built = {
+        "PredictRequest", "BatchPredictionCreate", "DatasetImport", "DatasetUpload",
+        "SetAliasRequest",
+    }  # fmt: skip
     assert reachable - lists - built <= set(MAPPED), reachable - set(MAPPED)
     page_fields = set(models.Page.model_fields)
     for name in lists:

@@ -19,8 +19,10 @@ from shardtrain.cli.context import Output, refuse_ids
 from shardtrain.cli.sparkline import sparkline
 from shardtrain.models import (
     BatchPrediction,
+    Comparison,
     Dataset,
     Event,
+    Gate,
     Job,
     Model,
     Prediction,
@@ -268,22 +270,30 @@ def model_table(models: Iterable[Model], width: int | None = None) -> Table:
     return pinned(table)
 
 
+def gate_text(g: Gate) -> str:
+    """`accuracy ≥ 0.9 beats champion by 0.005: 0.93 (passed)`, and why it failed."""
+    bounds = [f"{k} {number(v)}" for k, v in (("≥", g.min), ("≤", g.max)) if v is not None]
+    if g.beats:
+        bounds.append(f"beats {g.beats}" + (f" by {number(g.by)}" if g.by else ""))
+    verdict = "passed" if g.passed else "failed"
+    text = f"{g.metric} {' '.join(bounds)}: {number(g.value)} ({verdict})"
+    return f"{text}: {g.reason}" if g.reason else text
+
+
+def comparison_text(c: Comparison) -> str:
+    """The champion gate's verdict and the server's account of it (scores, rows)."""
+    return f"{'promoted' if c.passed else 'not promoted'}: {c.reason}"
+
+
 def model_detail(m: Model) -> list[Table]:
-    gate = None
-    if m.gate is not None:
-        bounds = " ".join(
-            f"{k} {number(v)}" for k, v in (("≥", m.gate.min), ("≤", m.gate.max)) if v is not None
-        )
-        verdict = "passed" if m.gate.passed else "failed"
-        gate = f"{m.gate.metric} {bounds}: {number(m.gate.value)} ({verdict})"
-        if m.gate.reason:
-            gate += f": {m.gate.reason}"
+    gate = None if m.gate is None else gate_text(m.gate)
+    comparison = [("comparison", comparison_text(m.comparison))] if m.comparison else []
     detail = _fields(
         f"model {m.id}",
         [("status", m.status), ("type", m.type), ("task", m.task), ("job", m.job_id),
          ("target", m.target), ("classes", m.classes),
          ("metrics", ", ".join(f"{k}={number(v)}" for k, v in m.metrics.items())),
-         ("gate", gate), ("created", when(m.created_at))],
+         ("gate", gate), *comparison, ("created", when(m.created_at))],
     )  # fmt: skip
     if m.feature_importance is None:
         features = Table("feature", "dtype", title="features", title_justify="left")
