@@ -21,6 +21,7 @@ from app.jobs.stages.next_step import await_finalize, await_round
 from app.outbox import send_after_commit
 from app.storage import BlobStore, keys
 from app.tables import Job
+from app.tables.statuses import JOB_ACTIVE
 from app.tenancy.limits import Limits, check_job_quota
 from app.tenancy.scope import Scope
 
@@ -40,6 +41,10 @@ def resume_job(
     job = JobRepository(session, Scope.tenant(tenant_id)).get(job_id, for_update=True)
     if job is None:
         raise NotFound("job", job_id)
+    if job.status in JOB_ACTIVE:
+        # Idempotent, as cancel is: a retried resume whose answer was lost finds the
+        # job running and changes nothing.
+        return job
     if job.status not in RESUMABLE:
         raise _not_resumable(job_id, f"it is {job.status}; only a failed or cancelled job resumes")
     if job.plan is None:

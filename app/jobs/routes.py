@@ -145,8 +145,8 @@ def rerun_job(
         **_NOT_FOUND,
         409: {
             "model": ErrorResponse,
-            "description": "The job is not failed or cancelled, stopped before its shards "
-            "were written, or its checkpoint or shards are gone (`job_not_resumable`).",
+            "description": "The job succeeded, stopped before its shards were written, or "
+            "its checkpoint or shards are gone (`job_not_resumable`).",
         },
         422: {"model": ErrorResponse, "description": "Over a quota of this account."},
         429: {"model": ErrorResponse, "description": "Too many unfinished jobs (quota)."},
@@ -164,7 +164,8 @@ def resume_job(
     the same shards and seeds (or finalizing again, if it stopped there). After a
     transient failure, the model it ends with is the one an uninterrupted run would
     have trained, bit for bit. Unlike `rerun`, no new job and no new version: the job
-    id, its rounds and its events carry on."""
+    id, its rounds and its events carry on. Idempotent: a queued, preparing or running
+    job is answered unchanged."""
     return service.job_out(resume.resume_job(session, dispatcher, store, job_id, tenant, limits))
 
 

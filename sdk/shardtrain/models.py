@@ -92,6 +92,9 @@ class Job(APIObject):
     progress: Progress
     metrics: dict[str, Any] | None = None
     model_id: str | None = None
+    # With `spec.init_from`: the model the job starts from, as resolved when it was
+    # created (an alias's version then, not now); None otherwise and on older servers.
+    init_model_id: str | None = None
     error: JobError | None = None
     created_at: int
     started_at: int | None = None

@@ -134,6 +134,24 @@ class DeployGate(_Strict):
         return self
 
 
+# What `init_from.model` may be: a model id, `name@alias` or `name@version` (the server's
+# INIT_FROM_PATTERN in app/jobs/spec.py).
+INIT_FROM_PATTERN = (
+    r"^(mdl_[0-9a-f]{1,36}"
+    r"|[A-Za-z0-9][A-Za-z0-9._-]{0,63}@([A-Za-z][A-Za-z0-9_-]{0,63}|[1-9][0-9]{0,9}))$"
+)
+
+
+class InitFrom(_Strict):
+    """A warm start: train on from `model`'s parameters (and its fitted preprocessing)
+    instead of from scratch. `model` is a model id (`mdl_…`), `name@alias`
+    (`churn@champion`) or `name@version` (`churn@3`), resolved when the job is created
+    (`Job.init_model_id`). The server checks that the job means by its parameters what
+    the model does (task, model type and shape, target, features, preprocessing)."""
+
+    model: str = Field(max_length=140, pattern=INIT_FROM_PATTERN)
+
+
 class JobSpec(_Strict):
     """Every field but `dataset_id` and `target` has a default (the server's)."""
 
@@ -149,6 +167,8 @@ class JobSpec(_Strict):
     distribution: DistributionSpec = Field(default_factory=DistributionSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     deploy_if: DeployGate | None = None
+    # A warm start: `InitFrom(model="churn@champion")` or `{"model": "mdl_…"}`.
+    init_from: InitFrom | None = None
     # The next version of this name; `client.model_names.get(name)` lists them.
     model_name: str | None = Field(
         default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"

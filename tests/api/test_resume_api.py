@@ -102,6 +102,8 @@ def test_a_resumed_job_trains_the_uninterrupted_model_bit_for_bit(
     body = resumed.json()
     assert (body["status"], body["error"], body["finished_at"]) == ("running", None, None)
     assert body["progress"]["round"] == 2
+    again = client.post(f"/v1/jobs/{interrupted}/resume")  # a retry: changes nothing
+    assert (again.status_code, again.json()["status"]) == (200, "running")
     _continue(sessions, store, params, interrupted)
 
     ours, theirs = _model_state(client, store, interrupted), _model_state(client, store, whole)

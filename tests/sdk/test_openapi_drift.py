@@ -47,21 +47,23 @@ SPEC: dict[str, type[BaseModel]] = {
     "DistributionSpec": spec.DistributionSpec,
     "ValidationSpec": spec.ValidationSpec,
     "DeployGate": spec.DeployGate,
+    "InitFrom": spec.InitFrom,
 }
 MAPPED = {**RESPONSES, **SPEC}
 # The operations the SDK calls.
 SDK_OPERATIONS = {
     "datasets-create", "datasets-list", "datasets-get", "datasets-delete", "datasets-preview",
-    "jobs-create", "jobs-list", "jobs-get", "jobs-metrics", "jobs-rerun", "jobs-cancel",
-    "jobs-events", "jobs-delete", "models-list", "models-get", "models-predict", "models-deploy",
-    "models-undeploy", "models-delete", "models-artifact", "models-batch-predictions-create",
+    "jobs-create", "jobs-list", "jobs-get", "jobs-metrics", "jobs-rerun", "jobs-resume",
+    "jobs-cancel", "jobs-events", "jobs-delete", "models-list", "models-get", "models-predict",
+    "models-deploy", "models-undeploy", "models-delete", "models-artifact",
+    "models-batch-predictions-create",
     "models-batch-predictions-get", "models-batch-predictions-output", "model-names-list",
     "model-names-get", "model-names-predict-version", "model-names-predict-alias",
     "model-names-set-alias", "model-names-delete-alias", "model-names-alias-changes",
 }  # fmt: skip
 CONSTRAINTS = (
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-    "minItems", "maxItems",
+    "minItems", "maxItems", "pattern",
 )  # fmt: skip
 
 

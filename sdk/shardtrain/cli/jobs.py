@@ -1,4 +1,4 @@
-"""`shardtrain jobs create|list|show|events|cancel|delete|rerun|metrics|wait`."""
+"""`shardtrain jobs create|list|show|events|cancel|delete|rerun|resume|metrics|wait`."""
 
 from __future__ import annotations
 
@@ -137,6 +137,28 @@ def rerun(
     job = client.jobs.rerun(job_id)
     if wait:
         typer.echo(f"created {job.id}", err=True)
+        job = client.jobs.wait(job.id, progress=show_progress(progress), timeout=timeout)
+    _finish(job, output)
+    if wait and job.status != "succeeded":
+        raise typer.Exit(exit_codes.UNSUCCESSFUL)
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    job_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the job ends.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to --wait at most.")] = None,
+    progress: ProgressOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Run a failed or cancelled job again from the checkpoint of its last merged round
+    (the same job: no new job, no new version); exits 5 when it cannot be resumed, and
+    with --wait follows it and exits 10 unless it succeeds."""
+    client = client_of(ctx)
+    job = client.jobs.resume(job_id)
+    if wait:
+        typer.echo(f"resumed {job.id} from round {job.progress.round}", err=True)
         job = client.jobs.wait(job.id, progress=show_progress(progress), timeout=timeout)
     _finish(job, output)
     if wait and job.status != "succeeded":

@@ -28,6 +28,7 @@ from shardtrain.models import (
     Prediction,
     RoundMetrics,
 )
+from shardtrain.spec import InitFrom
 
 
 def console() -> Console:
@@ -194,13 +195,23 @@ def job_table(jobs: Iterable[Job], width: int | None = None) -> Table:
     return pinned(table)
 
 
+def _warm_start(j: Job) -> list[tuple[str, Any]]:
+    """`init from` with the model a warm start resolved to, and what the spec named."""
+    if j.init_model_id is None:
+        return []
+    init = j.spec.init_from
+    named = init.model if isinstance(init, InitFrom) else None
+    shown = j.init_model_id if named in (None, j.init_model_id) else f"{j.init_model_id} ({named})"
+    return [("init from", shown)]
+
+
 def job_detail(j: Job) -> Table:
     metrics = ", ".join(f"{k}={number(v)}" for k, v in (j.metrics or {}).items())
     error = f"{j.error.code}: {j.error.message}" if j.error else None
     return _fields(
         f"job {j.id}",
         [("status", j.status), ("task", j.task), ("dataset", j.spec.dataset_id),
-         ("target", j.spec.target), ("model", j.spec.model.type),
+         ("target", j.spec.target), ("model", j.spec.model.type), *_warm_start(j),
          ("progress", f"{j.progress.round}/{j.progress.rounds} rounds"), ("metrics", metrics),
          ("model id", j.model_id), ("error", error), ("created", when(j.created_at)),
          ("started", when(j.started_at)), ("finished", when(j.finished_at))],

@@ -1,5 +1,6 @@
-"""`client.jobs`: create from a typed spec, list, read, cancel, delete, rerun, per-round metrics,
-events (listed, or followed live over server-sent events), and wait for the end."""
+"""`client.jobs`: create from a typed spec, list, read, cancel, delete, rerun, resume,
+per-round metrics, events (listed, or followed live over server-sent events), and wait
+for the end."""
 
 from __future__ import annotations
 
@@ -87,6 +88,14 @@ class Jobs:
         `idempotency_key`, a repeated call returns the job the first one made."""
         body = self._http.json("POST", f"{PATH}/{job_id}/rerun", headers=_headers(idempotency_key))
         return Job.model_validate(body)
+
+    def resume(self, job_id: str) -> Job:
+        """The same failed or cancelled job, `running` again from the checkpoint of its
+        last merged round (no new job, no new version; `wait` follows it). ConflictError
+        with code `job_not_resumable` for a job in any other status, one that stopped
+        before its shards were written (rerun it), or one whose checkpoint or shard
+        files are gone; RateLimitError at the unfinished-jobs quota."""
+        return Job.model_validate(self._http.json("POST", f"{PATH}/{job_id}/resume"))
 
     def metrics(self, job_id: str) -> builtins.list[RoundMetrics]:
         body = self._http.json("GET", f"{PATH}/{job_id}/metrics")
@@ -193,6 +202,9 @@ class AsyncJobs:
             "POST", f"{PATH}/{job_id}/rerun", headers=_headers(idempotency_key)
         )
         return Job.model_validate(body)
+
+    async def resume(self, job_id: str) -> Job:
+        return Job.model_validate(await self._http.json("POST", f"{PATH}/{job_id}/resume"))
 
     async def metrics(self, job_id: str) -> builtins.list[RoundMetrics]:
         body = await self._http.json("GET", f"{PATH}/{job_id}/metrics")
