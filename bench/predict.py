@@ -54,6 +54,10 @@ def csv_bytes(t: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
@@ -61,8 +65,10 @@ def percentile(values: list[float], q: float) -> float:
 TREES = {"type": "gradient_boosted_trees", "n_trees": 100, "max_depth": 6}
 
 
-def train_model(client: httpx.Client, dataset_id: str, model: dict) -> str:
-    spec = {"dataset_id": dataset_id, "target": "y", "model": model}
+def train_model(
+    client: httpx.Client, dataset_id: str, model: dict, model_name: str | None = None
+) -> str:
+    spec = {"dataset_id": dataset_id, "target": "y", "model": model, "model_name": model_name}
     if model["type"] != TREES["type"]:
         spec["training"] = {"rounds": 3}
     job = client.post("/v1/jobs", json=spec).json()
@@ -178,10 +184,17 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="shardtrain-predict-"))
-    with embedded_system(workdir) as (client, _runner):
+    # Far more requests than a minute's default allowance: the limit is not measured here.
+    limits = {"SHARDTRAIN_RATE_LIMIT_PREDICT_PER_MINUTE": "1000000"}
+    with embedded_system(workdir, limits) as (client, _runner):
         train = client.post("/v1/datasets", files={"file": ("t.csv", csv_bytes(table(20_000, 0)))})
         dataset = wait(client, f"/v1/datasets/{train.json()['id']}", {"ready", "failed"})
-        model_id = train_model(client, dataset["id"], {"type": "logistic_regression"})
+        model_id = train_model(
+            client, dataset["id"], {"type": "logistic_regression"}, model_name="bench-logistic"
+        )
+        client.put(
+            "/v1/model-names/bench-logistic/aliases/live", json={"version": 1}
+        ).raise_for_status()
         mlp_id = train_model(client, dataset["id"], {"type": "mlp", "hidden_layers": [256, 256]})
         trees_id = train_model(client, dataset["id"], TREES)
         url = f"/v1/models/{model_id}/predict"
@@ -202,6 +215,16 @@ def main() -> int:
             started = time.perf_counter()
             client.post(url, json={"inputs": [probe_rows[i % len(probe_rows)]]})
             latencies.append((time.perf_counter() - started) * 1000)
+        # The same model named three ways, interleaved so the machine's drift hits each.
+        named = {
+            "id": url,
+            "version": "/v1/model-names/bench-logistic/versions/1/predict",
+            "alias": "/v1/model-names/bench-logistic/aliases/live/predict",
+        }
+        by_name: dict[str, list[float]] = {way: [] for way in named}
+        for _ in range(4):
+            for way, path in named.items():
+                by_name[way] += single_record_ms(client, path, probe_rows, args.requests // 4)
         trees_latencies = single_record_ms(
             client, f"/v1/models/{trees_id}/predict", probe_rows, args.requests
         )
@@ -257,6 +280,15 @@ def main() -> int:
             f"{'met' if percentile(trees_latencies, q) <= bound else 'NOT met'} |"
             for q, bound in ((50, 5), (99, 25))
         ),
+        *(
+            f"| one record by {way}, p50 / p99 | {percentile(values, 50):.2f} / "
+            f"{percentile(values, 99):.2f} ms | — | p50 within 10% of by id: "
+            f"{_verdict(percentile(values, 50) <= 1.1 * percentile(by_name['id'], 50))} |"
+            for way, values in by_name.items()
+            if way != "id"
+        ),
+        f"| one record by id (the same runs), p50 / p99 | {percentile(by_name['id'], 50):.2f} / "
+        f"{percentile(by_name['id'], 99):.2f} ms | — | — |",
         *(
             ratio_row(f"{model}, {body_format} body", rows_s, bare[model])
             for (model, body_format), rows_s in over_http.items()
