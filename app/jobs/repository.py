@@ -17,6 +17,11 @@ class JobRepository(ScopedRepository[Job]):
         statement = self.scope.where(select(Job.id, Job.dataset_id).where(Job.id.in_(job_ids)), Job)
         return dict(self.session.execute(statement).tuples().all())
 
+    def sharing_shards_of(self, job_id: str) -> list[str]:
+        """The jobs that train on `job_id`'s prepared shards."""
+        statement = self.scope.where(select(Job.id).where(Job.shards_from == job_id), Job)
+        return list(self.session.scalars(statement.order_by(Job.seq)))
+
     def count_active(self) -> int:
         """Jobs that may still write shards, rounds or a model: what `max_running_jobs`
         counts."""

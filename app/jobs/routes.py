@@ -196,7 +196,8 @@ def cancel_job(
         **_NOT_FOUND,
         409: {
             "model": ErrorResponse,
-            "description": "The job has not finished, or the model it trained still exists.",
+            "description": "The job has not finished, the model it trained still exists, or "
+            "another job trains on its shards (`job_shards_in_use`).",
         },
     },
 )

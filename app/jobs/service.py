@@ -300,6 +300,14 @@ def delete_job(
             f"Job {job_id} trained model {model_ids[0]}; delete the model first.",
             "id",
         )
+    sharing = JobRepository(session, Scope.tenant(tenant_id)).sharing_shards_of(job_id)
+    if sharing:
+        raise APIError(
+            409,
+            "job_shards_in_use",
+            f"Job {sharing[0]} trains on the shards job {job_id} prepared; delete it first.",
+            "id",
+        )
     session.execute(delete(JobRound).where(JobRound.job_id == job_id))
     session.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
     session.execute(delete(IdempotencyKey).where(IdempotencyKey.object_id == job_id))

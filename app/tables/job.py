@@ -30,6 +30,8 @@ class Job(Base):
     # The stage's first attempt number since the job was last resumed: a resumed stage
     # is sent with new task ids (cancel revoked the old ones) and a full retry budget.
     attempt_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A job trained on another job's prepared shards (a sweep's trials share them).
+    shards_from: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)

@@ -60,7 +60,7 @@ OPERATION: dict[tuple[str, int], set[str]] = {
     ("jobs-resume", 409): {"job_not_resumable", "conflict"},
     ("jobs-resume", 422): {"invalid_request", "quota_exceeded"},
     ("jobs-resume", 429): {"quota_exceeded"},
-    ("jobs-delete", 409): {"job_not_finished", "job_has_model", "conflict"},
+    ("jobs-delete", 409): {"job_not_finished", "job_has_model", "job_shards_in_use", "conflict"},
     ("models-delete", 409): {"model_in_use", "conflict"},
     ("models-predict", 409): {"model_not_deployed"},
     ("models-predict", 413): {"too_many_rows", "body_too_large"},

@@ -15,6 +15,7 @@ from app.jobs.lifecycle import fail, transition
 from app.jobs.repository import JobRepository
 from app.jobs.service import SpecError, check_spec
 from app.jobs.sharding import Reused, ShardingError, ShardPlan, build_shards
+from app.jobs.shared_shards import shared_plan
 from app.jobs.spec import TREES, JobSpec
 from app.jobs.stages.next_step import NextStep, await_round
 from app.jobs.warm_start import WarmStartError, check_warm_start, init_spec
@@ -114,6 +115,10 @@ class BuildInput:
     # and the job that trained it (whose round 0 holds a tree model's bin edges).
     init_artifact_key: str | None = None
     init_job_id: str | None = None
+    # Another job's prepared shards, which this one trains on (`jobs.shards_from`).
+    source_id: str | None = None
+    source_spec: JobSpec | None = None
+    source_plan: dict[str, Any] | None = None
 
 
 def read_build_input(session: Session, job_id: str) -> BuildInput | None:
@@ -127,6 +132,9 @@ def read_build_input(session: Session, job_id: str) -> BuildInput | None:
         if job.init_model_id is not None
         else None
     )
+    source = (
+        JobRepository(session, SYSTEM).get(job.shards_from) if job.shards_from is not None else None
+    )
     return BuildInput(
         job_id=job.id,
         data_key=dataset.data_key,
@@ -136,6 +144,9 @@ def read_build_input(session: Session, job_id: str) -> BuildInput | None:
         max_parameters=limits_for(session, get_settings(), job.tenant_id).max_parameters,
         init_artifact_key=init.artifact_key if init is not None else None,
         init_job_id=init.job_id if init is not None else None,
+        source_id=job.shards_from,
+        source_spec=JobSpec.stored(source.spec) if source is not None else None,
+        source_plan=source.plan if source is not None else None,
     )
 
 
@@ -150,17 +161,7 @@ def write_shards(
         else None
     )
     try:
-        reused = _reused(store, work, init) if init is not None else None
-        plan = build_shards(
-            store,
-            job_id=work.job_id,
-            data_key=work.data_key,
-            spec=work.spec,
-            columns=work.columns,
-            task=work.task,
-            max_parameters=work.max_parameters,
-            reused=reused,
-        )
+        plan = _plan(store, work, init)
     except ShardingError as exc:
         return exc
     policy = policy_for(work.spec, work.task, plan)
@@ -168,6 +169,30 @@ def write_shards(
     save_checkpoint(store, work.job_id, 0, state)
     params.put_global(work.job_id, 0, state)
     return plan
+
+
+def _plan(store: BlobStore, work: BuildInput, init: Artifact | None) -> ShardPlan:
+    """This job's shards, written here, or another job's, shared (`jobs.shards_from`)."""
+    if work.source_id is not None:
+        if work.source_plan is None or work.source_spec is None:
+            raise ShardingError(
+                f"job {work.source_id}, whose shards this job trains on, has none",
+                code="invalid_spec",
+            )
+        return shared_plan(
+            store, work.spec, work.source_id, work.source_spec, work.source_plan,
+            work.max_parameters,
+        )  # fmt: skip
+    return build_shards(
+        store,
+        job_id=work.job_id,
+        data_key=work.data_key,
+        spec=work.spec,
+        columns=work.columns,
+        task=work.task,
+        max_parameters=work.max_parameters,
+        reused=_reused(store, work, init) if init is not None else None,
+    )
 
 
 def _reused(store: BlobStore, work: BuildInput, init: Artifact) -> Reused:
