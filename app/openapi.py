@@ -154,6 +154,12 @@ _OPERATION_ERROR_EXAMPLES: dict[tuple[str, int], tuple[str, str, str | None]] = 
     ("jobs-metrics-chart", 404): _NO_JOB,
     ("jobs-events", 404): _NO_JOB,
     ("jobs-rerun", 404): _NO_JOB,
+    ("jobs-rerun", 429): (
+        "quota_exceeded",
+        "This account already has 8 unfinished jobs, its max_running_jobs; wait for one "
+        "to end or cancel one.",
+        None,
+    ),
     ("jobs-rerun", 409): (
         "dataset_failed",
         f"Dataset {_DATASET_ID} failed ingest: line 12: expected 5 fields, saw 4",

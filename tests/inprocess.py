@@ -11,10 +11,12 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
+from app.jobs.repository import JobRepository
 from app.jobs.stages import finalize, merge, next_step, prepare, train
 from app.model_names.resolution import AliasGenerations
 from app.paramstore import ParamStore
 from app.storage import BlobStore
+from app.tenancy.scope import SYSTEM
 
 
 class InProcessDispatcher:
@@ -83,3 +85,25 @@ def run_job(
     while dispatcher.sent and not stop(*dispatcher.sent[0]):
         dispatcher.send(*dispatcher.sent.popleft())
     return dispatcher.log
+
+
+def continue_job(
+    sessions: sessionmaker[Session], store: BlobStore, params: ParamStore, job_id: str
+) -> None:
+    """Run, in process, what a resume sent (the job's stage, at its attempt), then the rest."""
+    with sessions() as session:
+        job = JobRepository(session, SYSTEM).get(job_id)
+        assert job is not None and job.plan is not None
+        if job.stage == "finalize":
+            first: tuple[str, dict[str, Any]] = ("finalize", {"job_id": job_id})
+        else:
+            first = (
+                "round",
+                {
+                    "job_id": job_id,
+                    "round_": job.current_round + 1,
+                    "shards": len(job.plan["shard_keys"]),
+                    "attempt": job.stage_attempts,
+                },
+            )
+    run_job(sessions, store, params, job_id, first=first)

@@ -117,6 +117,7 @@ def job_metrics(
         **_NOT_FOUND,
         409: {"model": ErrorResponse, "description": "The dataset failed ingest."},
         422: {"model": ErrorResponse, "description": "The spec no longer fits the dataset."},
+        429: {"model": ErrorResponse, "description": "Too many unfinished jobs (quota)."},
     },
 )
 def rerun_job(

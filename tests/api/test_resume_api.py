@@ -10,7 +10,7 @@ import pytest
 import torch
 from dbsetup import issue_key
 from fastapi.testclient import TestClient
-from inprocess import run_job
+from inprocess import continue_job, run_job
 from sample_data import breast_cancer_table, table_to_csv
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,28 +43,6 @@ def start_job(client: TestClient, ready_dataset: Callable[[str, bytes], str]) ->
         return str(created.json()["id"])
 
     return start
-
-
-def _continue(
-    sessions: sessionmaker[Session], store: BlobStore, params: ParamStore, job_id: str
-) -> None:
-    """Run, in process, what the resume sent (its stage, at its attempt), then the rest."""
-    with sessions() as session:
-        job = JobRepository(session, SYSTEM).get(job_id)
-        assert job is not None and job.plan is not None
-        if job.stage == "finalize":
-            first: tuple[str, dict[str, Any]] = ("finalize", {"job_id": job_id})
-        else:
-            first = (
-                "round",
-                {
-                    "job_id": job_id,
-                    "round_": job.current_round + 1,
-                    "shards": len(job.plan["shard_keys"]),
-                    "attempt": job.stage_attempts,
-                },
-            )
-    run_job(sessions, store, params, job_id, first=first)
 
 
 def _model_state(client: TestClient, store: BlobStore, job_id: str) -> dict[str, torch.Tensor]:
@@ -104,7 +82,7 @@ def test_a_resumed_job_trains_the_uninterrupted_model_bit_for_bit(
     assert body["progress"]["round"] == 2
     again = client.post(f"/v1/jobs/{interrupted}/resume")  # a retry: changes nothing
     assert (again.status_code, again.json()["status"]) == (200, "running")
-    _continue(sessions, store, params, interrupted)
+    continue_job(sessions, store, params, interrupted)
 
     ours, theirs = _model_state(client, store, interrupted), _model_state(client, store, whole)
     assert ours.keys() == theirs.keys()
@@ -132,7 +110,7 @@ def test_a_job_that_failed_in_finalize_finalizes_again(
         assert job is not None and job.stage == "finalize"
         fail(job, "finalize_failed", "the artifact store was unreachable")
     assert client.post(f"/v1/jobs/{job_id}/resume").status_code == 200
-    _continue(sessions, store, params, job_id)
+    continue_job(sessions, store, params, job_id)
     assert client.get(f"/v1/jobs/{job_id}").json()["model_id"] is not None
 
 

@@ -12,7 +12,7 @@ import httpx
 import pydantic
 import pytest
 from fault_injection import Fault
-from inprocess import run_job
+from inprocess import continue_job, run_job
 from sample_data import iris_table, table_to_csv
 from sdk_harness import FAST, Served
 from sqlalchemy.orm import Session, sessionmaker
@@ -89,25 +89,6 @@ def failed_job(
         return job_id
 
     return make
-
-
-def _continue(
-    sessions: sessionmaker[Session], store: BlobStore, params: ParamStore, job_id: str
-) -> None:
-    """Run, in process, the round the resume sent (at its attempt), then the rest."""
-    with sessions() as session:
-        job = JobRepository(session, SYSTEM).get(job_id)
-        assert job is not None and job.plan is not None
-        first = (
-            "round",
-            {
-                "job_id": job_id,
-                "round_": job.current_round + 1,
-                "shards": len(job.plan["shard_keys"]),
-                "attempt": job.stage_attempts,
-            },
-        )
-    run_job(sessions, store, params, job_id, first=first)
 
 
 @pytest.fixture
@@ -226,7 +207,7 @@ def test_resume_runs_a_failed_job_on_and_wait_follows_it_to_the_end(
     again = jobs.resume(job_id)
     assert (again.id, again.status, again.progress.round) == (job_id, "running", 1)
 
-    _continue(sessions, store, params, job_id)
+    continue_job(sessions, store, params, job_id)
     ended = jobs.wait(job_id, progress=False, timeout=10, poll_interval=0.01)
     assert (ended.id, ended.status) == (job_id, "succeeded") and ended.model_id is not None
     assert [r.round for r in jobs.metrics(job_id)] == [1, 2, 3]
