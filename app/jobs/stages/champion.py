@@ -59,12 +59,6 @@ def read_champion(session: Session, tenant_id: str, name: str) -> ChampionRef | 
     return ChampionRef(model.id, alias.version, model.artifact_key, model.task, model.features)
 
 
-def champion_id_now(session: Session, tenant_id: str, name: str) -> str | None:
-    """Read under the name's lock, in the transaction that records the candidate."""
-    alias = ModelAliasRepository(session, Scope.tenant(tenant_id)).find(name, CHAMPION)
-    return alias.model_id if alias is not None else None
-
-
 def holdout_table(data_path: Path, spec: JobSpec, columns: list[str], task: str) -> pa.Table:
     """The job's holdout rows, raw, in dataset order: the rows prepare wrote to the
     holdout part (the same seeded assignment, less the rows without a target)."""
