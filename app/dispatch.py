@@ -13,7 +13,9 @@ from app.messaging import Queue, TaskName
 # Results of these are never read: not asking for them keeps a send from waiting on the
 # result backend, which retries for ~19 s when Redis is down.
 _FIRE_AND_FORGET = {"ignore_result": True}
-KINDS = frozenset({"ingest", "prepare", "round", "batch_predict", "finalize", "revoke_round"})
+KINDS = frozenset(
+    {"ingest", "prepare", "round", "batch_predict", "finalize", "revoke_round", "sweep_step"}
+)
 
 
 class Dispatcher:
@@ -66,6 +68,9 @@ class Dispatcher:
 
     def finalize(self, job_id: str) -> None:
         self._celery.send_task(TaskName.FINALIZE_JOB.value, args=[job_id], **_FIRE_AND_FORGET)
+
+    def sweep_step(self, sweep_id: str) -> None:
+        self._celery.send_task(TaskName.STEP_SWEEP.value, args=[sweep_id], **_FIRE_AND_FORGET)
 
     def revoke_round(self, job_id: str, round_: int, shards: int, attempts: int) -> None:
         """Drop a cancelled job's queued shard tasks. Ones already running finish their

@@ -38,6 +38,8 @@ from app.registry.known_models import KnownModels
 from app.registry.predictor import PredictorCache
 from app.registry.routes import router as models_router
 from app.storage import open_store
+from app.sweeps.live import sweep_notifier
+from app.sweeps.routes import router as sweeps_router
 from app.tenancy.limits import RateLimiter
 from app.tenancy.upload_slots import UploadSlots, lease_seconds
 
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         beat_watch.cancel()
         # The event streams' shared poller stops with the app, not with the process.
         await app.state.event_notifier.aclose()
+        await app.state.sweep_notifier.aclose()
 
     app = FastAPI(
         title="Shardtrain",
@@ -77,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.session_factory = session_factory(settings.database_url)
     app.state.event_notifier = EventNotifier(app.state.session_factory)
+    app.state.sweep_notifier = sweep_notifier(app.state.session_factory)
     app.state.store = open_store(settings)
     app.state.dispatcher = Dispatcher(create_celery(settings))
     app.state.predictors = PredictorCache(settings.model_cache_size)
@@ -110,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(job_charts_router)
     app.include_router(models_router)
     app.include_router(model_names_router)
+    app.include_router(sweeps_router)
     install_openapi(app)
     install_docs(app)
 

@@ -30,6 +30,7 @@ class TaskName(StrEnum):
     WATCHDOG = "shardtrain.watchdog"
     RELAY_OUTBOX = "shardtrain.relay_outbox"
     BATCH_PREDICT = "shardtrain.batch_predict"
+    STEP_SWEEP = "shardtrain.step_sweep"
 
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
@@ -41,6 +42,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     TaskName.WATCHDOG.value: {"queue": Queue.MERGE.value},
     TaskName.RELAY_OUTBOX.value: {"queue": Queue.MERGE.value},
     TaskName.BATCH_PREDICT.value: {"queue": Queue.MERGE.value},
+    TaskName.STEP_SWEEP.value: {"queue": Queue.MERGE.value},
 }
 
 

@@ -6,16 +6,20 @@ send, and runs each message as the worker's task would; `run_job` follows the me
 the stages ask for (`NextStep.message`), the same decisions the workers follow."""
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
+from app.dispatch import Dispatcher
 from app.jobs.repository import JobRepository
 from app.jobs.stages import finalize, merge, next_step, prepare, train
 from app.model_names.resolution import AliasGenerations
 from app.paramstore import ParamStore
 from app.storage import BlobStore
+from app.sweeps.step import step_sweep
+from app.sweeps.triggers import step_sweep_after_commit
 from app.tenancy.scope import SYSTEM
 
 
@@ -107,3 +111,49 @@ def continue_job(
                 },
             )
     run_job(sessions, store, params, job_id, first=first)
+
+
+class RecordingDispatcher:
+    """What `send_after_commit` needs of a dispatcher; the committed messages queue
+    here, in order, for `run_sweep` to run."""
+
+    def __init__(self) -> None:
+        self.sent: deque[tuple[str, dict[str, Any]]] = deque()
+
+    def check_kind(self, kind: str) -> None:
+        Dispatcher.check_kind(self, kind)  # type: ignore[arg-type]
+
+    def send(self, kind: str, args: dict[str, Any]) -> None:
+        self.sent.append((kind, args))
+
+
+def run_sweep(
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    params: ParamStore,
+    sweep_id: str,
+    *,
+    after_each: Callable[[str, dict[str, Any]], None] | None = None,
+) -> list[str]:
+    """Run a sweep's steps and its jobs' stages, first in first out (the trials'
+    stages interleave as on parallel workers), each job stage followed by the step the
+    worker sends; the kinds run, in order. `after_each` sees each message once run."""
+    outbox = RecordingDispatcher()
+    jobs = InProcessDispatcher(sessions, store, params)
+    outbox.sent.append(("sweep_step", {"sweep_id": sweep_id}))
+    ran: list[str] = []
+    while outbox.sent:
+        kind, args = outbox.sent.popleft()
+        ran.append(kind)
+        if kind == "sweep_step":
+            with session_scope(sessions) as session:
+                step_sweep(session, outbox, args["sweep_id"])  # type: ignore[arg-type]
+        elif kind != "revoke_round":
+            jobs.send(kind, args)
+            outbox.sent.extend(jobs.sent)
+            jobs.sent.clear()
+            with session_scope(sessions) as session:
+                step_sweep_after_commit(session, outbox, args["job_id"])  # type: ignore[arg-type]
+        if after_each is not None:
+            after_each(kind, args)
+    return ran

@@ -13,7 +13,12 @@ from app.config import get_settings
 from app.db import OutageTooLong, is_transient_database_error, retry_transient, session_scope
 from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
+from app.sweeps.repository import SweepRepository
+from app.sweeps.step import stop_sweep
+from app.sweeps.triggers import step_sweep_after_commit
+from app.tables.statuses import SWEEP_TERMINAL
 from app.tenancy.scope import SYSTEM
+from workers.resources import dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +65,28 @@ def fail_job(job_id: str, code: str, message: str) -> None:
             job = JobRepository(session, SYSTEM).get(job_id, for_update=True)
             if job is not None:
                 fail(job, code, message)
+                step_sweep_after_commit(session, dispatcher(), job_id)
 
     # The failure is recorded even across a database blip: a job whose stage failed
     # must not stay `running` until the watchdog's deadline.
     try:
         riding_out(f"recording the failure of job {job_id}", record)
+    except OutageTooLong as exc:
+        leave_to_watchdog(exc)
+
+
+def fail_sweep(sweep_id: str, code: str, message: str) -> None:
+    """A step that crashed on something other than an outage would crash again on every
+    redelivery: the sweep ends `failed` with its trials stopped, rather than stall."""
+
+    def record() -> None:
+        with session_scope() as session:
+            sweep = SweepRepository(session, SYSTEM).get(sweep_id, for_update=True)
+            if sweep is not None and sweep.status not in SWEEP_TERMINAL:
+                stop_sweep(session, dispatcher(), sweep, f"sweep failed: {message}",
+                           failure=(code, message[:2000]))  # fmt: skip
+
+    try:
+        riding_out(f"recording the failure of sweep {sweep_id}", record)
     except OutageTooLong as exc:
         leave_to_watchdog(exc)

@@ -24,11 +24,15 @@ from app.messaging import TaskName
 from app.observability.logging import log_ids
 from app.outbox import relay_pending, send_after_commit
 from app.registry import batch
+from app.sweeps import step as sweep_step
+from app.sweeps.repository import SweepRepository
+from app.sweeps.triggers import step_sweep_after_commit
 from app.tenancy.scope import SYSTEM
 from workers import process_signals  # noqa: F401  (registers the worker signals)
 from workers.celery_app import celery_app
 from workers.resilience import (
     fail_job,
+    fail_sweep,
     is_outage,
     leave_to_watchdog,
     retry_if_stale,
@@ -128,6 +132,7 @@ def _prepare_job(self: Task, job_id: str) -> None:
         with session_scope() as session:
             first_round = prepare.record_shards(session, work, built)
             _send_after_commit(session, job_id, first_round)
+            step_sweep_after_commit(session, _dispatcher(), job_id)
 
     try:
         riding_out("prepare", begin)
@@ -224,6 +229,7 @@ def _merge_round(self: Task, job_id: str, round_: int) -> None:
         with session_scope() as session:
             step = merge.record_merge(session, merged)
             _send_after_commit(session, job_id, step)
+            step_sweep_after_commit(session, _dispatcher(), job_id)
             if step.next != "none":
                 # Shard results and the previous global are no longer needed once committed.
                 enqueue_after_commit(session, lambda: params.delete_round(job_id, round_ - 1))
@@ -282,6 +288,9 @@ def finalize_job(self: Task, job_id: str) -> None:
                     session, lambda: params.delete_job(job_id)
                 ),
             )
+            # Registered, or failed on a lost checkpoint: either way the trial ended.
+            with session_scope() as session:
+                step_sweep_after_commit(session, _dispatcher(), job_id)
 
         try:
             riding_out("finalize", finish)
@@ -310,10 +319,35 @@ def watchdog() -> None:
         ):
             send_after_commit(session, dispatcher, "ingest", dataset_id=dataset_id)
     with session_scope() as session:
+        for sweep_id in SweepRepository(session, SYSTEM).active_ids():
+            send_after_commit(session, dispatcher, "sweep_step", sweep_id=sweep_id)
+    with session_scope() as session:
         for batch_id in sweep_batch_predictions(
             session, deadline_s=deadline_s, max_attempts=max_attempts
         ):
             send_after_commit(session, dispatcher, "batch_predict", batch_id=batch_id)
+
+
+@celery_app.task(name=TaskName.STEP_SWEEP.value, bind=True)
+def step_sweep(self: Task, sweep_id: str) -> None:
+    """Idempotent, and serialised by the sweep's row lock: a second step at once
+    waits, then finds what the first did."""
+    with log_ids(sweep_id=sweep_id):
+
+        def run() -> None:
+            with session_scope() as session:
+                sweep_step.step_sweep(session, _dispatcher(), sweep_id)
+
+        try:
+            riding_out("the sweep's step", run)
+        except OutageTooLong as exc:
+            leave_to_watchdog(exc)
+        except IntegrityError:
+            logger.info("another step of sweep %s asked for the same trial first", sweep_id)
+        except Exception as exc:
+            retry_if_stale(self, exc)
+            logger.exception("the step of sweep %s failed", sweep_id)
+            fail_sweep(sweep_id, "step_failed", f"{type(exc).__name__}: {exc}")
 
 
 @celery_app.task(name=TaskName.RELAY_OUTBOX.value)

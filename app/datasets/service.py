@@ -25,6 +25,7 @@ from app.jobs.lifecycle import fail
 from app.jobs.repository import JobRepository
 from app.outbox import send_after_commit
 from app.storage import BlobStore, keys
+from app.sweeps.repository import SweepRepository
 from app.tables import Dataset
 from app.tables.base import new_id, now_s
 from app.tables.statuses import JOB_ACTIVE, DatasetStatus, JobStatus
@@ -246,6 +247,14 @@ def delete_dataset(session: Session, store: BlobStore, dataset_id: str, tenant_i
             409,
             "dataset_in_use",
             f"Dataset {dataset_id} is used by unfinished job(s): {', '.join(active)}.",
+            "id",
+        )
+    sweeps = SweepRepository(session, Scope.tenant(tenant_id)).on_dataset(dataset_id)
+    if sweeps:
+        raise APIError(
+            409,
+            "dataset_in_use",
+            f"Dataset {dataset_id} is used by unfinished sweep(s): {', '.join(sweeps)}.",
             "id",
         )
     dataset.deleted_at = now_s()

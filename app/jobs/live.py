@@ -9,7 +9,7 @@ thread hop each, twice a second, which saturated the thread pool that predict ne
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,6 +35,9 @@ WATCH_CHUNK = 1000
 
 # A job's status and newest event seq; None once the job is gone.
 JobState = tuple[str, int | None] | None
+StateReader = Callable[[sessionmaker[Session], list[str]], dict[str, JobState]]
+# An object's events after a cursor, and its status (None once it is gone).
+EventReader = Callable[[sessionmaker[Session], str, str | None], tuple[list[Any], str | None]]
 _UNSEEN = object()
 
 
@@ -64,8 +67,16 @@ class EventNotifier:
     streams, and is started by the first of them; `aclose` stops it with the app.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], *, interval_s: float = POLL_S) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        interval_s: float = POLL_S,
+        read_states: StateReader = read_job_states,
+    ) -> None:
         self.sessions = sessions
+        # The status and newest event of each followed object: jobs, or sweeps.
+        self.read_states = read_states
         self.interval_s = interval_s
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._seen: dict[str, object] = {}
@@ -124,7 +135,7 @@ class EventNotifier:
             try:
                 # The loop's own executor, not the request thread pool: streams keep
                 # waking while slow requests hold every request thread.
-                states = await asyncio.to_thread(read_job_states, self.sessions, job_ids)
+                states = await asyncio.to_thread(self.read_states, self.sessions, job_ids)
             except Exception as exc:
                 # Any failure, not only the database's: a poller that died would leave
                 # every stream of the process waiting for good.
@@ -170,9 +181,23 @@ def _read(
 async def stream_events(
     notifier: EventNotifier, job_id: str, after: str | None
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every event after `after`, then new ones as they are written. Each carries its id,
-    so a client that reconnects can resume with `?after=` or `Last-Event-ID`."""
-    with notifier.follow(job_id) as wake:
+    """Every event of the job after `after`, then new ones as they are written, until
+    the job ends."""
+    async for message in follow_events(notifier, job_id, after, _read, JOB_TERMINAL):
+        yield message
+
+
+async def follow_events(
+    notifier: EventNotifier,
+    object_id: str,
+    after: str | None,
+    read: EventReader,
+    terminal: frozenset[str],
+) -> AsyncIterator[dict[str, Any]]:
+    """Every event after `after`, then new ones as they are written, until the object's
+    status is in `terminal`. Each carries its id, so a client that reconnects can resume
+    with `?after=` or `Last-Event-ID`."""
+    with notifier.follow(object_id) as wake:
         failing = False
         while True:
             # Cleared before the read: a change the notifier sees during it wakes the
@@ -181,14 +206,14 @@ async def stream_events(
             try:
                 # Read the status before the events: a final event written after this
                 # read is still sent on the next pass, never lost between the queries.
-                events, status = await run_in_threadpool(_read, notifier.sessions, job_id, after)
+                events, status = await run_in_threadpool(read, notifier.sessions, object_id, after)
             except Exception as exc:
                 if not outlasts_outage(exc):
                     raise
                 if not failing:
-                    logger.info("event stream of %s: the database is unreachable", job_id)
+                    logger.info("event stream of %s: the database is unreachable", object_id)
                 failing = True
-                notifier.recheck(job_id)
+                notifier.recheck(object_id)
                 await wake.wait()
                 continue
             failing = False
@@ -197,6 +222,6 @@ async def stream_events(
                 after = event.id
             if len(events) == BATCH:
                 continue
-            if status is None or status in JOB_TERMINAL:
+            if status is None or status in terminal:
                 return
             await wake.wait()

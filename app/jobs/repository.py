@@ -23,10 +23,13 @@ class JobRepository(ScopedRepository[Job]):
         return list(self.session.scalars(statement.order_by(Job.seq)))
 
     def count_active(self) -> int:
-        """Jobs that may still write shards, rounds or a model: what `max_running_jobs`
-        counts."""
+        """Jobs that may still write shards, rounds or a model, outside sweeps: what
+        `max_running_jobs` counts (a sweep holds its parallelism instead)."""
         statement = self.scope.where(
-            select(func.count()).select_from(Job).where(Job.status.in_(JOB_ACTIVE)), Job
+            select(func.count())
+            .select_from(Job)
+            .where(Job.status.in_(JOB_ACTIVE), Job.sweep_id.is_(None)),
+            Job,
         )
         return int(self.session.scalar(statement) or 0)
 
@@ -63,6 +66,15 @@ class JobRepository(ScopedRepository[Job]):
             statement = statement.where(JobEvent.seq > cursor)
         rows = list(self.session.scalars(statement))
         return rows[:limit], len(rows) > limit
+
+    def sweep_of(self, job_id: str) -> str | None:
+        """The sweep whose trial the job trains, if any."""
+        statement = self.scope.where(select(Job.sweep_id).where(Job.id == job_id), Job)
+        return self.session.scalars(statement).one_or_none()
+
+    def of_sweep(self, sweep_id: str) -> list[Job]:
+        statement = self.scoped().where(Job.sweep_id == sweep_id).order_by(Job.seq)
+        return list(self.session.scalars(statement))
 
     def stalled(self, *, before: float) -> list[Job]:
         """Unfinished jobs whose awaited stage was sent before `before`."""

@@ -26,10 +26,12 @@ from app.outbox import send_after_commit
 from app.paramstore import ParamStore
 from app.registry.repository import ModelRepository
 from app.storage import BlobStore, keys
+from app.sweeps.triggers import step_sweep_after_commit
 from app.tables import IdempotencyKey, Job, JobEvent, JobRound
 from app.tables.statuses import JOB_TERMINAL, DatasetStatus, JobStatus
 from app.tenancy.limits import Limits, check_job_quota
 from app.tenancy.scope import SYSTEM, Scope
+from app.training.split import training_rows
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +76,11 @@ def check_spec(spec: JobSpec, columns: list[dict[str, Any]], rows: int) -> str:
             "validation.holdout_fraction", "deploy_if scores the holdout: it needs holdout rows"
         )
     # The same arithmetic as the split, so a spec accepted here cannot fail it later.
-    train_rows = (
-        rows
-        - round(rows * spec.validation.holdout_fraction)
-        - round(rows * spec.validation.validation_fraction)
+    train_rows = training_rows(
+        rows,
+        holdout_fraction=spec.validation.holdout_fraction,
+        validation_fraction=spec.validation.validation_fraction,
+        cv=spec.validation.cv,
     )
     if train_rows < spec.distribution.shards:
         raise SpecError(
@@ -192,21 +195,19 @@ def create_job(
             except WarmStartError as exc:
                 raise APIError(422, "invalid_spec", exc.message, exc.param) from exc
         init_model_id = init.id
-    job = JobRepository(session, Scope.tenant(tenant_id)).add(
+    job = queue_job(
+        session,
+        dispatcher,
         Job(
             tenant_id=tenant_id,
             dataset_id=dataset.id,
             spec=body,
             task=task,
             rounds=spec.rounds,
-            status=JobStatus.QUEUED,
-            stage="prepare",
-            stage_started_at=time.time(),
             init_model_id=init_model_id,
-        )
+        ),
     )
     job_id = job.id
-    record_event(session, job_id, "job.created", f"job queued on dataset {dataset.id}")
     if init_model_id is not None:
         record_event(
             session,
@@ -219,7 +220,16 @@ def create_job(
         IdempotencyRepository(session, tenant_id).remember(
             "jobs.create", idempotency_key, job_id, fingerprint(body)
         )
-    send_after_commit(session, dispatcher, "prepare", job_id=job_id)
+    return job
+
+
+def queue_job(session: Session, dispatcher: Dispatcher, job: Job) -> Job:
+    """Add a checked job, queued for its prepare once this transaction commits: the
+    API's jobs and a sweep's trials."""
+    job.status, job.stage, job.stage_started_at = JobStatus.QUEUED, "prepare", time.time()
+    JobRepository(session, Scope.tenant(job.tenant_id)).add(job)
+    record_event(session, job.id, "job.created", f"job queued on dataset {job.dataset_id}")
+    send_after_commit(session, dispatcher, "prepare", job_id=job.id)
     return job
 
 
@@ -259,19 +269,27 @@ def cancel_job(session: Session, dispatcher: Dispatcher, job_id: str, tenant_id:
         raise APIError(
             409, "job_finished", f"Job {job_id} already {job.status}; it cannot be cancelled.", "id"
         )
+    stop_job(session, dispatcher, job, "cancelled by request")
+    # A trial cancelled by hand ends its trial; the sweep goes on without it.
+    step_sweep_after_commit(session, dispatcher, job_id)
+    return job
+
+
+def stop_job(session: Session, dispatcher: Dispatcher, job: Job, reason: str) -> None:
+    """Cancel an unfinished job (its row locked by the caller) and drop its queued
+    shard tasks once this commits: a cancel, or a sweep pruning or ending its trial."""
     was_running = job.status == JobStatus.RUNNING
-    transition(job, JobStatus.CANCELLED, reason="cancelled by request")
+    transition(job, JobStatus.CANCELLED, reason=reason)
     if was_running and job.plan is not None:
         send_after_commit(
             session,
             dispatcher,
             "revoke_round",
-            job_id=job_id,
+            job_id=job.id,
             round_=job.current_round + 1,
             shards=ShardPlan.from_dict(job.plan).shards,
             attempts=job.stage_attempts,
         )
-    return job
 
 
 def delete_job(

@@ -159,6 +159,7 @@ def build_shards(
             holdout_fraction=spec.validation.holdout_fraction,
             validation_fraction=spec.validation.validation_fraction,
             shards=spec.distribution.shards,
+            cv=spec.validation.cv,
         )
     except ValueError as exc:
         raise ShardingError(str(exc)) from exc

@@ -135,11 +135,35 @@ class ValidationSpec(_Strict):
         default=0.1, ge=0.0, le=0.8, description="Rows scored after every round."
     )
 
+    cv_folds: int | None = Field(
+        default=None,
+        ge=2,
+        le=10,
+        description="Cross-validation: the rows outside the holdout go into this many "
+        "seeded, disjoint folds; the job validates on fold `cv_fold` and trains on the "
+        "rest (`validation_fraction` is then unused). A sweep's `cv_folds` runs one such "
+        "job per fold.",
+    )
+    cv_fold: int | None = Field(
+        default=None, ge=0, le=9, description="The fold validated on, 0 … cv_folds - 1."
+    )
+
     @model_validator(mode="after")
     def _leaves_training_rows(self) -> Self:
         if self.holdout_fraction + self.validation_fraction > 0.9:
             raise ValueError("holdout_fraction + validation_fraction must leave training rows")
+        if (self.cv_folds is None) != (self.cv_fold is None):
+            raise ValueError("cv_folds and cv_fold are set together")
+        if self.cv_folds is not None and self.cv_fold is not None and self.cv_fold >= self.cv_folds:
+            raise ValueError(f"cv_fold {self.cv_fold} is not one of 0 … {self.cv_folds - 1}")
         return self
+
+    @property
+    def cv(self) -> tuple[int, int] | None:
+        """(folds, fold) for a cross-validation fold's job."""
+        if self.cv_folds is None or self.cv_fold is None:
+            return None
+        return self.cv_folds, self.cv_fold
 
 
 _STORED = "stored"

@@ -44,12 +44,14 @@ def register_model(
     comparison: dict[str, Any] | None = None,
     feature_importance: list[dict[str, Any]] | None = None,
     model_name: str | None = None,
+    deploy: bool = True,
 ) -> RegisteredModel:
     """Register a job's trained model: deployed, or rejected when its gate said why
     not (`gate["reason"]`), which is recorded as an event of the job. The artifact is
     already written; finalize calls this in the session that ends the job. With a
     `model_name`, it becomes that name's next version, whatever its gate said: a
-    rejected version is kept and listed, only not served."""
+    rejected version is kept and listed, only not served. A sweep's trial registers
+    its model with `deploy=False`: the sweep deploys the best one."""
     rejection = gate["reason"] if gate is not None else None
     model = ModelRepository(session, Scope.tenant(tenant_id)).add(
         RegisteredModel(
@@ -58,7 +60,11 @@ def register_model(
             job_id=job_id,
             task=task,
             type=model_type,
-            status=ModelStatus.DEPLOYED if rejection is None else ModelStatus.REJECTED,
+            status=ModelStatus.REJECTED
+            if rejection is not None
+            else ModelStatus.DEPLOYED
+            if deploy
+            else ModelStatus.UNDEPLOYED,
             metrics=metrics,
             gate=gate,
             comparison=comparison,

@@ -68,10 +68,11 @@ class Choice(_Strict):
 
 
 def _dimension_kind(value: object) -> str:
-    if isinstance(value, dict):
-        for kind in ("log_uniform", "uniform", "int", "choice"):
-            if kind in value:
-                return kind
+    # A dict when validating a request; the model itself when serialising one.
+    keys = value if isinstance(value, dict) else getattr(type(value), "model_fields", {})
+    for kind in ("log_uniform", "uniform", "int", "choice"):
+        if kind in keys:
+            return kind
     return "unknown"
 
 

@@ -12,6 +12,7 @@ from app.tables.model_alias import ModelAlias, ModelAliasChange
 from app.tables.model_name import ModelName
 from app.tables.outbox_message import OutboxMessage
 from app.tables.registered_model import RegisteredModel
+from app.tables.sweep import Sweep, SweepEvent, SweepTrial
 from app.tables.tenant import Tenant
 
 __all__ = [
@@ -28,5 +29,8 @@ __all__ = [
     "ModelName",
     "OutboxMessage",
     "RegisteredModel",
+    "Sweep",
+    "SweepEvent",
+    "SweepTrial",
     "Tenant",
 ]

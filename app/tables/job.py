@@ -32,6 +32,9 @@ class Job(Base):
     attempt_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A job trained on another job's prepared shards (a sweep's trials share them).
     shards_from: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    # A sweep's trial: its sweep, and the trial's number there.
+    sweep_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    sweep_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_s)

@@ -33,6 +33,24 @@ class ModelStatus(StrEnum):
     UNDEPLOYED = "undeployed"
 
 
+class SweepStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+SWEEP_TERMINAL = frozenset({SweepStatus.SUCCEEDED, SweepStatus.FAILED, SweepStatus.CANCELLED})
+
+
+class TrialState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class BatchStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"

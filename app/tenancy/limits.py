@@ -13,6 +13,7 @@ from app.config import Settings
 from app.datasets.repository import DatasetRepository
 from app.errors import APIError
 from app.jobs.repository import JobRepository
+from app.sweeps.repository import SweepRepository
 from app.tables import Tenant
 from app.tenancy.repository import lock_tenant
 from app.tenancy.scope import Scope
@@ -66,30 +67,55 @@ def check_job_quota(
     rounds: int,
     rounds_param: str = "training.rounds",
 ) -> None:
+    check_job_size(limits, shards=shards, rounds=rounds, rounds_param=rounds_param)
+    check_running_jobs(session, limits, tenant_id)
+
+
+def check_job_size(
+    limits: Limits,
+    *,
+    shards: int,
+    rounds: int,
+    rounds_param: str = "training.rounds",
+    prefix: str = "",
+) -> None:
+    """`prefix` places the fields in a larger request (a sweep's `space.`)."""
     if shards > limits.max_shards:
         raise APIError(
             422,
             "quota_exceeded",
             f"{shards} shards exceed this account's max_shards of {limits.max_shards}.",
-            "distribution.shards",
+            f"{prefix}distribution.shards",
         )
     if rounds > limits.max_rounds:
         raise APIError(
             422,
             "quota_exceeded",
             f"{rounds_param} {rounds} exceeds this account's max_rounds of {limits.max_rounds}.",
-            rounds_param,
+            f"{prefix}{rounds_param}",
         )
+
+
+def check_running_jobs(
+    session: Session, limits: Limits, tenant_id: str, *, adding: int = 1
+) -> None:
+    """Refuse `adding` more running jobs past `max_running_jobs`: the tenant's unfinished
+    jobs outside sweeps, plus each unfinished sweep's parallelism (its trials run inside
+    that share)."""
     # Counted under the tenant's lock, held until the caller commits its job:
     # concurrent creates for one tenant queue here instead of all counting the same.
     lock_tenant(session, tenant_id)
-    active = JobRepository(session, Scope.tenant(tenant_id)).count_active()
-    if active >= limits.max_running_jobs:
+    scope = Scope.tenant(tenant_id)
+    jobs = JobRepository(session, scope).count_active()
+    held = SweepRepository(session, scope).reserved_jobs()
+    if jobs + held + adding > limits.max_running_jobs:
+        sweeps = f" and {held} held by running sweeps" if held else ""
         raise APIError(
             429,
             "quota_exceeded",
-            f"This account already has {active} unfinished jobs, its max_running_jobs; "
-            "wait for one to end or cancel one.",
+            f"This account already has {jobs} unfinished jobs{sweeps}; with {adding} more it "
+            f"would pass its max_running_jobs of {limits.max_running_jobs}. Wait for one to "
+            "end or cancel one.",
         )
 
 

@@ -263,6 +263,7 @@ def record_model(
         comparison=scored.comparison,
         feature_importance=scored.feature_importance,
         model_name=work.spec.model_name,
+        deploy=job.sweep_trial is None,
     )
     if scored.comparison is not None:
         settle_champion(session, generations, job_id, work.champion, model, scored.comparison)
