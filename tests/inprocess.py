@@ -42,7 +42,11 @@ class InProcessDispatcher:
 
     def prepare(self, job_id: str) -> None:
         with session_scope(self._sessions) as session:
-            assert prepare.begin_prepare(session, job_id) == "build"
+            begun = prepare.begin_prepare(session, job_id)
+        # A job cancelled while queued (a sweep's trial) is not prepared.
+        assert begun != "wait", f"job {job_id} waits for its dataset"
+        if begun != "build":
+            return
         with session_scope(self._sessions) as session:
             step = prepare.build_job_shards(session, self._store, self._params, job_id)
         self._follow(job_id, step)
@@ -134,13 +138,15 @@ def run_sweep(
     sweep_id: str,
     *,
     after_each: Callable[[str, dict[str, Any]], None] | None = None,
+    pending: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> list[str]:
     """Run a sweep's steps and its jobs' stages, first in first out (the trials'
     stages interleave as on parallel workers), each job stage followed by the step the
-    worker sends; the kinds run, in order. `after_each` sees each message once run."""
+    worker sends; the kinds run, in order. `after_each` sees each message once run;
+    `pending` are messages sent before, run after the first step."""
     outbox = RecordingDispatcher()
     jobs = InProcessDispatcher(sessions, store, params)
-    outbox.sent.append(("sweep_step", {"sweep_id": sweep_id}))
+    outbox.sent.extend([("sweep_step", {"sweep_id": sweep_id}), *(pending or [])])
     ran: list[str] = []
     while outbox.sent:
         kind, args = outbox.sent.popleft()

@@ -34,6 +34,7 @@ class JobOut(BaseModel):
                 },
                 "model_id": None,
                 "init_model_id": None,
+                "sweep_id": None,
                 "error": None,
                 "created_at": 1767225600,
                 "started_at": 1767225601,
@@ -54,6 +55,9 @@ class JobOut(BaseModel):
         default=None,
         description="With `init_from`: the model the job starts from, as resolved when it "
         "was created (an alias's version then, not now).",
+    )
+    sweep_id: str | None = Field(
+        default=None, description="The sweep whose trial (or final job) this job is."
     )
     error: JobError | None
     created_at: int

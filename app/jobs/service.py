@@ -385,6 +385,7 @@ def job_out(job: Job) -> JobOut:
         metrics=job.metrics,
         model_id=job.model_id,
         init_model_id=job.init_model_id,
+        sweep_id=job.sweep_id,
         error=error,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -90,7 +90,8 @@ def trial_outcome(results: list[JobResult]) -> TrialOutcome:
         score_std=float(np.std(scores)) if many else None,
         fold_scores=scores if many else None,
         val_losses=losses,
-        model_id=results[0].model_id,
+        # A fold's model saw part of the rows only: not the trial's.
+        model_id=None if many else results[0].model_id,
         finished_at=max((r.finished_at or 0) for r in results) or None,
     )
 

@@ -124,7 +124,10 @@ def _check_trials(
         task = check_spec(fold_specs(template, spec.cv_folds)[0], columns, rows)
     except SpecError as exc:
         raise APIError(422, "invalid_sweep", exc.message, f"template.{exc.param}") from exc
-    check_applicable(template)
+    try:
+        check_applicable(template)
+    except APIError as exc:
+        raise APIError(exc.status_code, exc.code, exc.message, f"template.{exc.param}") from exc
     if not metric_fits_task(spec.metric, task):
         raise APIError(422, "invalid_sweep", f"metric {spec.metric!r} does not score a {task} task",
                        "metric")  # fmt: skip

@@ -51,12 +51,18 @@ def trial_spec(template: dict[str, Any], params: dict[str, JsonValue]) -> JobSpe
     """The template with `params` set: a whole `model` block first, then its fields.
     A value that does not apply to the trial's model (a network's `training.l2` when the
     `model` choice drew trees, a tree field for a network) is left out, as the job
-    would refuse it."""
+    would refuse it; so is the template's own network training when trees are drawn."""
     body = {k: copy.deepcopy(v) for k, v in template.items() if k not in SWEEP_ONLY}
     if "model" in params:
         body["model"] = copy.deepcopy(params["model"])
     model = body.setdefault("model", {})
     kind = model.get("type", "logistic_regression") if isinstance(model, dict) else None
+    if kind == TREES and "model" in params:
+        for section, names in NOT_FOR_TREES.items():
+            given = body.get(section)
+            if isinstance(given, dict) and section != "preprocessing":
+                for name in names:
+                    given.pop(name, None)
     for key, value in params.items():
         if key == "model":
             continue
