@@ -187,7 +187,7 @@ def test_the_folds_of_a_cross_validation_are_disjoint_and_cover_every_row_but_th
     folds = [
         assign_rows(
             1000, seed=4, holdout_fraction=0.2, validation_fraction=0.1, shards=3, cv=(5, fold)
-        )  # fmt: skip
+        )
         for fold in range(5)
     ]
     for assignment in folds:
