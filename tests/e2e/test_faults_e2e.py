@@ -210,3 +210,42 @@ def test_a_job_stopped_by_a_lost_worker_resumes_to_the_undisturbed_model(  # typ
     rounds = system.client.get(f"/v1/jobs/{job_id}/metrics").json()["data"]
     assert [r["round"] for r in rounds] == [1, 2, 3, 4]
     assert "job.resumed" in event_types(system, job_id)
+
+
+def test_a_sweep_whose_worker_processes_die_mid_trial_ends_with_the_undisturbed_models(  # type: ignore[no-untyped-def]
+    system: System, dataset_id: str, undisturbed
+) -> None:
+    """Both trials draw the settings of SPEC (seed 1 draws l2 = 0.0 twice); the pool is
+    SIGKILLed while they train. The shards are redelivered, the sweep's step runs on, and
+    each trial's model is the undisturbed job's, bit for bit, on the shared shards."""
+    body = {
+        "template": {"dataset_id": dataset_id, **SPEC},
+        "space": {"training.l2": {"choice": [0.0, 0.0001]}},
+        "metric": "accuracy",
+        "sampler": "random",
+        "pruner": "none",
+        "max_trials": 2,
+        "parallelism": 2,
+        "seed": 1,
+    }
+    created = system.client.post("/v1/sweeps", json=body)
+    assert created.status_code == 201, created.text
+    sweep_id = created.json()["id"]
+    pool = psutil.Process(system.worker_pid).children()
+
+    def training() -> bool:
+        trials = system.client.get(f"/v1/sweeps/{sweep_id}").json()["trials"]
+        busy = [p for p in pool if p.is_running() and p.cpu_percent(interval=0.05) > 50]
+        return any(t["rounds"] >= 1 for t in trials) and bool(busy)
+
+    wait_until(training)
+    for victim in [p for p in pool if p.is_running()]:
+        victim.kill()
+    sweep = system.wait_for(f"/v1/sweeps/{sweep_id}", {"succeeded", "failed", "cancelled"})
+    assert sweep["status"] == "succeeded", sweep
+    assert [t["params"] for t in sweep["trials"]] == [{"training.l2": 0.0}] * 2
+    for trial in sweep["trials"]:
+        job = system.client.get(f"/v1/jobs/{trial['job_id']}").json()
+        assert job["status"] == "succeeded" and job["sweep_id"] == sweep_id
+        assert same(parameters(system, job), undisturbed)
+    assert sweep["model_id"] == sweep["best_trial"]["model_id"]
