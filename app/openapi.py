@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from app.datasets.schemas import UPLOAD_FORM_SCHEMA, DatasetImport
 from app.errors import TYPE_BY_STATUS
 from app.registry.schemas import PredictRequest
+from app.sweeps.openapi_examples import SWEEP_ERROR_EXAMPLES
 
 TAGS: list[dict[str, Any]] = [
     {
@@ -36,6 +37,12 @@ TAGS: list[dict[str, Any]] = [
         "description": "Named models: every succeeded job whose spec has `model_name` adds "
         "the next version of that name; aliases (`champion`, moved by the champion gate, "
         "and your own) name versions to predict with.",
+    },
+    {
+        "name": "sweeps",
+        "description": "Hyperparameter sweeps: trials are jobs on one preparation of the "
+        "data, asked for by optuna and pruned on their validation loss; the best trial's "
+        "model is the result.",
     },
     {"name": "health", "description": "Liveness and readiness probes; no API key needed."},
 ]
@@ -304,6 +311,8 @@ _OPERATION_ERROR_EXAMPLES.update(
         for named in ("model-names-predict-version", "model-names-predict-alias")
     }
 )
+
+_OPERATION_ERROR_EXAMPLES.update(SWEEP_ERROR_EXAMPLES)
 
 PREDICT_BODY_REF = "#/components/schemas/PredictRequest"
 

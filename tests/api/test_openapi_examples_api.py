@@ -85,10 +85,17 @@ OPERATION: dict[tuple[str, int], set[str]] = {
         "idempotency_key_reused",
     },
     ("models-batch-predictions-output", 409): {"not_ready"},
+    ("sweeps-create", 409): {"dataset_not_ready", "conflict"},
+    ("sweeps-create", 422): {
+        "invalid_request", "invalid_json", "invalid_sweep", "invalid_spec", "quota_exceeded",
+        "idempotency_key_reused",
+    },
+    ("sweeps-create", 429): {"quota_exceeded"},
+    ("sweeps-cancel", 409): {"sweep_finished", "conflict"},
     ("health-ready", 503): {"not_ready"},
 }  # fmt: skip
 # Which object a 404 names: the one in the path, or the body's dataset for a new job.
-NOT_FOUND_KIND = {"datasets": "dataset", "jobs": "job", "models": "model"}
+NOT_FOUND_KIND = {"datasets": "dataset", "jobs": "job", "models": "model", "sweeps": "sweep"}
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +136,9 @@ def test_not_found_examples_name_the_object_looked_for(document: dict[str, Any])
             continue
         if operation_id == "jobs-create":
             assert error["param"] == "dataset_id" and "No dataset with id" in error["message"]
+        elif operation_id == "sweeps-create":
+            assert error["param"] == "template.dataset_id"
+            assert "No dataset with id" in error["message"]
         elif "{batch_id}" in path:
             assert "No batch prediction with id" in error["message"], operation_id
         elif operation_id in ("model-names-predict-version", "model-names-set-alias"):

@@ -28,6 +28,8 @@ from app.registry.schemas import (
     PredictionOut,
     PredictRequest,
 )
+from app.sweeps.schemas import SweepEventOut, SweepOut, TrialOut
+from app.sweeps.spec import SweepSpec
 
 # Media types whose examples would be bytes: nothing useful to show.
 BINARY = {
@@ -36,13 +38,14 @@ BINARY = {
     "application/vnd.apache.arrow.stream",
     "image/png",
 }
+
 MODELS: dict[str, type[BaseModel]] = {
     m.__name__: m
     for m in (
         DatasetOut, DatasetPreviewOut, DatasetDeletedOut, JobSpec, JobOut, EventOut,
         RoundMetricsOut, ModelOut, PredictRequest, PredictionOut, BatchPredictionCreate,
         BatchPredictionOut, ErrorResponse, ModelNameOut, ModelNameSummaryOut, ModelAliasOut,
-        ModelAliasChangeOut, SetAliasRequest,
+        ModelAliasChangeOut, SetAliasRequest, SweepSpec, SweepOut, TrialOut, SweepEventOut,
     )
 }  # fmt: skip
 
