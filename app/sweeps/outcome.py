@@ -17,7 +17,6 @@ class JobResult:
     val_losses: list[float] = field(default_factory=list)
     model_id: str | None = None
     error: str | None = None
-    finished_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,6 @@ class TrialOutcome:
     val_losses: list[float] = field(default_factory=list)
     model_id: str | None = None
     error: str | None = None
-    finished_at: int | None = None
 
 
 def job_result(job: Job, rounds: list[JobRound], metric: str) -> JobResult:
@@ -40,15 +38,13 @@ def job_result(job: Job, rounds: list[JobRound], metric: str) -> JobResult:
         return JobResult(TrialState.RUNNING, val_losses=losses)
     if job.status == JobStatus.CANCELLED:
         return JobResult(
-            TrialState.CANCELLED, val_losses=losses, finished_at=job.finished_at,
-            error=f"job {job.id} was cancelled",
+            TrialState.CANCELLED, val_losses=losses, error=f"job {job.id} was cancelled",
         )  # fmt: skip
     if job.status == JobStatus.FAILED:
         return JobResult(
             TrialState.FAILED,
             val_losses=losses,
             error=f"job {job.id} failed ({job.error_code}): {job.error_message}",
-            finished_at=job.finished_at,
         )
     kept = job.best_round if job.best_round is not None else job.current_round
     scored: dict[str, Any] = next((r.val_metrics for r in rounds if r.round == kept), {})
@@ -58,14 +54,12 @@ def job_result(job: Job, rounds: list[JobRound], metric: str) -> JobResult:
             TrialState.FAILED,
             val_losses=losses,
             error=f"job {job.id} has no validation {metric} for its round {kept}",
-            finished_at=job.finished_at,
         )
     return JobResult(
         TrialState.DONE,
         score=float(value),
         val_losses=losses,
         model_id=job.model_id,
-        finished_at=job.finished_at,
     )
 
 
@@ -77,9 +71,7 @@ def trial_outcome(results: list[JobResult]) -> TrialOutcome:
     ended = [r for r in results if r.state in (TrialState.FAILED, TrialState.CANCELLED)]
     if ended:
         worst = next((r for r in ended if r.state == TrialState.FAILED), ended[0])
-        return TrialOutcome(
-            worst.state, val_losses=losses, error=worst.error, finished_at=worst.finished_at
-        )
+        return TrialOutcome(worst.state, val_losses=losses, error=worst.error)
     if any(r.state == TrialState.RUNNING for r in results):
         return TrialOutcome(TrialState.RUNNING, val_losses=losses)
     scores = [r.score for r in results if r.score is not None]
@@ -92,7 +84,6 @@ def trial_outcome(results: list[JobResult]) -> TrialOutcome:
         val_losses=losses,
         # A fold's model saw part of the rows only: not the trial's.
         model_id=None if many else results[0].model_id,
-        finished_at=max((r.finished_at or 0) for r in results) or None,
     )
 
 

@@ -116,8 +116,9 @@ def _settle(
             continue
         trial.score, trial.score_std = outcome.score, outcome.score_std
         trial.fold_scores, trial.model_id = outcome.fold_scores, outcome.model_id
-        finished = float(outcome.finished_at) if outcome.finished_at else now
-        _end_trial(session, dispatcher, sweep, trial, mine, outcome.state, finished,
+        # The step runs as the trial's last stage commits: `now` is its end, to the
+        # sub-second (a job's finished_at is whole seconds).
+        _end_trial(session, dispatcher, sweep, trial, mine, outcome.state, now,
                    error=outcome.error)  # fmt: skip
 
 

@@ -6,6 +6,13 @@ with Client() as client:  # SHARDTRAIN_API_KEY, SHARDTRAIN_BASE_URL
     job = client.jobs.create(dataset_id=dataset.id, target="species")
     job = client.jobs.wait(job.id)
     print(client.models.predict(job.model_id, [{"sepal_length": 5.1, ...}]))
+    sweep = client.sweeps.create(
+        template=JobSpec(dataset_id=dataset.id, target="species"),
+        space={"training.learning_rate": LogUniform(log_uniform=(1e-3, 0.3))},
+        metric="accuracy",
+        max_trials=8,
+    )
+    print(client.sweeps.wait(sweep.id).best_trial)
 """
 
 from shardtrain._http import RetryPolicy
@@ -30,6 +37,7 @@ from shardtrain.errors import (
 )
 from shardtrain.models import (
     BatchPrediction,
+    BestTrial,
     Column,
     Comparison,
     Dataset,
@@ -53,17 +61,25 @@ from shardtrain.models import (
     Prediction,
     Progress,
     RoundMetrics,
+    Sweep,
+    SweepEvent,
+    SweepTrial,
 )
 from shardtrain.spec import (
+    Choice,
     DeployGate,
     DistributionSpec,
     EarlyStoppingSpec,
     GradientBoostedTreesSpec,
     InitFrom,
+    IntRange,
     JobSpec,
+    LogUniform,
     ModelSpec,
     PreprocessingSpec,
+    SweepSpec,
     TrainingSpec,
+    Uniform,
     ValidationSpec,
 )
 
@@ -74,6 +90,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchPrediction",
+    "BestTrial",
+    "Choice",
     "Client",
     "Column",
     "Comparison",
@@ -91,10 +109,12 @@ __all__ = [
     "Gate",
     "GradientBoostedTreesSpec",
     "InitFrom",
+    "IntRange",
     "Job",
     "JobDeleted",
     "JobError",
     "JobSpec",
+    "LogUniform",
     "Model",
     "ModelAlias",
     "ModelAliasChange",
@@ -115,7 +135,12 @@ __all__ = [
     "RoundMetrics",
     "ServerError",
     "ShardtrainError",
+    "Sweep",
+    "SweepEvent",
+    "SweepSpec",
+    "SweepTrial",
     "TrainingSpec",
+    "Uniform",
     "UnsupportedMediaTypeError",
     "ValidationError",
     "ValidationSpec",

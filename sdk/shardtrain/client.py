@@ -17,10 +17,12 @@ from shardtrain.resources import (
     AsyncJobs,
     AsyncModelNames,
     AsyncModels,
+    AsyncSweeps,
     Datasets,
     Jobs,
     ModelNames,
     Models,
+    Sweeps,
 )
 
 
@@ -95,6 +97,7 @@ class Client:
         self.jobs = Jobs(self._http)
         self.models = Models(self._http)
         self.model_names = ModelNames(self._http)
+        self.sweeps = Sweeps(self._http)
 
     def close(self) -> None:
         self._http.close()
@@ -112,7 +115,8 @@ class Client:
 
 
 class AsyncClient:
-    """The same API with `async` methods; `list()` and `events()` are async iterators."""
+    """The same API with `async` methods; `list()`, `events()` and `sweeps.watch()` are
+    async iterators."""
 
     def __init__(
         self,
@@ -136,6 +140,7 @@ class AsyncClient:
         self.jobs = AsyncJobs(self._http)
         self.models = AsyncModels(self._http)
         self.model_names = AsyncModelNames(self._http)
+        self.sweeps = AsyncSweeps(self._http)
 
     async def close(self) -> None:
         await self._http.close()

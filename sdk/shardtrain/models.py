@@ -15,9 +15,10 @@ from pydantic import (
     field_validator,
 )
 
-from shardtrain.spec import JobSpec
+from shardtrain.spec import JobSpec, SweepSpec
 
 JOB_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+SWEEP_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 DATASET_TERMINAL = frozenset({"ready", "failed"})
 BATCH_TERMINAL = frozenset({"succeeded", "failed"})
 
@@ -95,6 +96,8 @@ class Job(APIObject):
     # With `spec.init_from`: the model the job starts from, as resolved when it was
     # created (an alias's version then, not now); None otherwise and on older servers.
     init_model_id: str | None = None
+    # The sweep whose trial (or final job) this job is; None otherwise and on older servers.
+    sweep_id: str | None = None
     error: JobError | None = None
     created_at: int
     started_at: int | None = None
@@ -122,6 +125,90 @@ class Event(APIObject):
     id: str
     object: Literal["job.event"] = "job.event"
     job_id: str
+    type: str
+    level: Literal["info", "warning", "error"]
+    message: str
+    data: dict[str, Any]
+    created_at: int
+
+
+class SweepTrial(APIObject):
+    """One trial of a sweep: the values drawn (`params`, by space key), its job, and its
+    score, the validation metric of the round its job kept (with cross-validation, the
+    folds' mean, `score_std` their deviation, `fold_scores` each one's, one job a fold)."""
+
+    object: Literal["sweep.trial"] = "sweep.trial"
+    number: int
+    params: dict[str, Any]
+    state: Literal["running", "done", "pruned", "failed", "cancelled"]
+    score: float | None = None
+    score_std: float | None = None
+    fold_scores: list[float] | None = None
+    job_id: str
+    job_ids: list[str]
+    # None with cross-validation (each fold trains on part of the rows).
+    model_id: str | None = None
+    rounds: int
+    val_losses: list[float]
+    error: str | None = None
+    seconds: float
+
+
+class BestTrial(APIObject):
+    """The best done trial so far; `model_id` is the sweep's result once delivered."""
+
+    number: int
+    params: dict[str, Any]
+    score: float
+    score_std: float | None = None
+    job_id: str
+    model_id: str | None = None
+
+
+class Sweep(APIObject):
+    id: str
+    object: Literal["sweep"] = "sweep"
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    spec: SweepSpec
+    task: str
+    metric: str
+    direction: Literal["maximize", "minimize"]
+    trials: list[SweepTrial]
+    # Trials per state: running, done, pruned, failed, cancelled.
+    counts: dict[str, int]
+    best_trial: BestTrial | None = None
+    # The job that trains the best trial's settings for delivery: with a `model_name` or
+    # `deploy_if` in the template, or with `cv_folds`.
+    final_job_id: str | None = None
+    # The sweep's result, once it has succeeded.
+    model_id: str | None = None
+    error: JobError | None = None
+    created_at: int
+    finished_at: int | None = None
+
+    @field_validator("spec", mode="wrap")
+    @classmethod
+    def _spec_from_a_newer_server(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # As Job.spec: a spec with a field or value this SDK does not know yet is kept
+        # as sent rather than failing every read of the sweep.
+        try:
+            return handler(value)
+        except ValidationError:
+            if not isinstance(value, dict):
+                raise
+            return SweepSpec.model_construct(**value)
+
+    @property
+    def done(self) -> bool:
+        return self.status in SWEEP_TERMINAL
+
+
+class SweepEvent(APIObject):
+    id: str
+    object: Literal["sweep.event"] = "sweep.event"
+    sweep_id: str
+    # sweep.created, trial.started, trial.done, trial.pruned, trial.failed,
+    # trial.cancelled, sweep.best_trial, sweep.final_job, sweep.status
     type: str
     level: Literal["info", "warning", "error"]
     message: str

@@ -1,5 +1,6 @@
 """What `progress=True` shows, on stderr so that stdout stays clean for data: a transfer
-bar for uploads and downloads, and a round bar with the latest losses for a job."""
+bar for uploads and downloads, a round bar with the latest losses for a job, and a trial
+bar with the best score so far for a sweep."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from shardtrain.models import Job
+from shardtrain.models import Job, Sweep
 
 
 def _console() -> Console:
@@ -146,4 +147,56 @@ class JobBar:
             description=job_line(job),
             completed=job.progress.round,
             total=job.progress.rounds,
+        )
+
+
+def sweep_line(sweep: Sweep) -> str:
+    parts = [f"{sweep.id} {sweep.status}"]
+    best = sweep.best_trial
+    if best is not None:
+        parts.append(f"best {sweep.metric} {best.score:.4f} (trial {best.number})")
+    return "  ".join(parts)
+
+
+class SweepBar:
+    """Trials ended (done, pruned, failed or cancelled) out of `max_trials`, with the
+    status and the best score so far."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        if enabled:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("trials"),
+                TimeElapsedColumn(),
+                console=_console(),
+            )
+
+    def __enter__(self) -> SweepBar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, sweep: Sweep) -> None:
+        if self._progress is None:
+            return
+        ended = sum(t.state != "running" for t in sweep.trials)
+        total = max(sweep.spec.max_trials, len(sweep.trials))
+        if self._task is None:
+            self._task = self._progress.add_task(sweep_line(sweep), total=total)
+        self._progress.update(
+            self._task, description=sweep_line(sweep), completed=ended, total=total
         )

@@ -1,5 +1,6 @@
-"""The job spec, typed: mirrors the server's `app/jobs/spec.py` (fields, defaults, bounds
-and allowed values); tests/sdk/test_openapi_drift.py fails when the two part ways.
+"""The job spec and the sweep spec, typed: mirror the server's `app/jobs/spec.py` and
+`app/sweeps/spec.py` (fields, defaults, bounds and allowed values);
+tests/sdk/test_openapi_drift.py fails when they part ways.
 
 Only the fields a caller sets are sent (`to_request()`), so the server's own defaults
 apply to the rest.
@@ -7,9 +8,19 @@ apply to the rest.
 
 from __future__ import annotations
 
+import builtins
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    Tag,
+    model_validator,
+)
 
 MetricName = Literal["accuracy", "log_loss", "f1_macro", "roc_auc", "rmse", "mae", "r2"]
 
@@ -57,12 +68,22 @@ AnyModelSpec = Annotated[
 ]
 
 
+# The kinds of a sweep's dimension, each the one key of its object.
+DIMENSION_KINDS = ("log_uniform", "uniform", "int", "choice")
+
+
 def field_path(loc: tuple[int | str, ...]) -> str:
-    """A validation error's location as the field's dotted name, without the tag of the
-    `model` union pydantic puts in it: ("model", "parametric", "dropout") -> "model.dropout"."""
+    """A validation error's location as the field's dotted name, without the tags of the
+    unions pydantic puts in it: ("model", "parametric", "dropout") -> "model.dropout",
+    ("template", "model", "trees", "l2") -> "template.model.l2" and ("space",
+    "training.l2", "uniform") -> "space.training.l2" (the server's `param` for each)."""
     parts = [str(p) for p in loc]
+    if parts[:1] == ["template"]:
+        return ".".join(["template", *filter(None, [field_path(loc[1:])])])
     if len(parts) > 1 and parts[0] == "model" and parts[1] in ("parametric", "trees"):
         del parts[1]
+    if len(parts) > 2 and parts[0] == "space" and parts[2] in DIMENSION_KINDS:
+        del parts[2]
     return ".".join(parts)
 
 
@@ -97,13 +118,23 @@ class DistributionSpec(_Strict):
 
 
 class ValidationSpec(_Strict):
+    """`cv_folds` and `cv_fold` (set together): the job validates on fold `cv_fold` of
+    the rows outside the holdout and trains on the others. A sweep sets them itself for
+    each fold's job (`SweepSpec.cv_folds`); a sweep's template must not."""
+
     holdout_fraction: float = Field(default=0.2, ge=0.0, le=0.8)
     validation_fraction: float = Field(default=0.1, ge=0.0, le=0.8)
+    cv_folds: int | None = Field(default=None, ge=2, le=10)
+    cv_fold: int | None = Field(default=None, ge=0, le=9)
 
     @model_validator(mode="after")
     def _leaves_training_rows(self) -> Self:
         if self.holdout_fraction + self.validation_fraction > 0.9:
             raise ValueError("holdout_fraction + validation_fraction must leave training rows")
+        if (self.cv_folds is None) != (self.cv_fold is None):
+            raise ValueError("cv_folds and cv_fold are set together")
+        if self.cv_folds is not None and self.cv_fold is not None and self.cv_fold >= self.cv_folds:
+            raise ValueError(f"cv_fold {self.cv_fold} is not one of 0 … {self.cv_folds - 1}")
         return self
 
 
@@ -176,4 +207,124 @@ class JobSpec(_Strict):
 
     def to_request(self) -> dict[str, Any]:
         """The JSON body: only what was set, so unset fields take the server's defaults."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+# A sweep's request: `SweepSpec` and the four kinds of dimension its space is made of.
+
+
+def _pair(value: Any) -> Any:
+    # [low, high] arrives as a list (JSON, YAML, a literal); strict mode takes only a
+    # tuple for a tuple field. The numbers in it stay strictly checked.
+    return tuple(value) if isinstance(value, list) else value
+
+
+Pair = Annotated[tuple[float, float], BeforeValidator(_pair)]
+IntPair = Annotated[tuple[builtins.int, builtins.int], BeforeValidator(_pair)]
+MAX_DIMENSIONS = 32
+MAX_CHOICES = 64
+
+
+class LogUniform(_Strict):
+    """`{"log_uniform": [low, high]}`: drawn on a log scale, 0 < low < high
+    (learning rates, penalties)."""
+
+    log_uniform: Pair
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        low, high = self.log_uniform
+        if not 0 < low < high:
+            raise ValueError(f"log_uniform needs 0 < low < high; got [{low:g}, {high:g}]")
+        return self
+
+
+class Uniform(_Strict):
+    """`{"uniform": [low, high]}`: drawn evenly, low < high."""
+
+    uniform: Pair
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        low, high = self.uniform
+        if not low < high:
+            raise ValueError(f"uniform needs low < high; got [{low:g}, {high:g}]")
+        return self
+
+
+class IntRange(_Strict):
+    """`{"int": [low, high], "step": 1}`: low, low + step, …, high (both included)."""
+
+    # The server's field name, `int`, which shadows the type in this class's body.
+    int: IntPair
+    step: builtins.int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        low, high = self.int
+        if not low < high:
+            raise ValueError(f"int needs low < high; got [{low}, {high}]")
+        if (high - low) % self.step:
+            raise ValueError(
+                f"int: high - low ({high - low}) is not a multiple of step {self.step}"
+            )
+        return self
+
+
+class Choice(_Strict):
+    """`{"choice": [...]}`: one of 2 to 64 JSON values: numbers, strings, lists
+    (`[[16], [64, 64]]` for `model.hidden_layers`) or whole `model` blocks."""
+
+    choice: list[JsonValue] = Field(min_length=2, max_length=MAX_CHOICES)
+
+
+def _dimension_kind(value: object) -> str:
+    # A dict when validating a request; the model itself when serialising one.
+    keys = value if isinstance(value, dict) else getattr(type(value), "model_fields", {})
+    for kind in DIMENSION_KINDS:
+        if kind in keys:
+            return kind
+    return "unknown"
+
+
+Dimension = Annotated[
+    Annotated[LogUniform, Tag("log_uniform")]
+    | Annotated[Uniform, Tag("uniform")]
+    | Annotated[IntRange, Tag("int")]
+    | Annotated[Choice, Tag("choice")],
+    Discriminator(
+        _dimension_kind,
+        custom_error_type="invalid_dimension",
+        custom_error_message="a dimension is {log_uniform: [lo, hi]}, {uniform: [lo, hi]}, "
+        "{int: [lo, hi], step?} or {choice: [...]}",
+    ),
+]
+
+
+class SweepSpec(_Strict):
+    """A hyperparameter sweep: trials are jobs made from `template` with values drawn
+    from `space` (dotted job spec fields: `training.learning_rate`,
+    `model.hidden_layers`, or `model` for whole model blocks), scored by `metric` on
+    their validation rows, up to `max_trials` (and `max_seconds`), `parallelism` at once.
+    The server checks the space against the template and the dataset, naming the field
+    (`param`: `template.…`, `space.…`)."""
+
+    template: JobSpec
+    space: dict[str, Dimension] = Field(min_length=1, max_length=MAX_DIMENSIONS)
+    metric: MetricName
+    # None: the metric's own direction (maximize accuracy, minimize rmse).
+    direction: Literal["maximize", "minimize"] | None = None
+    max_trials: int = Field(default=20, ge=1, le=500)
+    # No trial starts after this many seconds.
+    max_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400)
+    parallelism: int = Field(default=2, ge=1, le=32)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "successive_halving", "none"] = "median"
+    # Cross-validation: one job per fold for each trial, scored by the folds' mean.
+    cv_folds: int | None = Field(default=None, ge=2, le=10)
+
+    def to_request(self) -> dict[str, Any]:
+        """The JSON body: only what was set (in the template too), so unset fields take
+        the server's defaults."""
         return self.model_dump(mode="json", exclude_unset=True)

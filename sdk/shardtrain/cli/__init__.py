@@ -1,5 +1,5 @@
-"""The `shardtrain` command: datasets, jobs, models and batch predictions, on top of the
-SDK only.
+"""The `shardtrain` command: datasets, jobs, models, batch predictions and sweeps, on top
+of the SDK only.
 
 Every failure ends with one line on stderr and an exit code from
 `shardtrain.cli.exit_codes` (also listed in docs/sdk.md)."""
@@ -15,7 +15,15 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from shardtrain._version import __version__
-from shardtrain.cli import batch_predictions, datasets, exit_codes, jobs, model_names, models
+from shardtrain.cli import (
+    batch_predictions,
+    datasets,
+    exit_codes,
+    jobs,
+    model_names,
+    models,
+    sweeps,
+)
 from shardtrain.cli.context import Settings
 from shardtrain.errors import ShardtrainError
 from shardtrain.spec import field_path
@@ -37,7 +45,7 @@ class _ErrorMappingGroup(TyperGroup):
         except ShardtrainError as exc:
             raise _fail(str(exc), exit_codes.exit_code_for(exc)) from None
         except pydantic.ValidationError as exc:
-            # A spec file the SDK's JobSpec refuses, before any request.
+            # A spec file the SDK's JobSpec or SweepSpec refuses, before any request.
             problems = "; ".join(
                 f"{field_path(e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
             )
@@ -51,7 +59,8 @@ class _ErrorMappingGroup(TyperGroup):
 
 app = typer.Typer(
     cls=_ErrorMappingGroup,
-    help="Shardtrain: upload datasets, train sharded jobs, predict with the models.",
+    help="Shardtrain: upload datasets, train sharded jobs, sweep their hyperparameters, "
+    "predict with the models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -61,6 +70,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
 app.add_typer(model_names.app, name="model-names")
 app.add_typer(batch_predictions.app, name="batch-predictions")
+app.add_typer(sweeps.app, name="sweeps")
 
 
 def _version(value: bool) -> None:

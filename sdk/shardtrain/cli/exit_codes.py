@@ -6,13 +6,13 @@
 | 1 | an unexpected error (a bug, or an API error of no other kind) |
 | 2 | usage: a bad option or argument, an unreadable spec or input file |
 | 3 | authentication: no API key, or an unknown or revoked one (401, 403) |
-| 4 | not found (404): no such dataset, job or model for this key |
+| 4 | not found (404): no such dataset, job, model or sweep for this key |
 | 5 | conflict (409): the object's state forbids it (in use, not ready, not deployed) |
 | 6 | invalid request (400, 413, 415, 422): the spec, a field or an input record |
 | 7 | rate limited (429), after the retries |
 | 8 | server error (5xx), after the retries |
 | 9 | no connection to the server, after the retries |
-| 10 | `--wait`: a job failed or was cancelled, a dataset or batch prediction failed |
+| 10 | `--wait`: a job or sweep failed or was cancelled, a dataset or batch prediction failed |
 | 11 | `--wait --timeout`: still not finished when the timeout passed |
 | 130 | interrupted (Ctrl-C) |
 """

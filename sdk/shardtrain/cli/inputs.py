@@ -1,4 +1,4 @@
-"""Files the CLI reads: job specs (YAML or JSON) and prediction records (CSV, JSON,
+"""Files the CLI reads: job and sweep specs (YAML or JSON) and prediction records (CSV, JSON,
 JSON Lines). CSV cells are text, so they are converted to each feature's dtype."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _read_text(path: Path) -> str:
         raise typer.BadParameter(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def load_spec(path: Path) -> dict[str, Any]:
+def load_spec(path: Path, what: str = "the job spec") -> dict[str, Any]:
     """A spec file: `.json`, or YAML (which also reads JSON) for anything else."""
     text = _read_text(path)
     try:
@@ -33,7 +33,7 @@ def load_spec(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise typer.BadParameter(f"{path} is not valid JSON or YAML: {exc}") from exc
     if not isinstance(spec, dict):
-        raise typer.BadParameter(f"{path} must hold one object (the job spec)")
+        raise typer.BadParameter(f"{path} must hold one object ({what})")
     return spec
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from pydantic import BaseModel
 from rich.cells import cell_len
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
 from shardtrain.cli.context import Output, refuse_ids
@@ -27,8 +27,11 @@ from shardtrain.models import (
     Model,
     Prediction,
     RoundMetrics,
+    Sweep,
+    SweepEvent,
+    SweepTrial,
 )
-from shardtrain.spec import InitFrom
+from shardtrain.spec import InitFrom, JobSpec
 
 
 def console() -> Console:
@@ -212,17 +215,18 @@ def job_detail(j: Job) -> Table:
         f"job {j.id}",
         [("status", j.status), ("task", j.task), ("dataset", j.spec.dataset_id),
          ("target", j.spec.target), ("model", j.spec.model.type), *_warm_start(j),
+         *([("sweep", j.sweep_id)] if j.sweep_id else []),
          ("progress", f"{j.progress.round}/{j.progress.rounds} rounds"), ("metrics", metrics),
          ("model id", j.model_id), ("error", error), ("created", when(j.created_at)),
          ("started", when(j.started_at)), ("finished", when(j.finished_at))],
     )  # fmt: skip
 
 
-def event_row(table: Table, e: Event) -> None:
+def event_row(table: Table, e: Event | SweepEvent) -> None:
     table.add_row(when(e.created_at), e.type, e.level, e.message)
 
 
-def event_line(e: Event) -> str:
+def event_line(e: Event | SweepEvent) -> str:
     line = f"{when(e.created_at)}  {e.type:<16} {e.level:<7} {e.message}"
     losses = [f"{k}={number(e.data[k])}" for k in ("train_loss", "val_loss") if k in e.data]
     return f"{line}  {' '.join(losses)}" if losses else line
@@ -346,3 +350,123 @@ def prediction_table(p: Prediction) -> Table:
 def job_summary(j: Job) -> str:
     losses = _losses(j)
     return f"{j.id} {j.status}" + (f" ({losses})" if losses else "")
+
+
+# Sweeps: the list, one sweep, its trials (also the live view of `sweeps create --wait`).
+# Under this width the list leaves out the metric, the model id and the folds' deviation
+# of the best score (all in `sweeps show`), and shows dates to the minute.
+SWEEPS_WIDE = 130
+# A param line longer than this folds (a whole `model` block drawn by a choice).
+PARAM_WIDTH = 40
+
+
+def param_value(value: Any) -> str:
+    """A drawn value: a float to 4 significant digits, a list or block as compact JSON."""
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def params_text(params: dict[str, Any], sep: str = "\n") -> str:
+    return sep.join(f"{k}={param_value(v)}" for k, v in params.items())
+
+
+def score_text(score: float | None, std: float | None) -> str:
+    """`0.9667`, or `0.9667 ± 0.0120` with cross-validation."""
+    if score is None:
+        return ""
+    return number(score) if std is None else f"{number(score)} ± {number(std)}"
+
+
+def _trials_done(s: Sweep) -> str:
+    ended = sum(t.state != "running" for t in s.trials)
+    return f"{ended}/{max(s.spec.max_trials, len(s.trials))}"
+
+
+def sweep_table(sweeps: Iterable[Sweep], width: int | None = None) -> Table:
+    wide = _width(width) >= SWEEPS_WIDE
+    names = ("id", "status", "metric", "trials", "best", "model id", "created")
+    table = list_table(*(n for n in names if wide or n not in ("metric", "model id")))
+    for s in sweeps:
+        best = s.best_trial
+        score = "" if best is None else score_text(best.score, best.score_std if wide else None)
+        if wide:
+            table.add_row(
+                s.id, s.status, s.metric, _trials_done(s), score, s.model_id or "",
+                when(s.created_at),
+            )  # fmt: skip
+        else:
+            table.add_row(s.id, s.status, _trials_done(s), score, when(s.created_at, seconds=False))
+    return pinned(table)
+
+
+def trials_table(trials: Sequence[SweepTrial]) -> Table:
+    """One row per trial: its number, state, score (± the folds' deviation), the values
+    drawn (one a line) and its seconds."""
+    table = list_table("trial", "state", "score", "params", "seconds", wraps="params")
+    longest = 0
+    for t in trials:
+        params = params_text(t.params)
+        longest = max([longest, *map(len, params.splitlines())])
+        table.add_row(
+            str(t.number), t.state, score_text(t.score, t.score_std), params, number(t.seconds, 2)
+        )
+    table.columns[3].min_width = min(longest, PARAM_WIDTH)
+    return pinned(table)
+
+
+def _counts(s: Sweep) -> str:
+    counts = ", ".join(f"{n} {state}" for state, n in s.counts.items() if n)
+    return f"{_trials_done(s)} ended" + (f" ({counts})" if counts else "")
+
+
+def best_text(s: Sweep) -> str | None:
+    """`trial 2: accuracy 0.9667 ± 0.0120`; None before any trial is done."""
+    best = s.best_trial
+    if best is None:
+        return None
+    return f"trial {best.number}: {s.metric} {score_text(best.score, best.score_std)}"
+
+
+def sweep_detail(s: Sweep) -> list[RenderableType]:
+    template = s.spec.template
+    dataset = template.dataset_id if isinstance(template, JobSpec) else None
+    error = f"{s.error.code}: {s.error.message}" if s.error else None
+    best = s.best_trial
+    detail = _fields(
+        f"sweep {s.id}",
+        [("status", s.status), ("task", s.task), ("dataset", dataset),
+         ("metric", f"{s.metric} ({s.direction})"), ("trials", _counts(s)),
+         ("best trial", best_text(s)),
+         ("best params", None if best is None else params_text(best.params, ", ")),
+         ("final job", s.final_job_id), ("model id", s.model_id), ("error", error),
+         ("created", when(s.created_at)), ("finished", when(s.finished_at))],
+    )  # fmt: skip
+    return [detail, trials_table(s.trials)] if s.trials else [detail, "no trials yet"]
+
+
+def sweep_result(s: Sweep) -> str:
+    """The line `sweeps wait` ends with: the best trial and the sweep's model."""
+    best = best_text(s)
+    line = f"{s.id} {s.status}: " + (f"best {best}" if best else "no trial done")
+    return f"{line}; model {s.model_id}" if s.model_id else line
+
+
+def sweep_live(s: Sweep, height: int | None = None) -> Group:
+    """What `sweeps create --wait` redraws on stderr after each poll: a line with the
+    status and the best trial, and the latest trials that fit in `height` lines."""
+    best = best_text(s)
+    head = f"{s.id} {s.status}  {_trials_done(s)} trials" + (f"  best {best}" if best else "")
+    shown: list[SweepTrial] = []
+    room = None if height is None else height - 3  # the head line, the header, a margin
+    for trial in reversed(s.trials):
+        lines = max(1, len(trial.params))
+        if room is not None and shown and lines > room:
+            break
+        shown.insert(0, trial)
+        room = None if room is None else room - lines
+    if len(shown) < len(s.trials):
+        head += f"  (the last {len(shown)} shown)"
+    return Group(head, trials_table(shown))

@@ -4,14 +4,17 @@ from shardtrain.resources.datasets import AsyncDatasets, Datasets
 from shardtrain.resources.jobs import AsyncJobs, Jobs
 from shardtrain.resources.model_names import AsyncModelNames, ModelNames
 from shardtrain.resources.models import AsyncModels, Models
+from shardtrain.resources.sweeps import AsyncSweeps, Sweeps
 
 __all__ = [
     "AsyncDatasets",
     "AsyncJobs",
     "AsyncModelNames",
     "AsyncModels",
+    "AsyncSweeps",
     "Datasets",
     "Jobs",
     "ModelNames",
     "Models",
+    "Sweeps",
 ]
