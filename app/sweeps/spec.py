@@ -98,7 +98,7 @@ class SweepSpec(_Strict):
             "example": {
                 "template": {
                     "dataset_id": "ds_4f1c2a9b8e7d6c5b4a3f2e1d",
-                    "target": "label",
+                    "target": "species",
                     "model": {"type": "mlp", "hidden_layers": [32]},
                     "distribution": {"shards": 2},
                 },
@@ -118,8 +118,8 @@ class SweepSpec(_Strict):
     )
 
     template: dict[str, Any] = Field(
-        description="A job spec (`POST /v1/jobs`'s body); each trial is it with the "
-        "space's values set."
+        description="A job spec (`POST /v1/jobs`'s body: paste your dataset's id as its "
+        "`dataset_id`); each trial is it with the space's values set."
     )
     space: dict[str, Dimension] = Field(
         min_length=1,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from inprocess import run_job
+from inprocess import run_job, run_sweep
 from sample_data import iris_table, table_to_csv
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -210,3 +210,31 @@ def test_the_examples_in_order_train_a_deployed_model_that_predicts(
     predicted = client.post(f"/v1/models/{job['model_id']}/predict", json=predict_example)
     assert predicted.status_code == 200, predicted.text
     assert predicted.json()["predictions"] == components["PredictionOut"]["example"]["predictions"]
+
+
+def test_the_sweep_example_runs_as_shown_and_its_best_model_predicts(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    params: ParamStore,
+) -> None:
+    document = client.get("/openapi.json").json()
+    components = document["components"]["schemas"]
+    upload = client.post("/v1/datasets", files={"file": ("iris.csv", table_to_csv(iris_table()))})
+    with session_scope(sessions) as session:
+        ingest_dataset(session, store, upload.json()["id"])
+    example = components["SweepSpec"]["example"]
+    assert "paste" in components["SweepSpec"]["properties"]["template"]["description"]
+    body = {**example, "template": {**example["template"], "dataset_id": upload.json()["id"]}}
+    created = client.post("/v1/sweeps", json=body)
+    assert created.status_code == 201, created.text
+    run_sweep(sessions, store, params, created.json()["id"])
+    sweep = client.get(f"/v1/sweeps/{created.json()['id']}").json()
+    assert sweep["status"] == "succeeded", sweep["error"]
+    assert len(sweep["trials"]) == example["max_trials"]
+    assert set(sweep["trials"][0]) == set(components["TrialOut"]["example"])
+    assert set(sweep) == set(components["SweepOut"]["example"])
+    predicted = client.post(
+        f"/v1/models/{sweep['model_id']}/predict", json=components["PredictRequest"]["example"]
+    )
+    assert predicted.status_code == 200, predicted.text
