@@ -221,12 +221,12 @@ def test_a_choice_of_model_blocks_prepares_once_per_encoding(
             "model": {
                 "choice": [
                     {"type": "logistic_regression"},
-                    {"type": "gradient_boosted_trees", "max_depth": 2},
+                    {"type": "gradient_boosted_trees", "max_depth": 2, "n_trees": 4},
                 ]
             },
             "training.learning_rate": {"log_uniform": [0.05, 0.3]},
         },
-        max_trials=6,
+        max_trials=4,
         sampler="random",
         pruner="none",
     )
