@@ -147,6 +147,23 @@ def train_job(
 
 
 @pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every job whose shards were written from the dataset: its preparations (a job on
+    another's shards, `jobs.shards_from`, writes none)."""
+    from app.jobs import sharding
+
+    written: list[str] = []
+    real = sharding.build_shards
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        written.append(kwargs["job_id"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("app.jobs.stages.prepare.build_shards", counted)
+    return written
+
+
+@pytest.fixture
 def seed_model_job(train_job: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """A succeeded job on the seed example, with a deployed model, in seconds."""
     from sample_data import SEED_EXAMPLE_CSV

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -47,17 +47,27 @@ def outlasts_outage(exc: BaseException) -> bool:
     return is_database_unavailable(exc) or isinstance(exc, PoolTimeoutError)
 
 
-def read_job_states(sessions: sessionmaker[Session], job_ids: list[str]) -> dict[str, JobState]:
-    """Status and newest event seq of each job, one query per WATCH_CHUNK jobs."""
-    newest = select(func.max(JobEvent.seq)).where(JobEvent.job_id == Job.id).scalar_subquery()
-    states: dict[str, JobState] = dict.fromkeys(job_ids)
+def read_states(
+    sessions: sessionmaker[Session],
+    ids: list[str],
+    table: Any,
+    newest_event: ScalarSelect[Any],
+) -> dict[str, JobState]:
+    """Status and newest event seq of each row of `table` (jobs, sweeps), one query per
+    WATCH_CHUNK ids; `newest_event` is the correlated max of its events' seq."""
+    states: dict[str, JobState] = dict.fromkeys(ids)
     with sessions() as session:
-        for start in range(0, len(job_ids), WATCH_CHUNK):
-            chunk = job_ids[start : start + WATCH_CHUNK]
-            rows = session.execute(select(Job.id, Job.status, newest).where(Job.id.in_(chunk)))
-            for job_id, status, seq in rows.tuples():
-                states[job_id] = (status, seq)
+        for start in range(0, len(ids), WATCH_CHUNK):
+            chunk = ids[start : start + WATCH_CHUNK]
+            statement = select(table.id, table.status, newest_event).where(table.id.in_(chunk))
+            for row_id, status, seq in session.execute(statement).tuples():
+                states[row_id] = (status, seq)
     return states
+
+
+def read_job_states(sessions: sessionmaker[Session], job_ids: list[str]) -> dict[str, JobState]:
+    newest = select(func.max(JobEvent.seq)).where(JobEvent.job_id == Job.id).scalar_subquery()
+    return read_states(sessions, job_ids, Job, newest)
 
 
 class EventNotifier:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.jobs.live import BATCH, WATCH_CHUNK, EventNotifier, JobState, follow_events
+from app.jobs.live import BATCH, EventNotifier, JobState, follow_events, read_states
 from app.sweeps.repository import SweepRepository
 from app.sweeps.schemas import SweepEventOut
 from app.tables import Sweep, SweepEvent
@@ -19,16 +19,7 @@ def read_sweep_states(sessions: sessionmaker[Session], sweep_ids: list[str]) -> 
     newest = (
         select(func.max(SweepEvent.seq)).where(SweepEvent.sweep_id == Sweep.id).scalar_subquery()
     )
-    states: dict[str, JobState] = dict.fromkeys(sweep_ids)
-    with sessions() as session:
-        for start in range(0, len(sweep_ids), WATCH_CHUNK):
-            chunk = sweep_ids[start : start + WATCH_CHUNK]
-            rows = session.execute(
-                select(Sweep.id, Sweep.status, newest).where(Sweep.id.in_(chunk))
-            )
-            for sweep_id, status, seq in rows.tuples():
-                states[sweep_id] = (status, seq)
-    return states
+    return read_states(sessions, sweep_ids, Sweep, newest)
 
 
 def _read(

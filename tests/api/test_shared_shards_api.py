@@ -13,7 +13,6 @@ from sample_data import breast_cancer_table, table_to_csv
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.jobs import sharding
 from app.jobs.repository import JobRepository
 from app.paramstore import ParamStore
 from app.registry.artifact import read_artifact
@@ -33,20 +32,6 @@ TREES = {
     "training": {"seed": 7},
     "model": {"type": "gradient_boosted_trees", "n_trees": 3, "max_depth": 3},
 }
-
-
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every job whose shards were written from the dataset."""
-    written: list[str] = []
-    real = sharding.build_shards
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        written.append(kwargs["job_id"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("app.jobs.stages.prepare.build_shards", counted)
-    return written
 
 
 def _job(

@@ -13,7 +13,6 @@ from sample_data import breast_cancer_table, iris_table, table_to_csv
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.jobs import sharding
 from app.paramstore import ParamStore
 from app.storage import BlobStore
 from app.sweeps.step import step_sweep
@@ -22,20 +21,6 @@ from app.tables import Job
 IRIS = table_to_csv(iris_table())
 CANCER = table_to_csv(breast_cancer_table())
 MakeDataset = Callable[[str, bytes], str]
-
-
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every job whose shards were written from the dataset: its preparations."""
-    written: list[str] = []
-    real = sharding.build_shards
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        written.append(kwargs["job_id"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("app.jobs.stages.prepare.build_shards", counted)
-    return written
 
 
 def _sweep_body(dataset_id: str, **changes: Any) -> dict[str, Any]:
