@@ -10,6 +10,7 @@ and, once none runs and none may start, picks the best trial and delivers its mo
 
 import logging
 import time
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -49,29 +50,181 @@ _RECORDED = {
 }
 
 
+@dataclass
+class _Step:
+    """What one step reads, under the sweep's lock, and every phase of it acts on."""
+
+    session: Session
+    dispatcher: Dispatcher
+    spec: SweepSpec
+    sweep: Sweep
+    trials: list[SweepTrial]
+    jobs: list[Job]
+    now: float
+
+    def jobs_of(self, trial: SweepTrial) -> list[Job]:
+        by_id = {job.id: job for job in self.jobs}
+        return [by_id[job_id] for job_id in trial.job_ids if job_id in by_id]
+
+    def running(self) -> list[SweepTrial]:
+        return [t for t in self.trials if t.state == TrialState.RUNNING]
+
+    def may_start(self) -> bool:
+        if len(self.trials) >= self.spec.max_trials:
+            return False
+        limit = self.spec.max_seconds
+        return limit is None or self.now < self.sweep.created_at + limit
+
+    def end_trial(
+        self,
+        trial: SweepTrial,
+        state: TrialState,
+        *,
+        error: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        end_trial(self.session, self.dispatcher, self.sweep, trial, self.jobs_of(trial),
+                  state, self.now, error=error, note=note)  # fmt: skip
+
+    def settle(self) -> None:
+        """End the trials whose jobs ended; note every running one's losses so far."""
+        repository = JobRepository(self.session, SYSTEM)
+        for trial in self.running():
+            mine = self.jobs_of(trial)
+            if len(mine) < len(trial.job_ids):
+                self.end_trial(trial, TrialState.FAILED, error="a job of the trial was deleted")
+                continue
+            outcome = trial_outcome(
+                [job_result(job, repository.rounds(job.id), self.spec.metric) for job in mine]
+            )
+            if outcome.val_losses != list(trial.val_losses or []):
+                trial.val_losses = outcome.val_losses
+            if outcome.state == TrialState.RUNNING:
+                continue
+            trial.score, trial.score_std = outcome.score, outcome.score_std
+            trial.fold_scores, trial.model_id = outcome.fold_scores, outcome.model_id
+            # The step runs as the trial's last stage commits: `now` is its end, to the
+            # sub-second (a job's finished_at is whole seconds).
+            self.end_trial(trial, outcome.state, error=outcome.error)
+
+    def prune(self) -> None:
+        for trial in self.running():
+            if trial.val_losses and should_prune(self.spec, records(self.trials), trial.number):
+                losses = trial.val_losses
+                self.end_trial(
+                    trial,
+                    TrialState.PRUNED,
+                    note=f"validation loss {losses[-1]:.6g} after round {len(losses)} is "
+                    f"behind the other trials' ({self.spec.pruner} pruner)",
+                )
+
+    def launch(self) -> None:
+        """Ask for trials until `parallelism` run. Each ask sees the ones just asked as
+        running, which TPE's constant liar steers away from."""
+        spec, sweep = self.spec, self.sweep
+        while self.may_start() and len(self.running()) < spec.parallelism:
+            number = len(self.trials)
+            params = next_params(spec, records(self.trials))
+            specs = fold_specs(trial_spec(spec.template, params), spec.cv_folds)
+            started = start_jobs(
+                self.session, self.dispatcher, sweep, specs, self.jobs, sweep.task, number
+            )
+            if started is WAIT:
+                # The first job of its kind is preparing the shards this one would
+                # share; its prepare steps the sweep again once they are written.
+                return
+            assert isinstance(started, list)
+            trial = SweepTrial(
+                sweep_id=sweep.id,
+                number=number,
+                params=params,
+                state=TrialState.RUNNING,
+                job_ids=[job.id for job in started],
+                val_losses=[],
+                started_at=self.now,
+            )
+            SweepRepository(self.session, SYSTEM).add_trial(trial)
+            self.trials.append(trial)
+            self.jobs.extend(started)
+            source = started[0].shards_from
+            record_sweep_event(
+                self.session,
+                sweep.id,
+                "trial.started",
+                f"trial {number} started as job(s) {', '.join(trial.job_ids)}"
+                + (f" on the shards of {source}" if source else ""),
+                trial=number,
+                params=params,
+                job_ids=trial.job_ids,
+            )
+
+    def deliver(self) -> None:
+        session, spec, sweep = self.session, self.spec, self.sweep
+        best = best_of(spec, self.trials)
+        if best is None:
+            first = next((t.error for t in self.trials if t.error), None)
+            _end(session, sweep, SweepStatus.FAILED, code="no_trial_succeeded",
+                 message=f"none of {len(self.trials)} trial(s) finished with a score"
+                 + (f"; the first failure: {first}" if first else ""))  # fmt: skip
+            return
+        sweep.best_trial = best.number
+        record_sweep_event(
+            session,
+            sweep.id,
+            "sweep.best_trial",
+            f"trial {best.number} is best: {spec.metric} {best.score:.6g}",
+            trial=best.number,
+            score=best.score,
+            params=best.params,
+        )
+        if not needs_final_job(spec):
+            _deploy_trial_model(session, sweep, best)
+            return
+        started = start_jobs(
+            session, self.dispatcher, sweep, [final_spec(spec, best.params)], self.jobs,
+            sweep.task, None,
+        )  # fmt: skip
+        assert isinstance(started, list)
+        sweep.final_job_id = started[0].id
+        record_sweep_event(
+            session,
+            sweep.id,
+            "sweep.final_job",
+            f"job {started[0].id} trains trial {best.number}'s settings for delivery"
+            + (" on every fold's rows" if spec.cv_folds else ", through the template's gate"),
+            job_id=started[0].id,
+            trial=best.number,
+        )
+
+
 def step_sweep(
     session: Session, dispatcher: Dispatcher, sweep_id: str, *, now: float | None = None
 ) -> bool:
     """Move the sweep on as far as its jobs allow; False when it has already ended."""
-    now = time.time() if now is None else now
     sweeps = SweepRepository(session, SYSTEM)
     sweep = sweeps.get(sweep_id, for_update=True)
     if sweep is None or sweep.status in SWEEP_TERMINAL:
         return False
-    spec = SweepSpec.model_validate(sweep.spec)
-    sweep.stepped_at = now
-    jobs = JobRepository(session, SYSTEM).of_sweep(sweep.id)
-    trials = sweeps.trials(sweep.id)
-    _settle(session, dispatcher, spec, sweep, trials, jobs, now)
-    _prune(session, dispatcher, spec, sweep, trials, jobs, now)
+    step = _Step(
+        session=session,
+        dispatcher=dispatcher,
+        spec=SweepSpec.model_validate(sweep.spec),
+        sweep=sweep,
+        trials=sweeps.trials(sweep.id),
+        jobs=JobRepository(session, SYSTEM).of_sweep(sweep.id),
+        now=time.time() if now is None else now,
+    )
+    sweep.stepped_at = step.now
+    step.settle()
+    step.prune()
     if sweep.final_job_id is not None:
-        _finish_with(session, sweep, {job.id: job for job in jobs}.get(sweep.final_job_id))
+        _finish_with(
+            session, sweep, next((j for j in step.jobs if j.id == sweep.final_job_id), None)
+        )
         return True
-    _launch(session, dispatcher, spec, sweep, trials, jobs, now)
-    if not any(t.state == TrialState.RUNNING for t in trials) and not _may_start(
-        spec, sweep, trials, now
-    ):
-        _deliver(session, dispatcher, spec, sweep, trials, jobs)
+    step.launch()
+    if not step.running() and not step.may_start():
+        step.deliver()
     return True
 
 
@@ -88,41 +241,7 @@ def records(trials: list[SweepTrial]) -> list[TrialRecord]:
     ]
 
 
-def _settle(
-    session: Session,
-    dispatcher: Dispatcher,
-    spec: SweepSpec,
-    sweep: Sweep,
-    trials: list[SweepTrial],
-    jobs: list[Job],
-    now: float,
-) -> None:
-    by_id = {job.id: job for job in jobs}
-    repository = JobRepository(session, SYSTEM)
-    for trial in trials:
-        if trial.state != TrialState.RUNNING:
-            continue
-        mine = [by_id[job_id] for job_id in trial.job_ids if job_id in by_id]
-        if len(mine) < len(trial.job_ids):
-            _end_trial(session, dispatcher, sweep, trial, mine, TrialState.FAILED, now,
-                       error="a job of the trial was deleted")  # fmt: skip
-            continue
-        outcome = trial_outcome(
-            [job_result(job, repository.rounds(job.id), spec.metric) for job in mine]
-        )
-        if outcome.val_losses != list(trial.val_losses or []):
-            trial.val_losses = outcome.val_losses
-        if outcome.state == TrialState.RUNNING:
-            continue
-        trial.score, trial.score_std = outcome.score, outcome.score_std
-        trial.fold_scores, trial.model_id = outcome.fold_scores, outcome.model_id
-        # The step runs as the trial's last stage commits: `now` is its end, to the
-        # sub-second (a job's finished_at is whole seconds).
-        _end_trial(session, dispatcher, sweep, trial, mine, outcome.state, now,
-                   error=outcome.error)  # fmt: skip
-
-
-def _end_trial(
+def end_trial(
     session: Session,
     dispatcher: Dispatcher,
     sweep: Sweep,
@@ -158,84 +277,6 @@ def _end_trial(
     )
 
 
-def _prune(
-    session: Session,
-    dispatcher: Dispatcher,
-    spec: SweepSpec,
-    sweep: Sweep,
-    trials: list[SweepTrial],
-    jobs: list[Job],
-    now: float,
-) -> None:
-    by_id = {job.id: job for job in jobs}
-    for trial in trials:
-        if trial.state != TrialState.RUNNING or not trial.val_losses:
-            continue
-        if should_prune(spec, records(trials), trial.number):
-            losses = trial.val_losses
-            _end_trial(
-                session, dispatcher, sweep, trial,
-                [by_id[j] for j in trial.job_ids if j in by_id], TrialState.PRUNED, now,
-                note=f"validation loss {losses[-1]:.6g} after round {len(losses)} is behind "
-                f"the other trials' ({spec.pruner} pruner)",
-            )  # fmt: skip
-
-
-def _may_start(spec: SweepSpec, sweep: Sweep, trials: list[SweepTrial], now: float) -> bool:
-    if len(trials) >= spec.max_trials:
-        return False
-    return spec.max_seconds is None or now < sweep.created_at + spec.max_seconds
-
-
-def _launch(
-    session: Session,
-    dispatcher: Dispatcher,
-    spec: SweepSpec,
-    sweep: Sweep,
-    trials: list[SweepTrial],
-    jobs: list[Job],
-    now: float,
-) -> None:
-    """Ask for trials until `parallelism` run. Each ask sees the ones just asked as
-    running, which TPE's constant liar steers away from."""
-    while _may_start(spec, sweep, trials, now) and (
-        sum(t.state == TrialState.RUNNING for t in trials) < spec.parallelism
-    ):
-        number = len(trials)
-        params = next_params(spec, records(trials))
-        specs = fold_specs(trial_spec(spec.template, params), spec.cv_folds)
-        started = start_jobs(session, dispatcher, sweep, specs, jobs, sweep.task, number)
-        if started is WAIT:
-            # The first job of its kind is preparing the shards this one would share;
-            # its prepare steps the sweep again once they are written.
-            return
-        assert isinstance(started, list)
-        trial = SweepTrial(
-            sweep_id=sweep.id,
-            number=number,
-            params=params,
-            state=TrialState.RUNNING,
-            job_ids=[job.id for job in started],
-            val_losses=[],
-            started_at=now,
-        )
-        SweepRepository(session, SYSTEM).add_trial(trial)
-        trials.append(trial)
-        jobs.extend(started)
-        shared = (
-            "" if started[0].shards_from is None else f" on the shards of {started[0].shards_from}"
-        )
-        record_sweep_event(
-            session,
-            sweep.id,
-            "trial.started",
-            f"trial {number} started as job(s) {', '.join(trial.job_ids)}{shared}",
-            trial=number,
-            params=params,
-            job_ids=trial.job_ids,
-        )
-
-
 def best_of(spec: SweepSpec, trials: list[SweepTrial]) -> SweepTrial | None:
     """The done trial with the best score; the earliest of equals."""
     done = [t for t in trials if t.state == TrialState.DONE and t.score is not None]
@@ -243,50 +284,6 @@ def best_of(spec: SweepSpec, trials: list[SweepTrial]) -> SweepTrial | None:
         return None
     sign = -1.0 if spec.maximize else 1.0
     return min(done, key=lambda t: (sign * (t.score or 0.0), t.number))
-
-
-def _deliver(
-    session: Session,
-    dispatcher: Dispatcher,
-    spec: SweepSpec,
-    sweep: Sweep,
-    trials: list[SweepTrial],
-    jobs: list[Job],
-) -> None:
-    best = best_of(spec, trials)
-    if best is None:
-        first = next((t.error for t in trials if t.error), None)
-        _end(session, sweep, SweepStatus.FAILED, code="no_trial_succeeded",
-             message=f"none of {len(trials)} trial(s) finished with a score"
-             + (f"; the first failure: {first}" if first else ""))  # fmt: skip
-        return
-    sweep.best_trial = best.number
-    record_sweep_event(
-        session,
-        sweep.id,
-        "sweep.best_trial",
-        f"trial {best.number} is best: {spec.metric} {best.score:.6g}",
-        trial=best.number,
-        score=best.score,
-        params=best.params,
-    )
-    if not needs_final_job(spec):
-        _deploy_trial_model(session, sweep, best)
-        return
-    started = start_jobs(
-        session, dispatcher, sweep, [final_spec(spec, best.params)], jobs, sweep.task, None
-    )
-    assert isinstance(started, list)
-    sweep.final_job_id = started[0].id
-    record_sweep_event(
-        session,
-        sweep.id,
-        "sweep.final_job",
-        f"job {started[0].id} trains trial {best.number}'s settings for delivery"
-        + (" on every fold's rows" if spec.cv_folds else ", through the template's gate"),
-        job_id=started[0].id,
-        trial=best.number,
-    )
 
 
 def _deploy_trial_model(session: Session, sweep: Sweep, best: SweepTrial) -> None:
@@ -354,9 +351,9 @@ def stop_sweep(
     by_id = {job.id: job for job in jobs}
     for trial in SweepRepository(session, SYSTEM).trials(sweep.id):
         if trial.state == TrialState.RUNNING:
-            _end_trial(session, dispatcher, sweep, trial,
-                       [by_id[j] for j in trial.job_ids if j in by_id],
-                       TrialState.CANCELLED, time.time(), note=reason)  # fmt: skip
+            end_trial(session, dispatcher, sweep, trial,
+                      [by_id[j] for j in trial.job_ids if j in by_id],
+                      TrialState.CANCELLED, time.time(), note=reason)  # fmt: skip
     final = by_id.get(sweep.final_job_id or "")
     if final is not None and final.status in JOB_ACTIVE:
         stop_job(session, dispatcher, final, reason)
