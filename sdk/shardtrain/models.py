@@ -74,6 +74,22 @@ class ModelDeleted(APIObject):
     deleted: bool = True
 
 
+def _spec_as_sent(
+    spec_type: type[JobSpec] | type[SweepSpec],
+    value: Any,
+    handler: ValidatorFunctionWrapHandler,
+) -> Any:
+    # The specs are strict so that a caller's typo fails before the request; a spec the
+    # server sends back with a field or value this SDK does not know yet must not make
+    # every read of the job or sweep fail. Known fields are kept as sent.
+    try:
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, dict):
+            raise
+        return spec_type.model_construct(**value)
+
+
 class Progress(APIObject):
     round: int
     rounds: int
@@ -106,15 +122,7 @@ class Job(APIObject):
     @field_validator("spec", mode="wrap")
     @classmethod
     def _spec_from_a_newer_server(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        # JobSpec is strict so that a caller's typo fails before the request; a spec the
-        # server sends back with a field or value this SDK does not know yet must not
-        # make every read of the job fail. Known fields are kept as sent.
-        try:
-            return handler(value)
-        except ValidationError:
-            if not isinstance(value, dict):
-                raise
-            return JobSpec.model_construct(**value)
+        return _spec_as_sent(JobSpec, value, handler)
 
     @property
     def done(self) -> bool:
@@ -189,14 +197,7 @@ class Sweep(APIObject):
     @field_validator("spec", mode="wrap")
     @classmethod
     def _spec_from_a_newer_server(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        # As Job.spec: a spec with a field or value this SDK does not know yet is kept
-        # as sent rather than failing every read of the sweep.
-        try:
-            return handler(value)
-        except ValidationError:
-            if not isinstance(value, dict):
-                raise
-            return SweepSpec.model_construct(**value)
+        return _spec_as_sent(SweepSpec, value, handler)
 
     @property
     def done(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -29,24 +29,14 @@ def _console() -> Console:
     return Console(stderr=True)
 
 
-class TransferBar:
-    """A byte counter; `None` when progress is off, so callers need no branches."""
+class _Bar:
+    """A `Progress` on stderr, or `None` when progress is off, so callers need no
+    branches."""
 
-    def __init__(self, description: str, total: int | None, enabled: bool) -> None:
-        self._progress: Progress | None = None
-        self._task = TaskID(0)
-        if enabled:
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=_console(),
-            )
-            self._task = self._progress.add_task(description, total=total)
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
 
-    def __enter__(self) -> TransferBar:
+    def __enter__(self) -> Self:
         if self._progress is not None:
             self._progress.start()
         return self
@@ -59,6 +49,27 @@ class TransferBar:
     ) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+class TransferBar(_Bar):
+    """A byte counter."""
+
+    def __init__(self, description: str, total: int | None, enabled: bool) -> None:
+        super().__init__(
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=_console(),
+            )
+            if enabled
+            else None
+        )
+        self._task = TaskID(0)
+        if self._progress is not None:
+            self._task = self._progress.add_task(description, total=total)
 
     def advance(self, count: int) -> None:
         if self._progress is not None:
@@ -106,48 +117,44 @@ def job_line(job: Job) -> str:
     return "  ".join(parts)
 
 
-class JobBar:
-    """Rounds merged out of rounds planned, with the status and the latest losses."""
+class _EndedOfTotalBar(_Bar):
+    """Things ended out of things planned (`unit`: rounds, trials), with a line saying
+    where the whole stands."""
 
-    def __init__(self, enabled: bool) -> None:
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-        if enabled:
-            self._progress = Progress(
+    def __init__(self, enabled: bool, unit: str) -> None:
+        super().__init__(
+            Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("rounds"),
+                TextColumn(unit),
                 TimeElapsedColumn(),
                 console=_console(),
             )
+            if enabled
+            else None
+        )
+        self._task: TaskID | None = None
 
-    def __enter__(self) -> JobBar:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def update(self, job: Job) -> None:
+    def _show(self, line: str, completed: int, total: int) -> None:
+        # Callers check first too, so that a bar that is off reads nothing of the object.
         if self._progress is None:
             return
         if self._task is None:
-            self._task = self._progress.add_task(job_line(job), total=job.progress.rounds)
-        self._progress.update(
-            self._task,
-            description=job_line(job),
-            completed=job.progress.round,
-            total=job.progress.rounds,
-        )
+            self._task = self._progress.add_task(line, total=total)
+        self._progress.update(self._task, description=line, completed=completed, total=total)
+
+
+class JobBar(_EndedOfTotalBar):
+    """Rounds merged out of rounds planned, with the status and the latest losses."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__(enabled, "rounds")
+
+    def update(self, job: Job) -> None:
+        if self._progress is not None:
+            self._show(job_line(job), job.progress.round, job.progress.rounds)
 
 
 def sweep_line(sweep: Sweep) -> str:
@@ -158,45 +165,15 @@ def sweep_line(sweep: Sweep) -> str:
     return "  ".join(parts)
 
 
-class SweepBar:
+class SweepBar(_EndedOfTotalBar):
     """Trials ended (done, pruned, failed or cancelled) out of `max_trials`, with the
     status and the best score so far."""
 
     def __init__(self, enabled: bool) -> None:
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-        if enabled:
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("trials"),
-                TimeElapsedColumn(),
-                console=_console(),
-            )
-
-    def __enter__(self) -> SweepBar:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        super().__init__(enabled, "trials")
 
     def update(self, sweep: Sweep) -> None:
-        if self._progress is None:
-            return
-        ended = sum(t.state != "running" for t in sweep.trials)
-        total = max(sweep.spec.max_trials, len(sweep.trials))
-        if self._task is None:
-            self._task = self._progress.add_task(sweep_line(sweep), total=total)
-        self._progress.update(
-            self._task, description=sweep_line(sweep), completed=ended, total=total
-        )
+        if self._progress is not None:
+            ended = sum(t.state != "running" for t in sweep.trials)
+            total = max(sweep.spec.max_trials, len(sweep.trials))
+            self._show(sweep_line(sweep), ended, total)

@@ -9,7 +9,8 @@ apply to the rest.
 from __future__ import annotations
 
 import builtins
-from typing import Annotated, Any, Literal, Self
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -328,3 +329,21 @@ class SweepSpec(_Strict):
         """The JSON body: only what was set (in the template too), so unset fields take
         the server's defaults."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+Spec = TypeVar("Spec", JobSpec, SweepSpec)
+
+
+def request_body(
+    spec_type: type[Spec], spec: Spec | Mapping[str, Any] | None, fields: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A spec, a mapping (validated into one) or keyword fields, with `fields` laid over
+    the first two: validated here, so a mistake fails before the request."""
+    if spec is None:
+        spec = spec_type.model_validate(dict(fields))
+    elif not isinstance(spec, spec_type):
+        # mypy does not narrow by a class held in a variable: what is left is the mapping.
+        spec = spec_type.model_validate({**cast(Mapping[str, Any], spec), **fields})
+    elif fields:
+        spec = spec_type.model_validate({**spec.to_request(), **fields})
+    return spec.to_request()

@@ -87,25 +87,7 @@ def events(
 ) -> None:
     """A job's events, oldest first. With --output json, one JSON object a line."""
     stream = client_of(ctx).jobs.events(job_id, follow=follow)
-    if output is Output.json:
-        for event in stream:
-            render.emit_json_line(event)
-        return
-    if output is Output.id:
-        for event in stream:
-            typer.echo(event.id)
-        return
-    table = render.event_table()
-    if not follow:
-        for event in stream:
-            render.event_row(table, event)
-        render.console().print(render.pinned(table))
-        return
-    # Followed events are printed as they arrive, one line each (a table would have to
-    # wait for the last one).
-    console = render.console()
-    for event in stream:
-        console.print(render.event_line(event), highlight=False, soft_wrap=True)
+    render.show_events(output, stream, follow=follow)
 
 
 @app.command()

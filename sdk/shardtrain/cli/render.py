@@ -236,6 +236,29 @@ def event_table() -> Table:
     return list_table("time", "type", "level", "message", wraps="message")
 
 
+def show_events(output: Output, stream: Iterable[Event | SweepEvent], *, follow: bool) -> None:
+    """A job's or a sweep's events: one JSON object a line, one id a line, or a table."""
+    if output is Output.json:
+        for event in stream:
+            emit_json_line(event)
+        return
+    if output is Output.id:
+        for event in stream:
+            typer.echo(event.id)
+        return
+    if not follow:
+        table = event_table()
+        for event in stream:
+            event_row(table, event)
+        console().print(pinned(table))
+        return
+    # Followed events are printed as they arrive, one line each (a table would have to
+    # wait for the last one).
+    out = console()
+    for event in stream:
+        out.print(event_line(event), highlight=False, soft_wrap=True)
+
+
 def metrics_table(rounds: Sequence[RoundMetrics]) -> Table:
     """One row per round; the caption draws the loss columns as sparklines."""
     names: list[str] = []

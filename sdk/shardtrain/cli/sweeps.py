@@ -135,23 +135,7 @@ def events(
 ) -> None:
     """A sweep's events, oldest first. With --output json, one JSON object a line."""
     stream = client_of(ctx).sweeps.events(sweep_id, follow=follow)
-    if output is Output.json:
-        for event in stream:
-            render.emit_json_line(event)
-        return
-    if output is Output.id:
-        for event in stream:
-            typer.echo(event.id)
-        return
-    if not follow:
-        table = render.event_table()
-        for event in stream:
-            render.event_row(table, event)
-        render.console().print(render.pinned(table))
-        return
-    console = render.console()
-    for event in stream:
-        console.print(render.event_line(event), highlight=False, soft_wrap=True)
+    render.show_events(output, stream, follow=follow)
 
 
 @app.command()

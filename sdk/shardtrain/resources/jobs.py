@@ -4,47 +4,29 @@ for the end."""
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-import httpx
-from httpx_sse import EventSource
-
 from shardtrain._http import AsyncHTTP, SyncHTTP
-from shardtrain.errors import APIConnectionError, WaitTimeoutError
+from shardtrain.event_stream import afollow_events, alist_events, follow_events, list_events
 from shardtrain.models import Event, Job, JobDeleted, Page, RoundMetrics
 from shardtrain.pagination import aiterate_pages, iterate_pages
+from shardtrain.polling import apoll_until_done, poll_until_done
 from shardtrain.progress import JobBar
-from shardtrain.spec import JobSpec
+from shardtrain.spec import JobSpec, request_body
 
 PATH = "/v1/jobs"
-EVENTS_PAGE = 1000
 
 
 def spec_body(spec: JobSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> Any:
     """A JobSpec, a mapping (validated into one) or keyword fields; only set fields are
     sent, so the server fills its own defaults."""
-    if spec is None:
-        spec = JobSpec.model_validate(dict(fields))
-    elif not isinstance(spec, JobSpec):
-        spec = JobSpec.model_validate({**spec, **fields})
-    elif fields:
-        spec = JobSpec.model_validate({**spec.to_request(), **fields})
-    return spec.to_request()
+    return request_body(JobSpec, spec, fields)
 
 
 def _headers(idempotency_key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-
-
-def _sse_headers(last_event_id: str | None) -> dict[str, str]:
-    headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = last_event_id
-    return headers
 
 
 class Jobs:
@@ -106,42 +88,17 @@ class Jobs:
     ) -> Iterator[Event]:
         """The job's events, oldest first. `follow=True` streams them live over SSE until
         the job has ended, reconnecting with `Last-Event-ID` if the connection drops."""
+        path = f"{PATH}/{job_id}/events"
         if follow:
-            return self._follow(job_id, after)
-
-        def fetch(cursor: str | None) -> Page[Event]:
-            params = {"limit": EVENTS_PAGE, "after": cursor or after}
-            return Page[Event].model_validate(
-                self._http.json("GET", f"{PATH}/{job_id}/events", params=params)
+            return follow_events(
+                self._http,
+                path,
+                Event.model_validate_json,
+                after,
+                ended=lambda: self.get(job_id).done,
+                owner_id=job_id,
             )
-
-        return iterate_pages(fetch)
-
-    def _follow(self, job_id: str, last: str | None) -> Iterator[Event]:
-        failures = 0
-        while True:
-            try:
-                with self._http.stream(
-                    "GET", f"{PATH}/{job_id}/events", headers=_sse_headers(last)
-                ) as response:
-                    for sse in EventSource(response).iter_sse():
-                        if not sse.data:
-                            continue  # the server's keep-alive comment, not an event
-                        event = Event.model_validate_json(sse.data)
-                        last, failures = event.id, 0
-                        yield event
-            except httpx.TransportError as exc:
-                # The stream broke mid-way: resume after the last event received.
-                failures += 1
-                if failures > self._http.retry.max_retries:
-                    raise APIConnectionError(f"event stream of {job_id}: {exc!r}") from exc
-                time.sleep(self._http.retry.backoff(failures - 1))
-                continue
-            # The server closes the stream once the job has ended and every event is
-            # sent; a close for any other reason (a restart) is resumed.
-            if self.get(job_id).done:
-                return
-            time.sleep(self._http.retry.backoff(0))
+        return list_events(self._http, path, Page[Event], after)
 
     def wait(
         self,
@@ -153,16 +110,15 @@ class Jobs:
     ) -> Job:
         """Poll until the job has succeeded, failed or been cancelled and return it as it
         ended. `progress=True` shows rounds done and the latest losses on stderr."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with JobBar(progress) as bar:
-            while True:
-                job = self.get(job_id)
+            for job in poll_until_done(
+                lambda: self.get(job_id),
+                f"job {job_id}",
+                timeout=timeout,
+                poll_interval=poll_interval,
+            ):
                 bar.update(job)
-                if job.done:
-                    return job
-                if deadline is not None and time.monotonic() > deadline:
-                    raise WaitTimeoutError(f"job {job_id} still {job.status} after {timeout}s")
-                time.sleep(poll_interval)
+        return job
 
 
 class AsyncJobs:
@@ -213,39 +169,20 @@ class AsyncJobs:
     def events(
         self, job_id: str, *, follow: bool = False, after: str | None = None
     ) -> AsyncIterator[Event]:
+        path = f"{PATH}/{job_id}/events"
         if follow:
-            return self._follow(job_id, after)
-
-        async def fetch(cursor: str | None) -> Page[Event]:
-            params = {"limit": EVENTS_PAGE, "after": cursor or after}
-            return Page[Event].model_validate(
-                await self._http.json("GET", f"{PATH}/{job_id}/events", params=params)
+            return afollow_events(
+                self._http,
+                path,
+                Event.model_validate_json,
+                after,
+                ended=lambda: self._ended(job_id),
+                owner_id=job_id,
             )
+        return alist_events(self._http, path, Page[Event], after)
 
-        return aiterate_pages(fetch)
-
-    async def _follow(self, job_id: str, last: str | None) -> AsyncIterator[Event]:
-        failures = 0
-        while True:
-            try:
-                async with self._http.stream(
-                    "GET", f"{PATH}/{job_id}/events", headers=_sse_headers(last)
-                ) as response:
-                    async for sse in EventSource(response).aiter_sse():
-                        if not sse.data:
-                            continue  # the server's keep-alive comment, not an event
-                        event = Event.model_validate_json(sse.data)
-                        last, failures = event.id, 0
-                        yield event
-            except httpx.TransportError as exc:
-                failures += 1
-                if failures > self._http.retry.max_retries:
-                    raise APIConnectionError(f"event stream of {job_id}: {exc!r}") from exc
-                await asyncio.sleep(self._http.retry.backoff(failures - 1))
-                continue
-            if (await self.get(job_id)).done:
-                return
-            await asyncio.sleep(self._http.retry.backoff(0))
+    async def _ended(self, job_id: str) -> bool:
+        return (await self.get(job_id)).done
 
     async def wait(
         self,
@@ -255,13 +192,12 @@ class AsyncJobs:
         timeout: float | None = None,
         poll_interval: float = 1.0,
     ) -> Job:
-        deadline = None if timeout is None else time.monotonic() + timeout
         with JobBar(progress) as bar:
-            while True:
-                job = await self.get(job_id)
+            async for job in apoll_until_done(
+                lambda: self.get(job_id),
+                f"job {job_id}",
+                timeout=timeout,
+                poll_interval=poll_interval,
+            ):
                 bar.update(job)
-                if job.done:
-                    return job
-                if deadline is not None and time.monotonic() > deadline:
-                    raise WaitTimeoutError(f"job {job_id} still {job.status} after {timeout}s")
-                await asyncio.sleep(poll_interval)
+        return job

@@ -5,56 +5,29 @@ chart as a PNG, and wait for the end."""
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-import httpx
-from httpx_sse import EventSource
-
 from shardtrain._http import AsyncHTTP, SyncHTTP
-from shardtrain.errors import APIConnectionError, WaitTimeoutError
+from shardtrain.event_stream import afollow_events, alist_events, follow_events, list_events
 from shardtrain.models import Page, Sweep, SweepEvent, SweepTrial
 from shardtrain.pagination import aiterate_pages, iterate_pages
+from shardtrain.polling import apoll_until_done, poll_until_done
 from shardtrain.progress import SweepBar
-from shardtrain.spec import SweepSpec
+from shardtrain.spec import SweepSpec, request_body
 
 PATH = "/v1/sweeps"
-EVENTS_PAGE = 1000
 
 
 def sweep_body(spec: SweepSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> Any:
     """A SweepSpec, a mapping (validated into one) or keyword fields; only set fields are
     sent, so the server fills its own defaults."""
-    if spec is None:
-        spec = SweepSpec.model_validate(dict(fields))
-    elif not isinstance(spec, SweepSpec):
-        spec = SweepSpec.model_validate({**spec, **fields})
-    elif fields:
-        spec = SweepSpec.model_validate({**spec.to_request(), **fields})
-    return spec.to_request()
+    return request_body(SweepSpec, spec, fields)
 
 
 def _headers(idempotency_key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-
-
-def _sse_headers(last_event_id: str | None) -> dict[str, str]:
-    headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = last_event_id
-    return headers
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _check_deadline(sweep: Sweep, deadline: float | None, timeout: float | None) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        raise WaitTimeoutError(f"sweep {sweep.id} still {sweep.status} after {timeout}s")
 
 
 class Sweeps:
@@ -111,42 +84,17 @@ class Sweeps:
         """The sweep's events, oldest first. `follow=True` streams them live over SSE
         until the sweep has ended, reconnecting with `Last-Event-ID` if the connection
         drops."""
+        path = f"{PATH}/{sweep_id}/events"
         if follow:
-            return self._follow(sweep_id, after)
-
-        def fetch(cursor: str | None) -> Page[SweepEvent]:
-            params = {"limit": EVENTS_PAGE, "after": cursor or after}
-            return Page[SweepEvent].model_validate(
-                self._http.json("GET", f"{PATH}/{sweep_id}/events", params=params)
+            return follow_events(
+                self._http,
+                path,
+                SweepEvent.model_validate_json,
+                after,
+                ended=lambda: self.get(sweep_id).done,
+                owner_id=sweep_id,
             )
-
-        return iterate_pages(fetch)
-
-    def _follow(self, sweep_id: str, last: str | None) -> Iterator[SweepEvent]:
-        failures = 0
-        while True:
-            try:
-                with self._http.stream(
-                    "GET", f"{PATH}/{sweep_id}/events", headers=_sse_headers(last)
-                ) as response:
-                    for sse in EventSource(response).iter_sse():
-                        if not sse.data:
-                            continue  # the server's keep-alive comment, not an event
-                        event = SweepEvent.model_validate_json(sse.data)
-                        last, failures = event.id, 0
-                        yield event
-            except httpx.TransportError as exc:
-                # The stream broke mid-way: resume after the last event received.
-                failures += 1
-                if failures > self._http.retry.max_retries:
-                    raise APIConnectionError(f"event stream of {sweep_id}: {exc!r}") from exc
-                time.sleep(self._http.retry.backoff(failures - 1))
-                continue
-            # The server closes the stream once the sweep has ended and every event is
-            # sent; a close for any other reason (a restart) is resumed.
-            if self.get(sweep_id).done:
-                return
-            time.sleep(self._http.retry.backoff(0))
+        return list_events(self._http, path, Page[SweepEvent], after)
 
     def watch(
         self, sweep_id: str, *, timeout: float | None = None, poll_interval: float = 1.0
@@ -154,14 +102,12 @@ class Sweeps:
         """The sweep as read every `poll_interval` seconds until it has ended, the last
         one yielded as it ended (for a live view of its trials); WaitTimeoutError after
         `timeout`."""
-        deadline = _deadline(timeout)
-        while True:
-            sweep = self.get(sweep_id)
-            yield sweep
-            if sweep.done:
-                return
-            _check_deadline(sweep, deadline, timeout)
-            time.sleep(poll_interval)
+        yield from poll_until_done(
+            lambda: self.get(sweep_id),
+            f"sweep {sweep_id}",
+            timeout=timeout,
+            poll_interval=poll_interval,
+        )
 
     def wait(
         self,
@@ -218,51 +164,31 @@ class AsyncSweeps:
     def events(
         self, sweep_id: str, *, follow: bool = False, after: str | None = None
     ) -> AsyncIterator[SweepEvent]:
+        path = f"{PATH}/{sweep_id}/events"
         if follow:
-            return self._follow(sweep_id, after)
-
-        async def fetch(cursor: str | None) -> Page[SweepEvent]:
-            params = {"limit": EVENTS_PAGE, "after": cursor or after}
-            return Page[SweepEvent].model_validate(
-                await self._http.json("GET", f"{PATH}/{sweep_id}/events", params=params)
+            return afollow_events(
+                self._http,
+                path,
+                SweepEvent.model_validate_json,
+                after,
+                ended=lambda: self._ended(sweep_id),
+                owner_id=sweep_id,
             )
+        return alist_events(self._http, path, Page[SweepEvent], after)
 
-        return aiterate_pages(fetch)
-
-    async def _follow(self, sweep_id: str, last: str | None) -> AsyncIterator[SweepEvent]:
-        failures = 0
-        while True:
-            try:
-                async with self._http.stream(
-                    "GET", f"{PATH}/{sweep_id}/events", headers=_sse_headers(last)
-                ) as response:
-                    async for sse in EventSource(response).aiter_sse():
-                        if not sse.data:
-                            continue  # the server's keep-alive comment, not an event
-                        event = SweepEvent.model_validate_json(sse.data)
-                        last, failures = event.id, 0
-                        yield event
-            except httpx.TransportError as exc:
-                failures += 1
-                if failures > self._http.retry.max_retries:
-                    raise APIConnectionError(f"event stream of {sweep_id}: {exc!r}") from exc
-                await asyncio.sleep(self._http.retry.backoff(failures - 1))
-                continue
-            if (await self.get(sweep_id)).done:
-                return
-            await asyncio.sleep(self._http.retry.backoff(0))
+    async def _ended(self, sweep_id: str) -> bool:
+        return (await self.get(sweep_id)).done
 
     async def watch(
         self, sweep_id: str, *, timeout: float | None = None, poll_interval: float = 1.0
     ) -> AsyncIterator[Sweep]:
-        deadline = _deadline(timeout)
-        while True:
-            sweep = await self.get(sweep_id)
+        async for sweep in apoll_until_done(
+            lambda: self.get(sweep_id),
+            f"sweep {sweep_id}",
+            timeout=timeout,
+            poll_interval=poll_interval,
+        ):
             yield sweep
-            if sweep.done:
-                return
-            _check_deadline(sweep, deadline, timeout)
-            await asyncio.sleep(poll_interval)
 
     async def wait(
         self,
