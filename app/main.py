@@ -42,6 +42,7 @@ from app.sweeps.live import sweep_notifier
 from app.sweeps.routes import router as sweeps_router
 from app.tenancy.limits import RateLimiter
 from app.tenancy.upload_slots import UploadSlots, lease_seconds
+from app.ui.routes import install_ui
 
 DESCRIPTION = """
 Upload a dataset, post a job spec, and Shardtrain splits the rows into disjoint
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sweeps_router)
     install_openapi(app)
     install_docs(app)
+    install_ui(app)
 
     @app.get(
         "/healthz",

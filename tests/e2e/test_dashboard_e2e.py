@@ -1,0 +1,181 @@
+"""The dashboard at `/ui` in a real browser (Debian's Chromium through Playwright) on
+the real system: iris uploaded through the page, a job started from it, its loss
+curve gaining points while it runs, a prediction from the model page; a second
+tenant's key sees none of it, and a revoked key is sent back to the key prompt."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_system import System
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sample_data import iris_table, table_to_csv
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("SHARDTRAIN_CHROMIUM", "/usr/bin/chromium")
+# Set to a folder (docs/ui) to keep a screenshot of each page there.
+SCREENSHOTS = os.environ.get("SHARDTRAIN_UI_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), (
+        f"no Chromium at {CHROMIUM}: `apt-get install chromium` (.ci/run does) or set "
+        "SHARDTRAIN_CHROMIUM"
+    )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def admin(system: System, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "app.admin", *args],
+        cwd=system.processes.root, env=system.processes.env, check=True,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def sign_in(page: Page, system: System, key: str) -> None:
+    page.goto(f"{system.base_url}/ui/#/jobs")
+    page.get_by_label("API key", exact=True).fill(key)
+    page.get_by_role("button", name="Use this key").click()
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+
+
+def shot(page: Page, name: str, tmp_path: Path) -> None:
+    for folder in [tmp_path, *([Path(SCREENSHOTS)] if SCREENSHOTS else [])]:
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+        assert (folder / f"{name}.png").stat().st_size > 1000
+
+
+def test_upload_train_watch_and_predict_in_the_browser(
+    system: System, browser: Browser, tmp_path: Path
+) -> None:
+    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page, system, key)
+
+    # Upload iris through the page, with its progress bar, and wait for it to be ready.
+    page.get_by_role("link", name="Datasets").click()
+    csv = tmp_path / "iris.csv"
+    csv.write_bytes(table_to_csv(iris_table()))
+    page.locator("input[type=file]").set_input_files(str(csv))
+    expect(page.get_by_role("cell", name="ready").first).to_be_visible(timeout=60_000)
+    shot(page, "datasets", tmp_path)
+    page.get_by_role("link", name="iris.csv").first.click()
+    expect(page.get_by_role("cell", name="petal_length").first).to_be_visible()
+    shot(page, "dataset", tmp_path)
+
+    # Start a job from the jobs page; its page follows it live.
+    page.get_by_role("link", name="Jobs").click()
+    page.get_by_label("Target column").fill("species")
+    page.get_by_label("Model").select_option("mlp")
+    page.get_by_label("Rounds (trees)").fill("40")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.get_by_role("heading", name="Job job_")).to_be_visible()
+    chart = page.locator("#loss-chart")
+    # A function, not an expression: the page's CSP refuses eval, as it should.
+    drawn = "Number(document.querySelector('#loss-chart').dataset.points)"
+    page.wait_for_function(f"() => {drawn} >= 1", timeout=60_000)
+    first = int(chart.get_attribute("data-points") or 0)
+    running = page.locator("dl .status").first.inner_text()
+    page.wait_for_function(
+        f"() => {drawn} > {first}",
+        timeout=60_000,
+    )
+    # The first points were drawn while the job ran, and more came after them.
+    assert running == "running", running
+    expect(page.locator("dl .status").first).to_have_text("succeeded", timeout=120_000)
+    assert int(chart.get_attribute("data-points") or 0) >= 2
+    expect(page.locator("#events li").first).to_be_visible()
+    shot(page, "job", tmp_path)
+
+    # Predict from the model page's form, built from the model's input schema.
+    page.get_by_role("link", name="mdl_").first.click()
+    for name, value in {"sepal_length": "5.1", "sepal_width": "3.5", "petal_length": "1.4",
+                        "petal_width": "0.2"}.items():  # fmt: skip
+        page.locator(f"#try-{name}").fill(value)
+    page.get_by_role("button", name="Predict").click()
+    expect(page.locator("#prediction")).to_contain_text("setosa", timeout=30_000)
+    shot(page, "model", tmp_path)
+    page.get_by_role("link", name="Models", exact=True).click()
+    shot(page, "models", tmp_path)
+    page.get_by_role("link", name="Jobs").click()
+    expect(page.get_by_role("link", name="job_").first).to_be_visible()
+    shot(page, "jobs", tmp_path)
+
+    # Readable at 390 px: nothing wider than the screen but the tables' own scroll boxes.
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    sign_in(phone, system, key)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "jobs-390", tmp_path)
+    phone.close()
+    assert errors == []
+
+
+def test_another_tenant_sees_nothing_and_a_revoked_key_goes_back_to_the_prompt(
+    system: System, browser: Browser
+) -> None:
+    admin(system, "create-tenant", "ui-other")
+    other = admin(system, "create-key", "--tenant", "ui-other")
+    mine = system.client.get("/v1/jobs").json()["data"]
+    page = browser.new_page()
+    sign_in(page, system, other)
+    expect(page.get_by_text("No jobs yet.")).to_be_visible()
+    page.get_by_role("link", name="Datasets").click()
+    expect(page.get_by_text("No datasets yet.")).to_be_visible()
+    if mine:
+        page.goto(f"{system.base_url}/ui/#/jobs/{mine[0]['id']}")
+        expect(page.get_by_role("alert")).to_contain_text("No job with id")
+    admin(system, "revoke-key", other[:12])
+    page.get_by_role("link", name="Jobs").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    expect(page.locator("#key-reason")).to_contain_text("refused")
+
+
+def test_a_sweep_and_a_named_model_in_the_browser(
+    system: System, browser: Browser, tmp_path: Path
+) -> None:
+    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
+    upload = system.client.post(
+        "/v1/datasets", files={"file": ("iris.csv", table_to_csv(iris_table()))}
+    )
+    dataset = system.wait_for(f"/v1/datasets/{upload.json()['id']}", {"ready", "failed"})
+    sweep = system.client.post(
+        "/v1/sweeps",
+        json={
+            "template": {"dataset_id": dataset["id"], "target": "species",
+                         "model_name": "iris-ui", "distribution": {"shards": 2},
+                         "training": {"rounds": 4}},
+            "space": {"training.learning_rate": {"log_uniform": [0.01, 0.3]}},
+            "metric": "accuracy", "max_trials": 3, "parallelism": 2, "pruner": "none",
+        },
+    ).json()  # fmt: skip
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page, system, key)
+    page.get_by_role("link", name="Sweeps").click()
+    page.get_by_role("link", name=sweep["id"]).click()
+    expect(page.locator("#sweep-summary .status").first).to_have_text("succeeded", timeout=120_000)
+    expect(page.locator("#trials tbody tr")).to_have_count(3)
+    assert int(page.locator("#sweep-chart").get_attribute("data-points") or 0) == 3
+    expect(page.locator("#cancel-sweep")).to_be_disabled()
+    shot(page, "sweep", tmp_path)
+    page.get_by_role("link", name="Named models").click()
+    page.get_by_role("link", name="iris-ui").click()
+    # The final job trained the best trial's settings as version 1 of the name.
+    model_id = system.client.get(f"/v1/sweeps/{sweep['id']}").json()["model_id"]
+    expect(page.get_by_role("link", name=model_id).first).to_be_visible()
+    shot(page, "model-name", tmp_path)
+    assert errors == []
