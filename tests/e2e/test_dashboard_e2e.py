@@ -179,3 +179,39 @@ def test_a_sweep_and_a_named_model_in_the_browser(
     expect(page.get_by_role("link", name=model_id).first).to_be_visible()
     shot(page, "model-name", tmp_path)
     assert errors == []
+
+
+# Every control has an accessible name (its label, or its text), so a screen reader
+# and a keyboard user reach and know each one; and nothing is wider than a phone.
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input, select, button, textarea, a')]
+  .filter((e) => e.offsetParent !== null)
+  .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.textContent.trim() && !e.getAttribute('title'))
+  .map((e) => e.outerHTML.slice(0, 120))"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_every_page_labels_its_controls_and_fits_the_screen(
+    system: System, browser: Browser, width: int
+) -> None:
+    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
+    jobs = system.client.get("/v1/jobs").json()["data"]
+    models = system.client.get("/v1/models").json()["data"]
+    datasets = system.client.get("/v1/datasets").json()["data"]
+    sweeps = system.client.get("/v1/sweeps").json()["data"]
+    pages = ["#/jobs", "#/datasets", "#/models", "#/model-names", "#/sweeps"]
+    pages += [f"#/jobs/{jobs[0]['id']}"] if jobs else []
+    pages += [f"#/models/{models[0]['id']}"] if models else []
+    pages += [f"#/datasets/{datasets[0]['id']}"] if datasets else []
+    pages += [f"#/sweeps/{sweeps[0]['id']}"] if sweeps else []
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    sign_in(page, system, key)
+    for route in pages:
+        page.goto(f"{system.base_url}/ui/{route}")
+        expect(page.locator("main h1")).to_be_visible()
+        assert page.evaluate(UNNAMED_CONTROLS) == [], route
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, route
+    # The keyboard reaches the navigation first, after the skip link.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Jobs"
