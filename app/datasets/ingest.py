@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from app.datasets.column_stats import ColumnStats
 from app.datasets.ingest_csv import csv_batches, csv_delimiter, first_not_castable
 from app.datasets.ingest_error import (
     BLOCK_BYTES,
@@ -122,6 +123,7 @@ def ingest_file(
     writer: BackgroundWriter | None = None
     schema: pa.Schema | None = None
     missing: list[int] = []
+    stats: ColumnStats | None = None
     locate = _locator(fmt, source)
     # Small read blocks are gathered into row groups of a useful size before writing.
     pending: list[pa.Table] = []
@@ -132,6 +134,7 @@ def ingest_file(
                 schema = _storage_schema(batch.schema, fmt)
                 writer = BackgroundWriter(destination, schema)
                 missing = [0] * len(schema)
+                stats = ColumnStats(schema)
             elif batch.schema.names != schema.names:
                 raise IngestError(
                     f"{locate(rows)}: the columns change to {batch.schema.names} "
@@ -140,6 +143,8 @@ def ingest_file(
             table = _cast(batch, schema, rows, locate)
             for i, column in enumerate(table.columns):
                 missing[i] += column.null_count
+            assert stats is not None
+            stats.add(table)
             rows += table.num_rows
             pending.append(table)
             pending_rows += table.num_rows
@@ -162,10 +167,10 @@ def ingest_file(
     finally:
         if writer is not None:
             writer.close()
-    if schema is None or rows == 0:
+    if schema is None or rows == 0 or stats is None:
         raise IngestError("the file holds no data rows")
     columns = [
-        {"name": f.name, "dtype": _dtype_of(f.type), "missing": missing[i]}
+        {"name": f.name, "dtype": _dtype_of(f.type), "missing": missing[i], **stats.of(i)}
         for i, f in enumerate(schema)
     ]
     return IngestResult(rows=rows, columns=columns)

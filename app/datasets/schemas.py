@@ -9,6 +9,18 @@ class ColumnSchema(BaseModel):
     name: str
     dtype: Literal["int", "float", "bool", "string"]
     missing: int = Field(description="Rows with no value in this column.")
+    min: float | None = Field(
+        default=None, description="Numbers and booleans (as 0/1): the least value present."
+    )
+    max: float | None = Field(default=None, description="The greatest value present.")
+    mean: float | None = Field(
+        default=None, description="The mean of the values present (a boolean's share of true)."
+    )
+    distinct: int | None = Field(
+        default=None,
+        description="Text: how many distinct values, counted up to 1 000; null past that "
+        "(and for other columns).",
+    )
 
 
 class DatasetPreviewOut(BaseModel):
@@ -84,11 +96,51 @@ class DatasetOut(BaseModel):
                 "status": "ready",
                 "rows": 150,
                 "columns": [
-                    {"name": "sepal_length", "dtype": "float", "missing": 0},
-                    {"name": "sepal_width", "dtype": "float", "missing": 0},
-                    {"name": "petal_length", "dtype": "float", "missing": 0},
-                    {"name": "petal_width", "dtype": "float", "missing": 0},
-                    {"name": "species", "dtype": "string", "missing": 0},
+                    {
+                        "name": "sepal_length",
+                        "dtype": "float",
+                        "missing": 0,
+                        "min": 4.3,
+                        "max": 7.9,
+                        "mean": 5.84333333333,
+                        "distinct": None,
+                    },
+                    {
+                        "name": "sepal_width",
+                        "dtype": "float",
+                        "missing": 0,
+                        "min": 2.0,
+                        "max": 4.4,
+                        "mean": 3.05733333333,
+                        "distinct": None,
+                    },
+                    {
+                        "name": "petal_length",
+                        "dtype": "float",
+                        "missing": 0,
+                        "min": 1.0,
+                        "max": 6.9,
+                        "mean": 3.758,
+                        "distinct": None,
+                    },
+                    {
+                        "name": "petal_width",
+                        "dtype": "float",
+                        "missing": 0,
+                        "min": 0.1,
+                        "max": 2.5,
+                        "mean": 1.19933333333,
+                        "distinct": None,
+                    },
+                    {
+                        "name": "species",
+                        "dtype": "string",
+                        "missing": 0,
+                        "min": None,
+                        "max": None,
+                        "mean": None,
+                        "distinct": 3,
+                    },
                 ],
                 "error": None,
                 "created_at": 1767225600,

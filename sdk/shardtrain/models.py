@@ -31,6 +31,12 @@ class Column(APIObject):
     name: str
     dtype: Literal["int", "float", "bool", "string"]
     missing: int
+    # Gathered at ingest: numbers and booleans (0/1) their range and mean, text its
+    # distinct values (up to 1 000; None past that). None for datasets ingested before.
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    distinct: int | None = None
 
 
 class Dataset(APIObject):

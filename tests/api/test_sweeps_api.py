@@ -130,6 +130,9 @@ def test_a_sweep_trains_its_trials_on_one_preparation_and_deploys_the_best(
     assert listed == trials
 
 
+# What this test checks is the search, not the database: PostgreSQL only (the main flow,
+# cancel, redelivered steps and the quota run on SQLite too).
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_cross_validation_scores_each_trial_by_its_folds_and_trains_the_best_on_all(
     client: TestClient,
     ready_dataset: MakeDataset,
@@ -229,6 +232,9 @@ def test_a_choice_of_model_blocks_prepares_once_per_encoding(
         assert model["type"] == trial["params"]["model"]["type"]
 
 
+# What this test checks is the search, not the database: PostgreSQL only (the main flow,
+# cancel, redelivered steps and the quota run on SQLite too).
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_template_with_a_model_name_and_a_gate_delivers_through_a_final_job(
     client: TestClient,
     ready_dataset: MakeDataset,
@@ -266,6 +272,9 @@ def test_a_template_with_a_model_name_and_a_gate_delivers_through_a_final_job(
     assert name["aliases"][0]["alias"] == "champion"
 
 
+# What this test checks is the search, not the database: PostgreSQL only (the main flow,
+# cancel, redelivered steps and the quota run on SQLite too).
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_trials_falling_behind_are_pruned_and_their_jobs_stopped(
     client: TestClient,
     ready_dataset: MakeDataset,
@@ -374,6 +383,9 @@ def test_a_redelivered_or_concurrent_step_asks_for_no_extra_trial(
     assert sweep["status"] == "succeeded" and len(sweep["trials"]) == 6
 
 
+# What this test checks is the search, not the database: PostgreSQL only (the main flow,
+# cancel, redelivered steps and the quota run on SQLite too).
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_the_same_sweep_and_seed_draw_the_same_trials(
     client: TestClient,
     ready_dataset: MakeDataset,
@@ -391,6 +403,9 @@ def test_the_same_sweep_and_seed_draw_the_same_trials(
     assert [t["params"] for t in other["trials"]] != [t["params"] for t in first["trials"]]
 
 
+# What this test checks is the search, not the database: PostgreSQL only (the main flow,
+# cancel, redelivered steps and the quota run on SQLite too).
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_the_trials_chart_is_a_png_with_the_importances(
     client: TestClient,
     ready_dataset: MakeDataset,

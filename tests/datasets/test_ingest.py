@@ -11,11 +11,20 @@ import pytest
 from app.datasets.formats import UnsupportedFormat, detect_format
 from app.datasets.ingest import IngestError, ingest_file
 
+# With the statistics of the values present: a boolean counts as 0/1, text counts its
+# distinct values.
 EXPECTED_COLUMNS = [
-    {"name": "id", "dtype": "int", "missing": 0},
-    {"name": "score", "dtype": "float", "missing": 1},
-    {"name": "city", "dtype": "string", "missing": 1},
-    {"name": "active", "dtype": "bool", "missing": 0},
+    {"name": "id", "dtype": "int", "missing": 0, "min": 1.0, "max": 3.0, "mean": 2.0},
+    {"name": "score", "dtype": "float", "missing": 1, "min": 0.5, "max": 2.5, "mean": 1.5},
+    {"name": "city", "dtype": "string", "missing": 1, "distinct": 2},
+    {
+        "name": "active",
+        "dtype": "bool",
+        "missing": 0,
+        "min": 0.0,
+        "max": 1.0,
+        "mean": 0.666666666667,
+    },
 ]
 
 
@@ -63,7 +72,7 @@ def test_parquet_keeps_its_types_and_maps_the_rest_to_text(tmp_path: Path) -> No
     pq.write_table(table, sink)
     result, destination = ingest(tmp_path, sink.getvalue(), "parquet")
     assert result.columns[:4] == EXPECTED_COLUMNS
-    assert result.columns[4] == {"name": "when", "dtype": "string", "missing": 0}
+    assert result.columns[4] == {"name": "when", "dtype": "string", "missing": 0, "distinct": 3}
     assert pq.read_table(destination).column("id").type == pa.int64()
 
 
@@ -132,3 +141,16 @@ def test_ragged_row_deep_in_the_file_names_its_line(tmp_path: Path) -> None:
     data = ("\n".join(lines) + "\n").encode()
     with pytest.raises(IngestError, match="line 20002: expected 3 fields, found 2"):
         ingest(tmp_path, data, "csv", infer_bytes=4096, block_bytes=4096)
+
+
+def test_distinct_text_values_are_counted_up_to_the_cap_then_given_up(tmp_path: Path) -> None:
+    from app.datasets.column_stats import DISTINCT_CAP
+
+    many = [f"v{i}" for i in range(DISTINCT_CAP + 1)]
+    rows = ["few,many,empty"] + [f"{'ab'[i % 2]},{v}," for i, v in enumerate(many)]
+    result, _ = ingest(tmp_path, "\n".join(rows).encode() + b"\n", "csv", block_bytes=256)
+    few, counted, empty = result.columns
+    assert few["distinct"] == 2 and counted["distinct"] is None
+    # A column with no value at all has no statistics to give.
+    assert empty["missing"] == len(many)
+    assert empty.get("min") is None and empty.get("mean") is None

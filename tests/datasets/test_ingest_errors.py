@@ -76,12 +76,15 @@ def test_csv_float32_overflow_is_refused(tmp_path: Path) -> None:
 
 def test_csv_largest_float32_magnitude_is_kept(tmp_path: Path) -> None:
     result = ingest(tmp_path, b"n,x\n1,3.4e38\n2,-3.4e38\n3,1e-300\n", "csv")
-    assert result.columns[1] == {"name": "x", "dtype": "float", "missing": 0}
+    assert result.columns[1] == {"name": "x", "dtype": "float", "missing": 0, "min": -3.4e38,
+                                 "max": 3.4e38, "mean": 3.33333333333e-301}  # fmt: skip
 
 
 def test_csv_nan_is_a_missing_value(tmp_path: Path) -> None:
     result = ingest(tmp_path, b"n,x\n1,nan\n2,NaN\n3,0.5\n", "csv")
-    assert result.columns[1] == {"name": "x", "dtype": "float", "missing": 2}
+    # NaN is neither counted in nor breaks the statistics.
+    assert result.columns[1] == {"name": "x", "dtype": "float", "missing": 2, "min": 0.5,
+                                 "max": 0.5, "mean": 0.5}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -99,7 +102,9 @@ def test_jsonl_out_of_range_numbers_are_refused(tmp_path: Path, value: str, word
 def test_jsonl_nan_is_counted_missing_and_stored_as_null(tmp_path: Path) -> None:
     data = b'{"x": 0.5}\n{"x": NaN}\n{"x": null}\n'
     result = ingest(tmp_path, data, "jsonl")
-    assert result.columns == [{"name": "x", "dtype": "float", "missing": 2}]
+    assert result.columns == [
+        {"name": "x", "dtype": "float", "missing": 2, "min": 0.5, "max": 0.5, "mean": 0.5}
+    ]
     assert pq.read_table(tmp_path / "out.parquet").column("x").to_pylist() == [0.5, None, None]
 
 
@@ -119,7 +124,9 @@ def test_parquet_float32_overflow_names_the_row(tmp_path: Path) -> None:
 def test_parquet_nan_is_counted_missing_and_stored_as_null(tmp_path: Path) -> None:
     table = pa.table({"x": [0.5, float("nan"), None, 2.0]})
     result = ingest(tmp_path, parquet_bytes(table), "parquet")
-    assert result.columns == [{"name": "x", "dtype": "float", "missing": 2}]
+    assert result.columns == [
+        {"name": "x", "dtype": "float", "missing": 2, "min": 0.5, "max": 2.0, "mean": 1.25}
+    ]
     stored = pq.read_table(tmp_path / "out.parquet").column("x").to_pylist()
     assert stored == [0.5, None, None, 2.0]
 

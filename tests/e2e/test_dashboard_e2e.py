@@ -74,6 +74,8 @@ def test_upload_train_watch_and_predict_in_the_browser(
     shot(page, "datasets", tmp_path)
     page.get_by_role("link", name="iris.csv").first.click()
     expect(page.get_by_role("cell", name="petal_length").first).to_be_visible()
+    # The column statistics gathered at ingest: sepal_length's greatest value.
+    expect(page.get_by_role("cell", name="7.9000", exact=True)).to_be_visible()
     shot(page, "dataset", tmp_path)
 
     # Start a job from the jobs page; its page follows it live.

@@ -24,7 +24,8 @@ def test_breast_cancer_matches_scikit_learn_within_two_points(system: System) ->
     dataset = upload(system, "breast_cancer.csv", table_to_csv(table))
     assert dataset["status"] == "ready", dataset
     assert dataset["rows"] == 569
-    assert {"name": "diagnosis", "dtype": "string", "missing": 0} in dataset["columns"]
+    assert {"name": "diagnosis", "dtype": "string", "missing": 0, "min": None, "max": None,
+            "mean": None, "distinct": 2} in dataset["columns"]  # fmt: skip
 
     spec = {
         "dataset_id": dataset["id"],

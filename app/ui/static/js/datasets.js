@@ -159,7 +159,9 @@ function schemaTable(columns) {
   const known = ["name", "dtype"];
   const extra = [...new Set(columns.flatMap((c) => Object.keys(c)))].filter((k) => !known.includes(k));
   return table([...known, ...extra.map((k) => (k === "missing" ? "missing values" : k))],
-    columns.map((c) => [c.name, c.dtype, ...extra.map((k) => cell(c[k]))]),
+    // A statistic that does not apply (a text column's mean) is a dash, not "null".
+    columns.map((c) => [c.name, c.dtype, ...extra.map((k) => (c[k] === null || c[k] === undefined
+      ? "—" : typeof c[k] === "number" ? number(c[k], 4) : cell(c[k])))]),
     { caption: "Columns" });
 }
 
