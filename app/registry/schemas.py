@@ -51,6 +51,22 @@ class FeatureImportanceOut(BaseModel):
     split: int = Field(description="How many splits test this column.")
 
 
+class CoefficientOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    feature: str = Field(description="A column of the dataset.")
+    category: str | None = Field(description="A text column's category (its one-hot slot).")
+    class_: Any = Field(
+        alias="class",
+        serialization_alias="class",
+        description="Classification: the class this weight scores; null for a regression.",
+    )
+    weight: float = Field(
+        description="On the standardized feature (a regression's also on the standardized "
+        "target), as the network holds it."
+    )
+
+
 class ModelOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
@@ -102,6 +118,12 @@ class ModelOut(BaseModel):
         default=None,
         description="Tree models: every feature's total split gain and split count, "
         "highest gain first; null for networks.",
+    )
+    coefficients: list[CoefficientOut] | None = Field(
+        default=None,
+        description="Linear models (logistic and linear regression): each weight by raw "
+        "column (and category, and class), the largest 1 000 by magnitude, largest first; "
+        "null for other models.",
     )
     model_name: str | None = Field(
         default=None, description="The job spec's `model_name`: the name this is a version of."

@@ -43,6 +43,7 @@ def register_model(
     gate: dict[str, Any] | None,
     comparison: dict[str, Any] | None = None,
     feature_importance: list[dict[str, Any]] | None = None,
+    coefficients: list[dict[str, Any]] | None = None,
     model_name: str | None = None,
     deploy: bool = True,
 ) -> RegisteredModel:
@@ -73,6 +74,7 @@ def register_model(
             classes=preprocessor.target.classes,
             artifact_key=artifact_key,
             feature_importance=feature_importance,
+            coefficients=coefficients,
         )
     )
     if model_name is not None:

@@ -28,6 +28,8 @@ class RegisteredModel(Base):
     classes: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     # Trees: [{feature, gain, split}] over the raw columns, by gain; None for networks.
     feature_importance: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    # Linear models: [{feature, category, class, weight}] on the raw columns, largest first.
+    coefficients: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     artifact_key: Mapped[str] = mapped_column(String(255))
     # Set when the job's spec named the model: its version under that name (1, 2, ...).
     model_name: Mapped[str | None] = mapped_column(String(64), nullable=True)

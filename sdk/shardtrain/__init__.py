@@ -38,6 +38,7 @@ from shardtrain.errors import (
 from shardtrain.models import (
     BatchPrediction,
     BestTrial,
+    Coefficient,
     Column,
     Comparison,
     Dataset,
@@ -93,6 +94,7 @@ __all__ = [
     "BestTrial",
     "Choice",
     "Client",
+    "Coefficient",
     "Column",
     "Comparison",
     "ConflictError",

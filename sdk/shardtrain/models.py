@@ -276,6 +276,18 @@ class FeatureImportance(APIObject):
     split: int
 
 
+class Coefficient(APIObject):
+    """One weight of a linear model, on its standardized feature."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    feature: str
+    category: str | None = None
+    # `class` on the wire: the class the weight scores (None for a regression).
+    class_: Any = Field(default=None, alias="class")
+    weight: float
+
+
 class Model(APIObject):
     id: str
     object: Literal["model"] = "model"
@@ -293,6 +305,7 @@ class Model(APIObject):
     classes: list[Any] | None = None
     # Tree models: by gain, highest first; None for networks and older servers.
     feature_importance: list[FeatureImportance] | None = None
+    coefficients: list[Coefficient] | None = None
     # Set when the job's spec had `model_name`; None otherwise and on older servers.
     model_name: str | None = None
     version: int | None = None

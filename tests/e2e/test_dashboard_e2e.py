@@ -180,6 +180,10 @@ def test_a_sweep_and_a_named_model_in_the_browser(
     model_id = system.client.get(f"/v1/sweeps/{sweep['id']}").json()["model_id"]
     expect(page.get_by_role("link", name=model_id).first).to_be_visible()
     shot(page, "model-name", tmp_path)
+    # A logistic regression's page shows its weights by raw column and class.
+    page.get_by_role("link", name=model_id).first.click()
+    expect(page.get_by_role("heading", name="Coefficients")).to_be_visible()
+    expect(page.get_by_role("cell", name="petal_length").first).to_be_visible()
     assert errors == []
 
 

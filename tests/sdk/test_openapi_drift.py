@@ -29,6 +29,7 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "GateOut": models.Gate,
     "ComparisonOut": models.Comparison,
     "FeatureImportanceOut": models.FeatureImportance,
+    "CoefficientOut": models.Coefficient,
     "PredictionOut": models.Prediction,
     "BatchPredictionOut": models.BatchPrediction,
     "ModelNameSummaryOut": models.ModelNameSummary,

@@ -30,6 +30,7 @@ from app.jobs.stages.champion import (
 )
 from app.model_names.resolution import AliasGenerations
 from app.registry.artifact import write_artifact
+from app.registry.coefficients import linear_coefficients
 from app.registry.predictor import Predictor
 from app.registry.service import register_model
 from app.storage import BlobStore, keys
@@ -69,6 +70,7 @@ class Scored:
     # Why the model has no holdout score at all, when it has none.
     unscored: str | None = None
     feature_importance: list[dict[str, Any]] | None = None
+    coefficients: list[dict[str, Any]] | None = None
     comparison: dict[str, Any] | None = None
 
 
@@ -162,6 +164,9 @@ def score_and_write(store: BlobStore, work: FinalizeInput) -> Scored:
         comparison=comparison,
         feature_importance=importance_by_column(
             policy.feature_importance(state), work.plan.preprocessor.columns
+        ),
+        coefficients=linear_coefficients(
+            work.plan.network.type, policy.model_state(state), work.plan.preprocessor
         ),
         unscored=None
         if evaluation is not None
@@ -262,6 +267,7 @@ def record_model(
         gate=gate,
         comparison=scored.comparison,
         feature_importance=scored.feature_importance,
+        coefficients=scored.coefficients,
         model_name=work.spec.model_name,
         deploy=job.sweep_trial is None,
     )

@@ -96,6 +96,13 @@ function gateBlock(model) {
   return el("div", { className: "grid" }, parts);
 }
 
+function coefficientsTable(coefficients) {
+  return table(["feature", "category", "class", "weight"],
+    coefficients.map((c) => [c.feature, c.category ?? "—", c.class === null || c.class === undefined
+      ? "—" : String(c.class), number(c.weight)]),
+    { caption: "Coefficients on the standardized features, largest first" });
+}
+
 function importanceTable(importance) {
   return table(["feature", "gain", "split"],
     importance.map((f) => [f.feature, number(f.gain), String(f.split)]),
@@ -212,6 +219,8 @@ export async function modelPage(view, id) {
     gateBox,
     ...(model.feature_importance
       ? [el("h2", {}, "Feature importance"), importanceTable(model.feature_importance)] : []),
+    ...(model.coefficients
+      ? [el("h2", {}, "Coefficients"), coefficientsTable(model.coefficients)] : []),
     el("h2", {}, "Input schema"),
     table(["feature", "dtype"], model.features.map((f) => [f.name, f.dtype]), { caption: "Input features" }),
     el("h2", {}, "Try it"),
