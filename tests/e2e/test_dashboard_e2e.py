@@ -4,6 +4,7 @@ curve gaining points while it runs, a prediction from the model page; a second
 tenant's key sees none of it, and a revoked key is sent back to the key prompt."""
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -221,3 +222,70 @@ def test_every_page_labels_its_controls_and_fits_the_screen(
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Jobs"
+
+
+def test_a_file_dropped_on_the_page_is_uploaded_with_its_progress(
+    system: System, browser: Browser
+) -> None:
+    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
+    page = browser.new_page()
+    sign_in(page, system, key)
+    page.get_by_role("link", name="Datasets").click()
+    expect(page.locator("#dropzone")).to_be_visible()
+    # What a browser hands the page when a file is dragged onto it.
+    dropped = page.evaluate_handle(
+        """() => {
+          const transfer = new DataTransfer();
+          transfer.items.add(new File(["a,b\\n1,x\\n2,y\\n3,x\\n"], "dropped.csv",
+                                      {type: "text/csv"}));
+          return transfer;
+        }"""
+    )
+    page.dispatch_event("#dropzone", "dragover", {"dataTransfer": dropped})
+    expect(page.locator("#dropzone")).to_have_class(re.compile(r"\bover\b"))
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#upload-dataset .status")).to_have_text("ready", timeout=60_000)
+    assert page.locator("#upload-progress").evaluate("(bar) => bar.value") == 1
+    expect(page.get_by_role("link", name="dropped.csv").first).to_be_visible()
+    names = [d["name"] for d in system.client.get("/v1/datasets").json()["data"]]
+    assert "dropped.csv" in names
+
+
+def test_delete_shows_the_409_reason_and_a_model_is_undeployed_deployed_and_downloaded(
+    system: System, browser: Browser, tmp_path: Path
+) -> None:
+    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
+    upload = system.client.post(
+        "/v1/datasets", files={"file": ("iris.csv", table_to_csv(iris_table()))}
+    )
+    dataset = system.wait_for(f"/v1/datasets/{upload.json()['id']}", {"ready", "failed"})
+    spec = {"dataset_id": dataset["id"], "target": "species", "distribution": {"shards": 2}}
+    trained = system.client.post("/v1/jobs", json={**spec, "training": {"rounds": 2}}).json()
+    done = system.wait_for(f"/v1/jobs/{trained['id']}", {"succeeded", "failed", "cancelled"})
+    busy = system.client.post("/v1/jobs", json={**spec, "training": {"rounds": 1000}}).json()
+    page = browser.new_page()
+    sign_in(page, system, key)
+    page.goto(f"{system.base_url}/ui/#/datasets/{dataset['id']}")
+    page.locator("#delete-dataset").click()
+    expect(page.locator("#dataset-message")).to_contain_text(busy["id"])
+    expect(page.locator("#dataset-message")).to_contain_text("unfinished job")
+    # The jobs list follows an unfinished job live: its cancel shows without a reload.
+    page.get_by_role("link", name="Jobs").click()
+    row = page.locator(f"#job-row-{busy['id']}")
+    expect(row).to_contain_text("running", timeout=30_000)
+    system.client.post(f"/v1/jobs/{busy['id']}/cancel")
+    expect(row).to_contain_text("cancelled", timeout=30_000)
+
+    page.goto(f"{system.base_url}/ui/#/models/{done['model_id']}")
+    summary = page.locator("dl .status").first
+    expect(summary).to_have_text("deployed")
+    page.locator("#undeploy-model").click()
+    expect(summary).to_have_text("undeployed")
+    assert system.client.get(f"/v1/models/{done['model_id']}").json()["status"] == "undeployed"
+    page.locator("#deploy-model").click()
+    expect(summary).to_have_text("deployed")
+    with page.expect_download() as downloading:
+        page.locator("#download-artifact").click()
+    saved = tmp_path / downloading.value.suggested_filename
+    downloading.value.save_as(saved)
+    assert saved.suffix == ".safetensors" and saved.stat().st_size > 100
