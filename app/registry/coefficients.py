@@ -33,13 +33,14 @@ def linear_coefficients(
     """Each weight of a linear model: its column, category (text columns), class
     (classification) and value, on the standardized features (and, for a regression,
     the standardized target); the largest MAX_COEFFICIENTS by magnitude, largest first.
-    None for any other model."""
+    None for any other model, and for one whose weights are not all finite."""
     if model_type not in LINEAR or "0.weight" not in state:
         return None
     weights = state["0.weight"].detach().to(torch.float64).numpy()
     slots = encoded_slots(preprocessor)
     classes = preprocessor.target.classes
-    if weights.shape[1] != len(slots):
+    # A model that diverged has no weights worth reading (and JSON holds no NaN).
+    if weights.shape[1] != len(slots) or not np.isfinite(weights).all():
         return None
     rows: list[dict[str, Any]] = []
     for output in range(weights.shape[0]):

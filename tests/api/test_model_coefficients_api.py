@@ -58,3 +58,23 @@ def test_a_regressions_weights_have_no_class_and_trees_have_none(
                                    model={"type": "mlp", "hidden_layers": [4]},
                                    training={"rounds": 2}))  # fmt: skip
     assert mlp["coefficients"] is None
+
+
+def test_weights_that_are_not_finite_give_no_coefficients() -> None:
+    import torch
+
+    from app.registry.coefficients import linear_coefficients
+    from app.training.preprocessing import NumericFeature, Preprocessor, TargetEncoding
+
+    preprocessor = Preprocessor(
+        numeric=[NumericFeature("x", "float", 0.0, 0.0, 1.0)],
+        categorical=[],
+        target=TargetEncoding("y", "float", "regression"),
+        columns=["x"],
+    )
+    finite = {"0.weight": torch.tensor([[0.5]]), "0.bias": torch.tensor([0.0])}
+    assert linear_coefficients("linear_regression", finite, preprocessor) == [
+        {"feature": "x", "category": None, "class": None, "weight": 0.5}
+    ]
+    diverged = {"0.weight": torch.tensor([[float("nan")]]), "0.bias": torch.tensor([0.0])}
+    assert linear_coefficients("linear_regression", diverged, preprocessor) is None

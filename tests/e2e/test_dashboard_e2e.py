@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_system import System
@@ -43,6 +44,17 @@ def admin(system: System, *args: str) -> str:
     return done.stdout.strip()
 
 
+def own_key(system: System) -> str:
+    return str(system.client.headers["Authorization"]).removeprefix("Bearer ")
+
+
+def iris_through_the_api(system: System) -> dict[str, Any]:
+    upload = system.client.post(
+        "/v1/datasets", files={"file": ("iris.csv", table_to_csv(iris_table()))}
+    )
+    return system.wait_for(f"/v1/datasets/{upload.json()['id']}", {"ready", "failed"})
+
+
 def sign_in(page: Page, system: System, key: str) -> None:
     page.goto(f"{system.base_url}/ui/#/jobs")
     page.get_by_label("API key", exact=True).fill(key)
@@ -60,7 +72,7 @@ def shot(page: Page, name: str, tmp_path: Path) -> None:
 def test_upload_train_watch_and_predict_in_the_browser(
     system: System, browser: Browser, tmp_path: Path
 ) -> None:
-    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
+    key = own_key(system)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -149,11 +161,8 @@ def test_another_tenant_sees_nothing_and_a_revoked_key_goes_back_to_the_prompt(
 def test_a_sweep_and_a_named_model_in_the_browser(
     system: System, browser: Browser, tmp_path: Path
 ) -> None:
-    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
-    upload = system.client.post(
-        "/v1/datasets", files={"file": ("iris.csv", table_to_csv(iris_table()))}
-    )
-    dataset = system.wait_for(f"/v1/datasets/{upload.json()['id']}", {"ready", "failed"})
+    key = own_key(system)
+    dataset = iris_through_the_api(system)
     sweep = system.client.post(
         "/v1/sweeps",
         json={
@@ -201,7 +210,7 @@ UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input, select, button
 def test_every_page_labels_its_controls_and_fits_the_screen(
     system: System, browser: Browser, width: int
 ) -> None:
-    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
+    key = own_key(system)
     jobs = system.client.get("/v1/jobs").json()["data"]
     models = system.client.get("/v1/models").json()["data"]
     datasets = system.client.get("/v1/datasets").json()["data"]
@@ -227,7 +236,7 @@ def test_every_page_labels_its_controls_and_fits_the_screen(
 def test_a_file_dropped_on_the_page_is_uploaded_with_its_progress(
     system: System, browser: Browser
 ) -> None:
-    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
+    key = own_key(system)
     page = browser.new_page()
     sign_in(page, system, key)
     page.get_by_role("link", name="Datasets").click()
@@ -254,11 +263,8 @@ def test_a_file_dropped_on_the_page_is_uploaded_with_its_progress(
 def test_delete_shows_the_409_reason_and_a_model_is_undeployed_deployed_and_downloaded(
     system: System, browser: Browser, tmp_path: Path
 ) -> None:
-    key = str(system.client.headers["Authorization"]).removeprefix("Bearer ")
-    upload = system.client.post(
-        "/v1/datasets", files={"file": ("iris.csv", table_to_csv(iris_table()))}
-    )
-    dataset = system.wait_for(f"/v1/datasets/{upload.json()['id']}", {"ready", "failed"})
+    key = own_key(system)
+    dataset = iris_through_the_api(system)
     spec = {"dataset_id": dataset["id"], "target": "species", "distribution": {"shards": 2}}
     trained = system.client.post("/v1/jobs", json={**spec, "training": {"rounds": 2}}).json()
     done = system.wait_for(f"/v1/jobs/{trained['id']}", {"succeeded", "failed", "cancelled"})
