@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import time
 from functools import lru_cache
 from typing import Annotated
 
@@ -108,7 +109,9 @@ def get_sweep(session: SessionDep, tenant: TenantDep, sweep_id: str) -> SweepOut
 def sweep_trials(session: SessionDep, tenant: TenantDep, sweep_id: str) -> ListResponse[TrialOut]:
     """Every trial, by number: what `GET /v1/sweeps/{id}` lists, alone."""
     sweep = service.get_sweep(session, sweep_id, tenant)
-    return ListResponse[TrialOut](data=service.sweep_out(session, sweep).trials, has_more=False)
+    now = time.time()
+    trials = [service.trial_out(t, now) for t in service.trials_of(session, sweep)]
+    return ListResponse[TrialOut](data=trials, has_more=False)
 
 
 @router.post(
